@@ -1,0 +1,94 @@
+# smallfleet — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export SMALLFLEET_CACHE ?= $(HOME)/.cache/smallfleet
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.stamp: pyproject.toml
+	@echo "==> Python environment ($(VENV))"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.stamp ## Create the Python environment (idempotent)
+
+.PHONY: bins
+bins: ## Build the cluster binaries from Go modules into $SMALLFLEET_CACHE (cold: ~10 min)
+	@hack/build-bins.sh all >/dev/null
+
+.PHONY: triton-env
+triton-env: venv ## Unpack Triton from the nvidia-pytriton wheel and package the test models
+	@$(BIN)/python hack/triton_env.py
+
+.PHONY: lint
+lint: venv ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: fmt
+fmt: venv ## Format the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: typecheck
+typecheck: venv ## mypy --strict on the package
+	$(BIN)/mypy --strict operator/smallfleet
+
+.PHONY: layers
+layers: venv ## import-linter: only the kube layer imports the client; the pure core never imports kopf
+	$(BIN)/lint-imports
+
+.PHONY: chart-check
+chart-check: venv bins ## CRDs in the chart equal crds/; helm lint; helm template
+	@$(BIN)/python hack/check_chart.py
+
+.PHONY: docs
+docs: venv ## Regenerate the field reference from the CRD descriptions
+	$(BIN)/python hack/gen_reference.py
+
+.PHONY: unit
+unit: venv ## Unit tests of the pure core (no cluster)
+	$(BIN)/pytest tests/unit -q
+
+.PHONY: triton
+triton: triton-env ## Tests against a real Triton Inference Server (CPU)
+	$(BIN)/pytest tests/triton -q
+
+.PHONY: e2e
+e2e: venv bins ## End-to-end tests against a real local control plane
+	$(BIN)/pytest tests/e2e -q
+
+.PHONY: check
+check: lint typecheck layers chart-check ## Static checks
+
+.PHONY: test
+test: check unit triton e2e ## Everything CI runs
+
+.PHONY: bench
+bench: venv triton-env bins ## Benchmarks (print tables)
+	$(BIN)/python bench/run.py
+
+.PHONY: cluster
+cluster: venv bins ## Start the local multi-region KWOK cluster (writes ./kubeconfig)
+	$(BIN)/python -m hack.cluster up
+
+.PHONY: cluster-down
+cluster-down: venv ## Stop the local cluster
+	$(BIN)/python -m hack.cluster down
+
+.PHONY: demo
+demo: venv ## The main job: a fleet on a local (or your) cluster, printed as a table
+	$(BIN)/python -m hack.demo
+
+.PHONY: clean
+clean: ## Remove local build outputs (keeps the binary cache)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

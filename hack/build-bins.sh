@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Builds the local cluster's binaries (kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, etcd, kwok, kwokctl, helm, Flux's source- and
+# kustomize-controller) from Go modules, and fetches KEDA's CRDs from its module.
+# Outputs go to a cache outside the repository, keyed by hack/versions.env, so a
+# second run costs nothing. Prints the bin directory on its last line.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck disable=SC1091
+source "$here/versions.env"
+cache=${SMALLFLEET_CACHE:-$HOME/.cache/smallfleet}
+key=$(sha256sum "$here/versions.env" | cut -c1-12)
+bin="$cache/bin/$key"
+work="$cache/build/$key"
+mkdir -p "$bin" "$work"
+log() { printf '[build-bins] %s\n' "$*" >&2; }
+
+need() { for b in "$@"; do [ -x "$bin/$b" ] || return 0; done; return 1; }
+
+build_k8s() {
+  local mod="$work/k8s"
+  mkdir -p "$mod"
+  if [ ! -f "$mod/go.sum" ]; then
+    log "preparing wrapper module for k8s.io/kubernetes $KUBERNETES_VERSION"
+    local upstream
+    upstream=$(cd "$mod" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    {
+      echo "module smallfleet.local/k8sbins"
+      grep -m1 '^go ' "$upstream"
+      echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+      echo "require go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+      # Every staging module that upstream replaces with a local path gets its published tag.
+      awk '/^replace \(/{r=1;next} r&&/^\)/{r=0} r&&/=> \.\/staging/{print "replace " $1 " => " $1 " '"$KUBERNETES_STAGING_VERSION"'"}' "$upstream"
+    } > "$mod/go.mod"
+    cat > "$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+    log "go mod tidy (k8s)"
+    (cd "$mod" && go mod tidy)
+  fi
+  local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitTreeState=clean"
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    if [ ! -x "$bin/$c" ]; then
+      log "building $c (cold: minutes)"
+      (cd "$mod" && go build -trimpath -ldflags "$ld" -o "$bin/$c.tmp" "k8s.io/kubernetes/cmd/$c") && mv "$bin/$c.tmp" "$bin/$c"
+    fi
+  done
+  if [ ! -x "$bin/etcd" ]; then
+    log "building etcd $ETCD_VERSION"
+    (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3) && mv "$bin/etcd.tmp" "$bin/etcd"
+  fi
+}
+
+build_simple() { # name module-path version pkg ldflags
+  local name=$1 modpath=$2 version=$3 pkg=$4 ld=$5
+  [ -x "$bin/$name" ] && return 0
+  local mod="$work/$name"
+  mkdir -p "$mod"
+  log "building $name $version"
+  (
+    cd "$mod"
+    [ -f go.mod ] || { echo "module smallfleet.local/$name" > go.mod; }
+    GOFLAGS=-mod=mod go get "$modpath@$version" >/dev/null 2>&1 || GOFLAGS=-mod=mod go get "$modpath@$version"
+    GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ld" -o "$bin/$name.tmp" "$pkg"
+  ) && mv "$bin/$name.tmp" "$bin/$name"
+}
+
+build_flux() {
+  local mod="$work/flux"
+  mkdir -p "$mod"
+  if [ ! -f "$mod/go.mod" ]; then
+    cat > "$mod/go.mod" <<MOD
+module smallfleet.local/flux
+
+go 1.26
+
+require (
+	github.com/fluxcd/kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION
+	github.com/fluxcd/source-controller $FLUX_SOURCE_CONTROLLER_VERSION
+)
+
+replace github.com/opencontainers/go-digest => github.com/opencontainers/go-digest $FLUX_GO_DIGEST_VERSION
+
+replace github.com/fluxcd/pkg/artifact => github.com/fluxcd/pkg/artifact $FLUX_PKG_ARTIFACT_VERSION
+MOD
+  fi
+  for c in kustomize-controller source-controller; do
+    if [ ! -x "$bin/$c" ]; then
+      log "building $c"
+      (cd "$mod" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$bin/$c.tmp" "github.com/fluxcd/$c") && mv "$bin/$c.tmp" "$bin/$c"
+    fi
+  done
+  mkdir -p "$bin/crds/flux"
+  if [ -z "$(ls -A "$bin/crds/flux" 2>/dev/null)" ]; then
+    local d
+    for c in kustomize-controller source-controller; do
+      d=$(cd "$mod" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' "github.com/fluxcd/$c")
+      cp "$d"/config/crd/bases/*.yaml "$bin/crds/flux/"
+    done
+    chmod u+w "$bin/crds/flux/"*.yaml
+  fi
+}
+
+fetch_keda_crds() {
+  mkdir -p "$bin/crds/keda"
+  [ -n "$(ls -A "$bin/crds/keda" 2>/dev/null)" ] && return 0
+  log "fetching KEDA $KEDA_VERSION CRDs from its Go module"
+  local dir
+  dir=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "github.com/kedacore/keda/v2@$KEDA_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  cp "$dir"/config/crd/bases/*.yaml "$bin/crds/keda/"
+  chmod u+w "$bin/crds/keda/"*.yaml
+}
+
+what=${1:-all}
+case "$what" in
+  all|k8s) build_k8s ;;&
+  all|kwok)
+    build_simple kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION"
+    build_simple kwokctl sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwokctl "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION" ;;&
+  all|helm) build_simple helm helm.sh/helm/v4 "$HELM_VERSION" helm.sh/helm/v4/cmd/helm "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" ;;&
+  all|flux) build_flux ;;&
+  all|keda) fetch_keda_crds ;;&
+  *) ;;
+esac
+log "binaries ready in $bin"
+echo "$bin"
