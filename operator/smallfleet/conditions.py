@@ -23,17 +23,31 @@ ARTIFACT_VERIFIED: Final = "ArtifactVerified"
 CARBON_SIGNAL_STALE: Final = "CarbonSignalStale"
 SCALING_ACTIVE: Final = "ScalingActive"
 
-TYPES: Final = (READY, RECONCILING, STALLED, PLACED, ARTIFACT_VERIFIED, CARBON_SIGNAL_STALE, SCALING_ACTIVE)
+TYPES: Final = (
+    READY,
+    RECONCILING,
+    STALLED,
+    PLACED,
+    ARTIFACT_VERIFIED,
+    CARBON_SIGNAL_STALE,
+    SCALING_ACTIVE,
+)
 
 # Reasons (CamelCase, as the API conventions ask).
 REASON_AVAILABLE: Final = "Available"  # every Triton workload has its minimum of ready replicas
 REASON_PROGRESSING: Final = "Progressing"  # children applied, rollout not finished
 REASON_APPLYING: Final = "Applying"  # the operator is applying a new generation
-REASON_INVALID_SPEC: Final = "InvalidSpec"  # the spec fails a semantic check the CRD schema cannot express
-REASON_MISSING_MODEL: Final = "MissingModel"  # a pipeline step names a SmallModel that does not exist
+REASON_INVALID_SPEC: Final = (
+    "InvalidSpec"  # the spec fails a semantic check the CRD schema cannot express
+)
+REASON_MISSING_MODEL: Final = (
+    "MissingModel"  # a pipeline step names a SmallModel that does not exist
+)
 REASON_MODEL_NOT_READY: Final = "ModelNotReady"  # a pipeline step's SmallModel is itself not valid
 REASON_UNSCHEDULABLE: Final = "Unschedulable"  # the scheduler cannot place the Triton pods
-REASON_ARTIFACT_FAILED: Final = "ArtifactFailed"  # `smallfleet fetch` refused the artifact (digest, scheme, source)
+REASON_ARTIFACT_FAILED: Final = (
+    "ArtifactFailed"  # `smallfleet fetch` refused the artifact (digest, scheme, source)
+)
 REASON_MODEL_LOAD_FAILED: Final = "ModelLoadFailed"  # Triton could not load the model
 REASON_APPLY_FAILED: Final = "ApplyFailed"  # the API server refused a child object
 REASON_ROLLOUT_FAILED: Final = "RolloutFailed"  # the Deployment exceeded its progress deadline

@@ -19,8 +19,20 @@ from typing import Final, Literal
 
 ModelFormat = Literal["onnx", "pytorch", "tensorflow", "tensorrt", "python"]
 DataType = Literal[
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BF16", "BYTES",
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BF16",
+    "BYTES",
 ]
 ScalingMode = Literal["operator", "hpa", "keda", "none"]
 ScalingMetric = Literal["queueTime", "pendingRequests", "inferencesPerSecond", "gpuUtilization"]

@@ -1,0 +1,76 @@
+"""Operator-wide defaults, read once from the environment (which the Helm values set).
+
+One frozen object so that rendering stays pure: the renderer receives the
+settings as a value instead of reading the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from smallfleet.spec import DEFAULT_TRITON_IMAGE
+
+DEFAULT_OPERATOR_IMAGE: Final = "ghcr.io/smallfleet/smallfleet:0.1.0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    triton_image: str = DEFAULT_TRITON_IMAGE
+    operator_image: str = DEFAULT_OPERATOR_IMAGE  # runs `smallfleet fetch` as the init container
+    namespace: str | None = None  # watch one namespace; None watches all
+    carbon_provider: str = "static"  # static | electricitymaps | watttime | ukgrid | carbonawaresdk
+    carbon_provider_url: str | None = None
+    carbon_max_age_seconds: int = 3600
+    carbon_refresh_seconds: int = 300
+    region_zone_configmap: str | None = (
+        None  # "namespace/name" overriding the region -> grid-zone map
+    )
+    pue: float = 1.2
+    min_improvement_percent: float = 15.0
+    min_dwell_seconds: int = 1800
+    scrape_interval_seconds: float = 5.0
+    prometheus_url: str | None = None  # query Prometheus instead of scraping Triton pods
+    metrics_port: int = 8080
+    health_port: int = 8081
+
+
+def _env(env: Mapping[str, str], key: str) -> str | None:
+    value = env.get(f"SMALLFLEET_{key}")
+    return value if value else None
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    e = os.environ if env is None else env
+    d = Settings()
+
+    def s(key: str, default: str) -> str:
+        return _env(e, key) or default
+
+    def f(key: str, default: float) -> float:
+        v = _env(e, key)
+        return float(v) if v is not None else default
+
+    def i(key: str, default: int) -> int:
+        v = _env(e, key)
+        return int(v) if v is not None else default
+
+    return Settings(
+        triton_image=s("TRITON_IMAGE", d.triton_image),
+        operator_image=s("OPERATOR_IMAGE", d.operator_image),
+        namespace=_env(e, "NAMESPACE"),
+        carbon_provider=s("CARBON_PROVIDER", d.carbon_provider),
+        carbon_provider_url=_env(e, "CARBON_PROVIDER_URL"),
+        carbon_max_age_seconds=i("CARBON_MAX_AGE_SECONDS", d.carbon_max_age_seconds),
+        carbon_refresh_seconds=i("CARBON_REFRESH_SECONDS", d.carbon_refresh_seconds),
+        region_zone_configmap=_env(e, "REGION_ZONE_CONFIGMAP"),
+        pue=f("PUE", d.pue),
+        min_improvement_percent=f("MIN_IMPROVEMENT_PERCENT", d.min_improvement_percent),
+        min_dwell_seconds=i("MIN_DWELL_SECONDS", d.min_dwell_seconds),
+        scrape_interval_seconds=f("SCRAPE_INTERVAL_SECONDS", d.scrape_interval_seconds),
+        prometheus_url=_env(e, "PROMETHEUS_URL"),
+        metrics_port=i("METRICS_PORT", d.metrics_port),
+        health_port=i("HEALTH_PORT", d.health_port),
+    )
