@@ -27,12 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        mod = importlib.import_module(module)
-        add: Callable[[argparse.ArgumentParser], None] = mod.add_arguments
+        add: Callable[[argparse.ArgumentParser], None] = importlib.import_module(module).add_arguments
         add(p)
     args = parser.parse_args(argv)
-    module = importlib.import_module(COMMANDS[args.command][0])
-    run: Callable[[argparse.Namespace], int] = module.run
+    chosen = importlib.import_module(COMMANDS[args.command][0])
+    run: Callable[[argparse.Namespace], int] = chosen.run
     return run(args)
 
 
