@@ -23,15 +23,17 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="smallfleet", description=__doc__.splitlines()[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="smallfleet", description="smallfleet operator and tools")
     sub = parser.add_subparsers(dest="command", required=True)
+    chosen = argv[0] if argv else None
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        add: Callable[[argparse.ArgumentParser], None] = importlib.import_module(module).add_arguments
-        add(p)
+        if name == chosen:
+            add: Callable[[argparse.ArgumentParser], None] = importlib.import_module(module).add_arguments
+            add(p)
     args = parser.parse_args(argv)
-    chosen = importlib.import_module(COMMANDS[args.command][0])
-    run: Callable[[argparse.Namespace], int] = chosen.run
+    run: Callable[[argparse.Namespace], int] = importlib.import_module(COMMANDS[args.command][0]).run
     return run(args)
 
 
