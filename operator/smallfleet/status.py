@@ -1,0 +1,399 @@
+"""Status of a SmallModel or ModelPipeline, derived purely from its observed children.
+
+The operator's status is read by machines before people: `kubectl wait
+--for=condition=Ready`, Flux's kstatus, Argo CD's health check. They agree on
+three conditions: `Ready` (serving what the spec asks), `Reconciling` (work is
+in progress and will finish without help) and `Stalled` (it will not finish
+until a person acts), plus `observedGeneration`. Deriving them from the raw
+Deployment and Pod dicts in a pure function keeps the rules in one place and
+testable from recorded objects, and lets a restarted operator reach the same
+answer from the cluster alone, with no memory of what it did before.
+
+Stalled covers what the scheduler, the kubelet or Triton report and no retry
+will fix: pods the scheduler cannot place (its message names the missing
+resource), an artifact the fetch init container refused, a model Triton
+could not load, a rollout past its progress deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from smallfleet import conditions as c
+
+REGION_LABEL: Final = "topology.kubernetes.io/region"
+SMALLFLEET_REGION_LABEL: Final = "serving.smallfleet.io/region"
+# Containers whose failure means the artifact could not be fetched or verified.
+FETCH_CONTAINER_HINTS: Final = ("fetch", "model-fetch", "artifact")
+# Waiting reasons that will not clear by themselves.
+STUCK_WAITING_REASONS: Final = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+MAX_MESSAGE: Final = 1024
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something a person must fix, found in a child's status."""
+
+    reason: str  # one of the conditions.REASON_* values
+    message: str
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    name: str
+    region: str
+    desired: int
+    ready: int
+    updated: int
+    available: int
+    total: int  # pods of every revision, old ones included
+    rollout_done: bool
+    problem: Problem | None
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What status should say: conditions and the plain fields beside them."""
+
+    conditions: tuple[c.Condition, ...]
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _get(obj: Mapping[str, Any], *path: str) -> Any:
+    cur: Any = obj
+    for key in path:
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def _cond(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    found = _get(obj, "status", "conditions")
+    if not isinstance(found, list):
+        return None
+    for item in found:
+        if isinstance(item, Mapping) and item.get("type") == type_:
+            return item
+    return None
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def region_of(deployment: Mapping[str, Any]) -> str:
+    """The region a Deployment's pods are pinned to ('' when not pinned)."""
+    labels = _get(deployment, "metadata", "labels") or {}
+    for key in (SMALLFLEET_REGION_LABEL, REGION_LABEL):
+        value = labels.get(key)
+        if isinstance(value, str) and value:
+            return value
+    selector = _get(deployment, "spec", "template", "spec", "nodeSelector") or {}
+    value = selector.get(REGION_LABEL)
+    if isinstance(value, str):
+        return value
+    terms = _get(
+        deployment,
+        "spec",
+        "template",
+        "spec",
+        "affinity",
+        "nodeAffinity",
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        "nodeSelectorTerms",
+    )
+    for term in terms if isinstance(terms, list) else []:
+        for expr in term.get("matchExpressions") or []:
+            values = expr.get("values") or []
+            if expr.get("key") == REGION_LABEL and expr.get("operator") == "In" and values:
+                return str(values[0])
+    return ""
+
+
+def deployment_state(deployment: Mapping[str, Any]) -> DeploymentState:
+    """Rollout and readiness of one Deployment, by the rules kstatus applies."""
+    status = deployment.get("status") or {}
+    desired = _int(_get(deployment, "spec", "replicas"))
+    generation = _int(_get(deployment, "metadata", "generation"))
+    observed = _int(status.get("observedGeneration"))
+    updated = _int(status.get("updatedReplicas"))
+    total = _int(status.get("replicas"))
+    available = _int(status.get("availableReplicas"))
+    ready = _int(status.get("readyReplicas"))
+    rollout_done = (
+        observed >= generation and updated >= desired and total <= updated and available >= desired
+    )
+    problem: Problem | None = None
+    progressing = _cond(deployment, "Progressing")
+    if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
+        problem = Problem(
+            c.REASON_ROLLOUT_FAILED,
+            _clip(
+                f"Deployment {_get(deployment, 'metadata', 'name')}: "
+                f"{progressing.get('message') or 'progress deadline exceeded'}"
+            ),
+        )
+    return DeploymentState(
+        name=str(_get(deployment, "metadata", "name") or ""),
+        region=region_of(deployment),
+        desired=desired,
+        ready=ready,
+        updated=updated,
+        available=available,
+        total=total,
+        rollout_done=rollout_done,
+        problem=problem,
+    )
+
+
+def _is_fetch(name: str) -> bool:
+    return any(hint in name for hint in FETCH_CONTAINER_HINTS)
+
+
+def _container_failure(status: Mapping[str, Any]) -> str | None:
+    """A message when this container failed or is stuck, else None."""
+    for key in ("state", "lastState"):
+        terminated = _get(status, key, "terminated")
+        if isinstance(terminated, Mapping) and _int(terminated.get("exitCode")) != 0:
+            text = terminated.get("message") or terminated.get("reason") or "terminated"
+            return f"exit code {_int(terminated.get('exitCode'))}: {text}"
+        if key == "state":
+            waiting = _get(status, "state", "waiting")
+            if isinstance(waiting, Mapping) and waiting.get("reason") in STUCK_WAITING_REASONS:
+                last = _get(status, "lastState", "terminated")
+                if isinstance(last, Mapping) and (last.get("message") or last.get("reason")):
+                    return str(last.get("message") or last.get("reason"))
+                return f"{waiting.get('reason')}: {waiting.get('message') or ''}".rstrip(": ")
+    return None
+
+
+def pod_problem(pod: Mapping[str, Any]) -> Problem | None:
+    """Why this pod will not serve without a person acting, if it will not."""
+    if _get(pod, "metadata", "deletionTimestamp"):
+        return None
+    name = _get(pod, "metadata", "name") or "pod"
+    scheduled = _cond(pod, "PodScheduled")
+    if (
+        scheduled is not None
+        and scheduled.get("status") == "False"
+        and scheduled.get("reason") == "Unschedulable"
+    ):
+        return Problem(c.REASON_UNSCHEDULABLE, _clip(str(scheduled.get("message") or "")))
+    status = pod.get("status") or {}
+    for init in status.get("initContainerStatuses") or []:
+        failure = _container_failure(init)
+        if failure is not None:
+            return Problem(
+                c.REASON_ARTIFACT_FAILED,
+                _clip(f"{name}: init container {init.get('name')} failed: {failure}"),
+            )
+    for container in status.get("containerStatuses") or []:
+        failure = _container_failure(container)
+        if failure is not None:
+            reason = (
+                c.REASON_ARTIFACT_FAILED
+                if _is_fetch(str(container.get("name")))
+                else c.REASON_MODEL_LOAD_FAILED
+            )
+            return Problem(reason, _clip(f"{name}: container {container.get('name')}: {failure}"))
+    return None
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    ready = _cond(pod, "Ready")
+    return ready is not None and ready.get("status") == "True"
+
+
+def derive(
+    *,
+    deployments: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]] = (),
+    expected: Collection[str] = (),
+    digest: str | None = None,
+) -> Derived:
+    """Conditions and fields for a resource whose children are applied.
+
+    `expected` names the Deployments the current spec asks for; one that is
+    not observed yet keeps the resource Reconciling.
+    """
+    states = sorted((deployment_state(d) for d in deployments), key=lambda s: s.name)
+    seen = {s.name for s in states}
+    missing = sorted(set(expected) - seen)
+    problems = [s.problem for s in states if s.problem is not None]
+    problems += [p for p in (pod_problem(pod) for pod in pods) if p is not None]
+
+    desired = sum(s.desired for s in states)
+    ready = sum(s.ready for s in states)
+    regions = [
+        {"region": s.region, "deployment": s.name, "replicas": s.desired, "readyReplicas": s.ready}
+        for s in states
+    ]
+    fields: dict[str, Any] = {
+        "replicas": sum(s.total for s in states),
+        "readyReplicas": ready,
+        "desiredReplicas": desired,
+        "regions": regions,
+    }
+    placed = sorted({s.region for s in states if s.region})
+    if placed:
+        fields["region"] = placed[0] if len(placed) == 1 else ",".join(placed)
+
+    all_ready = (
+        bool(states)
+        and not missing
+        and all(s.rollout_done and s.ready >= s.desired for s in states)
+    )
+    any_pod_ready = any(_pod_ready(p) for p in pods)
+    if digest is not None:
+        fields["artifact"] = {"digest": digest, "verified": all_ready or any_pod_ready}
+
+    out: list[c.Condition] = []
+    if problems and not all_ready:
+        first = problems[0]
+        out += [
+            c.Condition(c.READY, "False", first.reason, first.message),
+            c.Condition(c.RECONCILING, "False", first.reason, "waiting for a person to act"),
+            c.Condition(c.STALLED, "True", first.reason, first.message),
+        ]
+    elif all_ready:
+        message = f"{ready}/{desired} replicas ready" + (
+            f" in {', '.join(placed)}" if placed else ""
+        )
+        out += [
+            c.Condition(c.READY, "True", c.REASON_AVAILABLE, message),
+            c.Condition(c.RECONCILING, "False", c.REASON_RECONCILED, message),
+            c.Condition(c.STALLED, "False", c.REASON_RECONCILED, ""),
+        ]
+    else:
+        message = (
+            f"waiting for Deployment {', '.join(missing)}"
+            if missing
+            else f"{ready}/{desired} replicas ready, rollout in progress"
+        )
+        out += [
+            c.Condition(c.READY, "False", c.REASON_PROGRESSING, message),
+            c.Condition(c.RECONCILING, "True", c.REASON_PROGRESSING, message),
+            c.Condition(c.STALLED, "False", c.REASON_PROGRESSING, ""),
+        ]
+    if digest is not None:
+        artifact_problem = next((p for p in problems if p.reason == c.REASON_ARTIFACT_FAILED), None)
+        if artifact_problem is not None:
+            out.append(
+                c.Condition(
+                    c.ARTIFACT_VERIFIED, "False", c.REASON_ARTIFACT_FAILED, artifact_problem.message
+                )
+            )
+        elif fields["artifact"]["verified"]:
+            out.append(
+                c.Condition(
+                    c.ARTIFACT_VERIFIED, "True", c.REASON_VERIFIED, f"{digest} matches the artifact"
+                )
+            )
+        else:
+            out.append(
+                c.Condition(
+                    c.ARTIFACT_VERIFIED, "Unknown", c.REASON_PENDING, "no pod has fetched it yet"
+                )
+            )
+    return Derived(conditions=tuple(out), fields=fields)
+
+
+def stalled(reason: str, message: str) -> Derived:
+    """Status for a resource the operator will not act on until it changes: nothing applied."""
+    message = _clip(message)
+    return Derived(
+        conditions=(
+            c.Condition(c.READY, "False", reason, message),
+            c.Condition(c.RECONCILING, "False", reason, "waiting for a person to act"),
+            c.Condition(c.STALLED, "True", reason, message),
+        )
+    )
+
+
+def applying(message: str) -> Derived:
+    """Status while a new generation is being applied."""
+    return Derived(
+        conditions=(
+            c.Condition(c.RECONCILING, "True", c.REASON_APPLYING, _clip(message)),
+            c.Condition(c.STALLED, "False", c.REASON_APPLYING, ""),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A condition whose status flipped (or appeared): worth a Kubernetes Event."""
+
+    type: str
+    old: str | None
+    new: str
+    reason: str
+    message: str
+
+
+def merge(
+    current: Mapping[str, Any] | None,
+    derived: Derived,
+    *,
+    now: str,
+    generation: int,
+) -> tuple[dict[str, Any], list[Transition]]:
+    """The status to write, and the condition flips it makes.
+
+    Only the conditions in `derived` are touched; those another part sets
+    (Placed, ScalingActive, ...) keep their value. Fields in `derived`
+    replace the current ones.
+    """
+    current = current or {}
+    old_conditions: list[Mapping[str, Any]] = [
+        x for x in current.get("conditions") or [] if isinstance(x, Mapping)
+    ]
+    conds: list[dict[str, Any]] = [dict(x) for x in old_conditions]
+    flips: list[Transition] = []
+    for new in derived.conditions:
+        before = c.get_condition(old_conditions, new.type)
+        old_status = None if before is None else str(before.get("status"))
+        if old_status != new.status:
+            flips.append(Transition(new.type, old_status, new.status, new.reason, new.message))
+        conds = c.set_condition(conds, new, now=now, observed_generation=generation)
+    status: dict[str, Any] = {
+        k: v for k, v in current.items() if k not in ("conditions", "observedGeneration")
+    }
+    status.update(derived.fields)
+    status["observedGeneration"] = generation
+    status["conditions"] = conds
+    return status, flips
+
+
+def status_patch(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch taking `current` to `new` at the top level (None clears a key)."""
+    current = current or {}
+    patch: dict[str, Any] = {k: v for k, v in new.items() if current.get(k) != v}
+    return patch
+
+
+def summary(conditions: Sequence[Mapping[str, Any]]) -> str:
+    """One word for the resource's state, for metrics and logs: Ready, Stalled, Reconciling or Unknown."""
+    for type_ in (c.STALLED, c.READY, c.RECONCILING):
+        found = c.get_condition(conditions, type_)
+        if found is not None and found.get("status") == "True":
+            return type_
+    return "Unknown"
