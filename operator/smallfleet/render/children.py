@@ -1,0 +1,480 @@
+"""The Kubernetes objects that realise a server plan.
+
+Per region one Deployment named `<plan>-<region>`, so a server can run in
+two regions at once while it moves: the new region's Deployment becomes
+Ready before the old one is deleted (make-before-break), and each keeps its
+own immutable selector. One Service selects every region's pods, so clients
+keep one address through a move. One ConfigMap carries the config.pbtxt
+files; its hash sits on the pod template, so a config change rolls the pods.
+
+The output is exactly what the operator applies with server-side apply, so
+it holds only fields the operator means to own: `replicas` is left out when
+an HPA or KEDA owns the scale, or the two managers would fight over it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from smallfleet.render.serverplan import ServerPlan
+from smallfleet.render.triton import (
+    EXIT_TIMEOUT_SECONDS,
+    GRPC_PORT,
+    HTTP_PORT,
+    METRICS_PORT,
+    config_key,
+    model_repository,
+    triton_args,
+    triton_config,
+)
+
+API_GROUP: Final = "serving.smallfleet.io"
+API_VERSION: Final = f"{API_GROUP}/v1alpha1"
+UNPLACED: Final = ""  # the `regions` key for a server not (yet) placed in any region
+
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_OWNER_KIND: Final = f"{API_GROUP}/owner-kind"
+LABEL_OWNER_NAME: Final = f"{API_GROUP}/owner-name"
+LABEL_REGION: Final = f"{API_GROUP}/region"
+MANAGED_BY: Final = "smallfleet"
+
+ANNOTATION_DIGEST: Final = f"{API_GROUP}/digest"
+ANNOTATION_CONFIG_HASH: Final = f"{API_GROUP}/config-hash"
+ANNOTATION_MODEL_OWNER: Final = f"{API_GROUP}/model-owner"
+ANNOTATION_MODEL_LICENSE: Final = f"{API_GROUP}/model-license"
+ANNOTATION_MODELS: Final = f"{API_GROUP}/models"
+
+NODE_REGION_LABEL: Final = "topology.kubernetes.io/region"
+NODE_ZONE_LABEL: Final = "topology.kubernetes.io/zone"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
+
+REPOSITORY_PATH: Final = "/models"
+CONFIG_PATH: Final = "/etc/smallfleet/config"
+RUN_AS: Final = 1000
+# Long enough for Triton's own drain of in-flight requests to finish first.
+TERMINATION_GRACE_SECONDS: Final = EXIT_TIMEOUT_SECONDS + 15
+# Triton answers HTTP only after its initial model loads; large artifacts on
+# a cold GPU take minutes, and killing the container then only starts over.
+STARTUP_PERIOD_SECONDS: Final = 5
+STARTUP_FAILURE_THRESHOLD: Final = 120
+# Downloading, verifying and loading count against the rollout's deadline.
+PROGRESS_DEADLINE_SECONDS: Final = 900
+REVISION_HISTORY_LIMIT: Final = 3
+# The python backend passes tensors through /dev/shm; a container's default is 64 MiB.
+SHM_SIZE: Final = "512Mi"
+FETCH_RESOURCES: Final[dict[str, dict[str, str]]] = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"memory": "512Mi"},
+}
+OPERATOR_SCALED: Final = frozenset({"operator", "none"})
+
+
+def common_labels(plan: ServerPlan) -> dict[str, str]:
+    """The labels every child of a plan carries (and the handler lists children by)."""
+    return {
+        LABEL_NAME: "triton",
+        LABEL_INSTANCE: plan.name,
+        LABEL_COMPONENT: "model-server",
+        LABEL_PART_OF: "smallfleet",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_OWNER_KIND: plan.owner_kind,
+        LABEL_OWNER_NAME: plan.owner_name,
+    }
+
+
+def selector_labels(plan: ServerPlan) -> dict[str, str]:
+    """Pods of every region of a plan (the Service and the PodDisruptionBudget select these)."""
+    return {
+        LABEL_NAME: "triton",
+        LABEL_INSTANCE: plan.name,
+        LABEL_OWNER_KIND: plan.owner_kind,
+    }
+
+
+def deployment_name(plan: ServerPlan, region: str) -> str:
+    return plan.name if region == UNPLACED else f"{plan.name}-{region}"
+
+
+def config_map_name(plan: ServerPlan) -> str:
+    return f"{plan.name}-config"
+
+
+def _owner_references(owner: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    if owner is None:
+        return []
+    meta = owner.get("metadata")
+    source: Mapping[str, Any] = meta if isinstance(meta, Mapping) else owner
+    return [
+        {
+            "apiVersion": str(owner.get("apiVersion", API_VERSION)),
+            "kind": str(owner["kind"]),
+            "name": str(source["name"]),
+            "uid": str(source["uid"]),
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def _metadata(
+    plan: ServerPlan,
+    name: str,
+    owner: Mapping[str, Any] | None,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": plan.namespace, "labels": dict(labels)}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    refs = _owner_references(owner)
+    if refs:
+        meta["ownerReferences"] = refs
+    return meta
+
+
+def _card_annotations(plan: ServerPlan) -> dict[str, str]:
+    out = {ANNOTATION_MODELS: ",".join(m.name for m in plan.models)}
+    if plan.card is not None:
+        out[ANNOTATION_MODEL_OWNER] = plan.card.owner
+        out[ANNOTATION_MODEL_LICENSE] = plan.card.license
+    return out
+
+
+def _digest_annotation(plan: ServerPlan) -> str:
+    """One model: its digest. Several: `model=digest` pairs, in load order."""
+    pairs = [(m.name, m.artifact.digest) for m in plan.models if m.artifact is not None]
+    if len(pairs) == 1:
+        return pairs[0][1]
+    return ",".join(f"{name}={digest}" for name, digest in pairs)
+
+
+def config_hash(data: Mapping[str, str]) -> str:
+    canonical = json.dumps(dict(sorted(data.items())), separators=(",", ":"), sort_keys=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _config_data(plan: ServerPlan) -> dict[str, str]:
+    return {config_key(m.name): triton_config(m) for m in sorted(plan.models, key=lambda m: m.name)}
+
+
+def _dns_label(text: str) -> str:
+    """`text` if it is short enough for a container name, else a stable shortened form."""
+    if len(text) <= 63:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{text[:54].rstrip('-')}-{digest}"
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+    }
+
+
+def _config_script(plan: ServerPlan) -> str:
+    """Shell commands that copy the ConfigMap's files into the writable repository."""
+    lines = ["set -eu"]
+    for path in model_repository(plan):
+        target = f"{REPOSITORY_PATH}/{path}"
+        if path.endswith("/"):
+            lines.append(f"mkdir -p {shlex.quote(target)}")
+            continue
+        model = path.split("/", 1)[0]
+        lines.append(f"mkdir -p {shlex.quote(f'{REPOSITORY_PATH}/{model}')}")
+        lines.append(
+            f"cp {shlex.quote(f'{CONFIG_PATH}/{config_key(model)}')} {shlex.quote(target)}"
+        )
+    return "\n".join(lines)
+
+
+def _init_containers(plan: ServerPlan) -> list[dict[str, Any]]:
+    mounts = [
+        {"name": "models", "mountPath": REPOSITORY_PATH},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    out: list[dict[str, Any]] = []
+    for m in plan.models:
+        if m.artifact is None:
+            continue
+        out.append(
+            {
+                "name": _dns_label(f"fetch-{m.name}"),
+                "image": plan.operator_image,
+                "command": [
+                    "smallfleet",
+                    "fetch",
+                    "--uri",
+                    m.artifact.uri,
+                    "--digest",
+                    m.artifact.digest,
+                    "--format",
+                    m.artifact.format,
+                    "--dest",
+                    f"{REPOSITORY_PATH}/{m.name}",
+                ],
+                "env": [{"name": "HOME", "value": "/tmp"}],
+                "resources": FETCH_RESOURCES,
+                "securityContext": _container_security(),
+                "volumeMounts": mounts,
+            }
+        )
+    # After the fetches, so the rendered config wins over any config.pbtxt an artifact carries.
+    out.append(
+        {
+            "name": "model-config",
+            "image": plan.operator_image,
+            "command": ["/bin/sh", "-c", _config_script(plan)],
+            "resources": FETCH_RESOURCES,
+            "securityContext": _container_security(),
+            "volumeMounts": [
+                *mounts,
+                {"name": "config", "mountPath": CONFIG_PATH, "readOnly": True},
+            ],
+        }
+    )
+    return out
+
+
+def _resources(plan: ServerPlan) -> dict[str, Any]:
+    r = plan.resources
+    requests: dict[str, Any] = {"cpu": r.cpu, "memory": r.memory}
+    # No CPU limit: throttling a latency-bound server hurts more than it protects.
+    limits: dict[str, Any] = {"memory": r.memory}
+    if r.gpus > 0:
+        requests[GPU_RESOURCE] = r.gpus
+        limits[GPU_RESOURCE] = r.gpus
+    return {"requests": requests, "limits": limits}
+
+
+def _probe(path: str, period: int, failures: int, timeout: int = 1) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _affinity(plan: ServerPlan, region: str) -> dict[str, Any]:
+    exprs: list[dict[str, Any]] = []
+    if region != UNPLACED:
+        exprs.append({"key": NODE_REGION_LABEL, "operator": "In", "values": [region]})
+    if plan.resources.gpus > 0:
+        if plan.resources.gpu_product:
+            exprs.append(
+                {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [plan.resources.gpu_product]}
+            )
+    else:
+        # CPU servers stay off GPU nodes, which are too scarce to hold them.
+        exprs.append({"key": GPU_PRODUCT_LABEL, "operator": "DoesNotExist"})
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": exprs}]
+            }
+        }
+    }
+
+
+def _deployment(
+    plan: ServerPlan,
+    region: str,
+    replicas: int,
+    owner: Mapping[str, Any] | None,
+    config_data: Mapping[str, str],
+) -> dict[str, Any]:
+    name = deployment_name(plan, region)
+    labels = {**common_labels(plan), LABEL_REGION: region}
+    selector = {**selector_labels(plan), LABEL_REGION: region}
+    pod_annotations = {
+        ANNOTATION_CONFIG_HASH: config_hash(config_data),
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(METRICS_PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    digest = _digest_annotation(plan)
+    if digest:
+        pod_annotations[ANNOTATION_DIGEST] = digest
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": _affinity(plan, region),
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": NODE_ZONE_LABEL,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": dict(selector)},
+            }
+        ],
+        "initContainers": _init_containers(plan),
+        "containers": [
+            {
+                "name": "triton",
+                "image": plan.image,
+                "command": ["tritonserver"],
+                "args": triton_args(plan, REPOSITORY_PATH),
+                "env": [{"name": "HOME", "value": "/tmp"}],
+                "ports": [
+                    {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+                    {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+                    {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+                ],
+                "startupProbe": _probe(
+                    "/v2/health/live", STARTUP_PERIOD_SECONDS, STARTUP_FAILURE_THRESHOLD
+                ),
+                "livenessProbe": _probe("/v2/health/live", 10, 3, timeout=5),
+                "readinessProbe": _probe("/v2/health/ready", 5, 3, timeout=3),
+                "resources": _resources(plan),
+                "securityContext": _container_security(),
+                "volumeMounts": [
+                    {"name": "models", "mountPath": REPOSITORY_PATH},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                    {"name": "dshm", "mountPath": "/dev/shm"},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "models", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+            {"name": "config", "configMap": {"name": config_map_name(plan)}},
+        ],
+    }
+    if plan.resources.gpus > 0:
+        pod_spec["tolerations"] = [
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    spec: dict[str, Any] = {}
+    if plan.scaling.mode in OPERATOR_SCALED:
+        spec["replicas"] = replicas
+    spec.update(
+        {
+            "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
+            "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
+            # Never below the wanted count during a rollout: a new pod must be Ready first.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": dict(labels), "annotations": pod_annotations},
+                "spec": pod_spec,
+            },
+        }
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(plan, name, owner, labels, _card_annotations(plan)),
+        "spec": spec,
+    }
+
+
+def _service(plan: ServerPlan, owner: Mapping[str, Any] | None) -> dict[str, Any]:
+    ports = [
+        ("http", HTTP_PORT, "http"),
+        ("grpc", GRPC_PORT, "kubernetes.io/h2c"),
+        ("metrics", METRICS_PORT, "http"),
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(plan, plan.name, owner, common_labels(plan)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(plan),
+            "ports": [
+                {
+                    "name": name,
+                    "port": port,
+                    "targetPort": name,
+                    "protocol": "TCP",
+                    "appProtocol": app,
+                }
+                for name, port, app in ports
+            ],
+        },
+    }
+
+
+def _config_map(
+    plan: ServerPlan, owner: Mapping[str, Any] | None, data: Mapping[str, str]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(plan, config_map_name(plan), owner, common_labels(plan)),
+        "data": dict(data),
+    }
+
+
+def _pdb(plan: ServerPlan, owner: Mapping[str, Any] | None, total: int) -> dict[str, Any]:
+    # With one replica no budget can keep the model serving through a drain, and
+    # minAvailable 1 would block the drain forever: say honestly that it may go.
+    budget: dict[str, Any] = {"minAvailable": 1} if total > 1 else {"maxUnavailable": 1}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(plan, plan.name, owner, common_labels(plan)),
+        "spec": {
+            **budget,
+            "selector": {"matchLabels": selector_labels(plan)},
+            # A pod that never got Ready (a model that fails to load) must not block drains.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def _autoscalers(
+    plan: ServerPlan, deployments: Sequence[str], owner: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """HPA or KEDA objects when the spec hands scaling to them (none otherwise)."""
+    return []
+
+
+def render_children(
+    plan: ServerPlan, *, owner: Mapping[str, Any] | None, regions: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """Every child object of a plan, in apply order: config, Service, Deployments, PDB, scalers.
+
+    `regions` maps each region the server runs in (UNPLACED for none) to its
+    replica count. `owner` is the owning custom object (or a mapping with
+    apiVersion, kind, name and uid); None renders no ownerReferences.
+    """
+    data = _config_data(plan)
+    ordered = sorted(regions.items())
+    deployments = [_deployment(plan, region, n, owner, data) for region, n in ordered]
+    children = [
+        _config_map(plan, owner, data),
+        _service(plan, owner),
+        *deployments,
+        _pdb(plan, owner, sum(n for _, n in ordered)),
+        *_autoscalers(plan, [d["metadata"]["name"] for d in deployments], owner),
+    ]
+    # Callers mutate and serialise these; no two may share a nested dict or list.
+    return copy.deepcopy(children)
