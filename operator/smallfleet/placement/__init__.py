@@ -1,0 +1,47 @@
+"""Carbon-aware placement: pure policies and the decision, fed by `smallfleet.providers`.
+
+Public surface for the runtime: `decide`, `plan_move`, the input values
+(`PlacementInput`, `NodeCapacity`, `CurrentPlacement`), the reading record
+(`CarbonReading`), the region table (`RegionTable`, `merge_zone_map`) and the
+energy estimates (`power_watts`, `grams_per_hour`).
+"""
+
+from smallfleet.placement.decide import Exclusion, PlacementDecision, decide
+from smallfleet.placement.energy import cpu_cores, gpu_power, grams_per_hour, power_watts
+from smallfleet.placement.moves import MovePlan, plan_move
+from smallfleet.placement.policies import (
+    CurrentPlacement,
+    NodeCapacity,
+    PlacementInput,
+    PolicyResult,
+)
+from smallfleet.placement.regions import (
+    RegionInfo,
+    RegionTable,
+    merge_zone_map,
+    parse_region_table,
+    with_zone_overrides,
+)
+from smallfleet.placement.signals import CarbonReading
+
+__all__ = [
+    "CarbonReading",
+    "CurrentPlacement",
+    "Exclusion",
+    "MovePlan",
+    "NodeCapacity",
+    "PlacementDecision",
+    "PlacementInput",
+    "PolicyResult",
+    "RegionInfo",
+    "RegionTable",
+    "cpu_cores",
+    "decide",
+    "gpu_power",
+    "grams_per_hour",
+    "merge_zone_map",
+    "parse_region_table",
+    "plan_move",
+    "power_watts",
+    "with_zone_overrides",
+]
