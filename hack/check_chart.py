@@ -1,0 +1,198 @@
+"""Check the Helm chart: CRDs identical to crds/, lint clean, labels everywhere.
+
+The CRD YAML in crds/ is the single source of truth for the API; the chart
+ships copies because Helm installs CRDs only from a chart's own crds/
+directory. Copies drift, so this check fails on any byte of difference and
+`--sync` is the only sanctioned way to update them. The chart is also linted
+strictly and rendered with several value sets (all namespaces, one namespace,
+several replicas with peering), and every rendered object must carry the
+standard app.kubernetes.io labels that tools select on.
+
+Usage: python hack/check_chart.py [--sync]
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hack.cluster import ensure_binaries
+
+REPO: Final = Path(__file__).resolve().parent.parent
+CHART: Final = REPO / "charts" / "smallfleet"
+CRDS: Final = REPO / "crds"
+CHART_CRDS: Final = CHART / "crds"
+STANDARD_LABELS: Final = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+    "helm.sh/chart",
+)
+# Value sets every check renders: the default, one watched namespace, and
+# several replicas (leader election through kopf peering), in both scopes.
+VALUE_SETS: Final[dict[str, tuple[str, ...]]] = {
+    "default": (),
+    "one-namespace": ("--set", "watchNamespace=models"),
+    "peering": ("--set", "replicas=3"),
+    "peering-one-namespace": ("--set", "replicas=2", "--set", "watchNamespace=models"),
+    "scaled-to-zero": ("--set", "replicas=0", "--set", "carbon.credentialsSecret.name=carbon"),
+}
+
+
+def helm_binary() -> Path:
+    return ensure_binaries(("helm",)) / "helm"
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(helm_binary()), *args], capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"helm {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
+def render(
+    *set_args: str, release: str = "smallfleet", namespace: str = "smallfleet-system"
+) -> list[dict[str, Any]]:
+    """`helm template` the chart (hooks included) and return its objects."""
+    out = helm("template", release, str(CHART), "--namespace", namespace, *set_args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def crd_files(directory: Path) -> dict[str, Path]:
+    if not directory.is_dir():
+        return {}
+    return {p.name: p for p in sorted(directory.iterdir()) if p.suffix in (".yaml", ".yml")}
+
+
+def sync_crds() -> list[str]:
+    """Make the chart's crds/ an exact copy of crds/; return what changed."""
+    source, target = crd_files(CRDS), crd_files(CHART_CRDS)
+    CHART_CRDS.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name, path in source.items():
+        if name not in target or not filecmp.cmp(path, target[name], shallow=False):
+            shutil.copyfile(path, CHART_CRDS / name)
+            changed.append(f"copied {name}")
+    for name, path in target.items():
+        if name not in source:
+            path.unlink()
+            changed.append(f"removed {name}")
+    return changed
+
+
+def check_crds() -> list[str]:
+    source, target = crd_files(CRDS), crd_files(CHART_CRDS)
+    problems = []
+    if not source:
+        problems.append(f"{CRDS} holds no CRD files")
+    for name in sorted(source.keys() | target.keys()):
+        if name not in target:
+            problems.append(f"charts/smallfleet/crds/{name} is missing (run with --sync)")
+        elif name not in source:
+            problems.append(
+                f"charts/smallfleet/crds/{name} has no source in crds/ (run with --sync)"
+            )
+        elif source[name].read_bytes() != target[name].read_bytes():
+            problems.append(
+                f"charts/smallfleet/crds/{name} differs from crds/{name} (run with --sync)"
+            )
+    return problems
+
+
+def missing_labels(objects: Sequence[Mapping[str, Any]]) -> list[str]:
+    problems = []
+    for obj in objects:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        absent = [label for label in STANDARD_LABELS if label not in labels]
+        if absent:
+            problems.append(f"{obj['kind']}/{obj['metadata']['name']} lacks {', '.join(absent)}")
+        template = obj.get("spec", {}).get("template", {}).get("metadata")
+        if template is not None:
+            absent = [
+                label for label in STANDARD_LABELS if label not in (template.get("labels") or {})
+            ]
+            if absent:
+                problems.append(
+                    f"{obj['kind']}/{obj['metadata']['name']} pod template lacks {', '.join(absent)}"
+                )
+    return problems
+
+
+_KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z][A-Za-z0-9]*):(?P<value>.*)$")
+
+
+def undocumented_values(text: str) -> list[str]:
+    """values.yaml keys with neither a comment above them nor a commented parent."""
+    problems = []
+    documented_at: list[tuple[int, bool]] = []  # (indent, documented) of open parents
+    previous = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        m = _KEY.match(line)
+        if m:
+            indent = len(m["indent"])
+            while documented_at and documented_at[-1][0] >= indent:
+                documented_at.pop()
+            documented = previous.startswith("#") or any(d for _, d in documented_at)
+            if not m["key"][0].islower():
+                problems.append(f"values key {m['key']!r} is not camelCase")
+            if m["value"].strip() and not documented:
+                problems.append(f"values key {m['key']!r} has no comment")
+            documented_at.append((indent, documented))
+        if stripped:
+            previous = stripped
+    return problems
+
+
+def check_chart() -> list[str]:
+    problems = check_crds()
+    problems += undocumented_values((CHART / "values.yaml").read_text())
+    for name, args in VALUE_SETS.items():
+        lint = helm("lint", "--strict", str(CHART), *args, check=False)
+        if lint.returncode != 0:
+            problems.append(f"helm lint --strict ({name}) failed:\n{lint.stdout}{lint.stderr}")
+            continue
+        try:
+            objects = render(*args)
+        except RuntimeError as exc:
+            problems.append(f"helm template ({name}): {exc}")
+            continue
+        problems += [f"({name}) {p}" for p in missing_labels(objects)]
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Check the smallfleet Helm chart.")
+    parser.add_argument("--sync", action="store_true", help="copy crds/ into the chart first")
+    args = parser.parse_args(argv)
+    if args.sync:
+        for change in sync_crds():
+            print(f"chart CRDs: {change}")
+    problems = check_chart()
+    for problem in problems:
+        print(f"FAIL {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(
+        f"chart OK: CRDs identical to crds/, lint clean and labels present in {len(VALUE_SETS)} value sets"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

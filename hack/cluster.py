@@ -1,0 +1,635 @@
+"""The local multi-region cluster: a real control plane with fake GPU nodes.
+
+`make cluster`, `make demo` and the end-to-end tests all need the same thing:
+kube-apiserver, etcd, kube-controller-manager and kube-scheduler built from Go
+modules, run by kwokctl's binary runtime, with KWOK simulating GPU nodes in
+three regions. This module is the one place that knows how to start, reuse,
+check and stop it, so the command line and the pytest fixtures cannot drift.
+
+Two properties matter more than speed:
+
+* Nothing is downloaded at start: every component binary is passed to kwokctl
+  explicitly (its defaults point at release sites this machine cannot reach).
+* Every address is loopback (see hack/kwok/kwokctl.yaml). `Cluster.assert_loopback`
+  fails loudly if a node, Service or pod address leaves 127.0.0.0/8, before any
+  traffic is sent.
+
+Usage: python -m hack.cluster up|down|status|kubeconfig [--name NAME] [--kubeconfig PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import yaml
+
+REPO: Final = Path(__file__).resolve().parent.parent
+HACK: Final = REPO / "hack"
+KWOK_DIR: Final = HACK / "kwok"
+KWOKCTL_CONFIG: Final = KWOK_DIR / "kwokctl.yaml"
+NODES_MANIFEST: Final = KWOK_DIR / "nodes.yaml"
+CACHE: Final = Path(os.environ.get("SMALLFLEET_CACHE", Path.home() / ".cache" / "smallfleet"))
+KWOK_HOME: Final = Path(os.environ.get("KWOK_WORKDIR", Path.home() / ".kwok"))
+
+DEFAULT_NAME: Final = "smallfleet"
+NAME_ENV: Final = "SMALLFLEET_CLUSTER_NAME"
+LOOPBACK: Final = ipaddress.ip_network("127.0.0.0/8")
+
+# What the cluster needs from hack/build-bins.sh, by build target.
+BUILD_TARGETS: Final[dict[str, tuple[str, ...]]] = {
+    "k8s": ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd"),
+    "kwok": ("kwok", "kwokctl"),
+    "helm": ("helm",),
+}
+REGIONS: Final = ("eu-north-1", "eu-west-1", "us-east-1")
+GPU_TAINT_KEY: Final = "nvidia.com/gpu"
+START_TIMEOUT_S: Final = 180.0
+
+T = TypeVar("T")
+
+
+class ClusterError(RuntimeError):
+    """A component failed; the message carries its output so the cause is visible."""
+
+
+def log(message: str) -> None:
+    print(f"[cluster] {message}", file=sys.stderr, flush=True)
+
+
+def cluster_name(default: str = DEFAULT_NAME) -> str:
+    return os.environ.get(NAME_ENV) or default
+
+
+# --------------------------------------------------------------------------- binaries
+
+
+def bin_dir_for_versions() -> Path:
+    """The directory hack/build-bins.sh builds into (keyed by hack/versions.env)."""
+    key = hashlib.sha256((HACK / "versions.env").read_bytes()).hexdigest()[:12]
+    return CACHE / "bin" / key
+
+
+def _missing(bin_dir: Path, names: Sequence[str]) -> list[str]:
+    return [n for n in names if not os.access(bin_dir / n, os.X_OK)]
+
+
+def _build_running() -> list[int]:
+    out = subprocess.run(
+        ["pgrep", "-f", "build-bins.sh"], capture_output=True, text=True, check=False
+    ).stdout
+    return [int(p) for p in out.split() if int(p) != os.getpid()]
+
+
+def ensure_binaries(targets: Sequence[str] = tuple(BUILD_TARGETS)) -> Path:
+    """Return the bin directory, building what is missing with hack/build-bins.sh.
+
+    Builds are serialised: a build already running (started by anyone) is waited
+    for rather than raced, and a lock keeps two callers from starting two.
+    """
+    bin_dir = bin_dir_for_versions()
+    wanted = [b for t in targets for b in BUILD_TARGETS.get(t, ())]
+    if not _missing(bin_dir, wanted):
+        return bin_dir
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with _file_lock(CACHE / "build-bins.lock"):
+        waited = 0.0
+        while _missing(bin_dir, wanted) and _build_running():
+            if waited % 60 == 0:
+                log(f"a build is running; waiting for {', '.join(_missing(bin_dir, wanted))}")
+            time.sleep(5)
+            waited += 5
+        for target in targets:
+            if not _missing(bin_dir, BUILD_TARGETS.get(target, ())):
+                continue
+            log(f"building {target} binaries (cold builds take minutes; progress below)")
+            proc = subprocess.run(
+                [str(HACK / "build-bins.sh"), target],
+                stdout=subprocess.PIPE,
+                text=True,
+                check=False,
+            )
+            lines = proc.stdout.strip().splitlines()
+            if proc.returncode != 0 or not lines:
+                raise ClusterError(f"hack/build-bins.sh {target} failed (exit {proc.returncode})")
+            bin_dir = Path(lines[-1])
+    missing = _missing(bin_dir, wanted)
+    if missing:
+        raise ClusterError(f"binaries still missing in {bin_dir}: {', '.join(missing)}")
+    return bin_dir
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(
+    argv: Sequence[str | Path],
+    *,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 300.0,
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(a) for a in argv],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise ClusterError(
+            f"`{' '.join(str(a) for a in argv)}` exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
+        )
+    return proc
+
+
+def wait_for(
+    predicate: Callable[[], T | None],
+    timeout: float,
+    message: str | Callable[[], str],
+    interval: float = 0.5,
+) -> T:
+    """Poll `predicate` until it returns something truthy; return that value.
+
+    An exception inside the predicate counts as "not yet" but is reported if the
+    wait times out, so a failing wait says what it last saw.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the predicate's own failure is only "not yet"
+            last_error = exc
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            if last_error is not None:
+                text += f" (last error: {last_error})"
+            raise TimeoutError(f"{text} — gave up after {timeout:.0f}s")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running cluster: where its kubeconfig and binaries are, and how to talk to it."""
+
+    name: str
+    kubeconfig: Path
+    bin_dir: Path
+    created: bool = field(default=False, compare=False)  # False when an existing one was reused
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+    def kubectl(
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120.0,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        kc = kubeconfig or self.kubeconfig
+        return _run(
+            [self.bin_dir / "kubectl", f"--kubeconfig={kc}", *args],
+            env=self.env,
+            input=input,
+            check=check,
+            timeout=timeout,
+        )
+
+    def kubectl_json(self, *args: str, kubeconfig: Path | None = None) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json", kubeconfig=kubeconfig).stdout)
+
+    def apply_yaml(
+        self,
+        text_or_path: str | Path,
+        server_side: bool = True,
+        namespace: str | None = None,
+        field_manager: str = "smallfleet-tests",
+    ) -> subprocess.CompletedProcess[str]:
+        """Apply manifests from a file, a directory or YAML text."""
+        args = ["apply"]
+        if server_side:
+            args += ["--server-side", "--force-conflicts", f"--field-manager={field_manager}"]
+        if namespace:
+            args += ["-n", namespace]
+        is_path = isinstance(text_or_path, Path) or (
+            "\n" not in text_or_path and Path(text_or_path).exists()
+        )
+        if is_path:
+            return self.kubectl(*args, "-f", str(text_or_path))
+        return self.kubectl(*args, "-f", "-", input=str(text_or_path))
+
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 300.0
+    ) -> subprocess.CompletedProcess[str]:
+        return _run(
+            [self.bin_dir / "helm", f"--kubeconfig={self.kubeconfig}", *args],
+            env=self.env,
+            check=check,
+            timeout=timeout,
+        )
+
+    def wait_for(
+        self,
+        predicate: Callable[[], T | None],
+        timeout: float,
+        message: str | Callable[[], str],
+        interval: float = 0.5,
+    ) -> T:
+        return wait_for(predicate, timeout, message, interval)
+
+    def healthy(self) -> bool:
+        if not self.kubeconfig.exists():
+            return False
+        proc = self.kubectl("get", "--raw", "/readyz", check=False, timeout=15)
+        return proc.returncode == 0 and proc.stdout.strip() == "ok"
+
+    def assert_loopback(self) -> None:
+        """Fail loudly if any node, Service or pod address is outside 127.0.0.0/8."""
+        bad: list[str] = []
+        for node in self.kubectl_json("get", "nodes")["items"]:
+            for addr in node.get("status", {}).get("addresses", []):
+                if addr["type"] in ("InternalIP", "ExternalIP") and not _is_loopback(
+                    addr["address"]
+                ):
+                    bad.append(f"node {node['metadata']['name']} {addr['type']} {addr['address']}")
+        for svc in self.kubectl_json("get", "services", "-A")["items"]:
+            for ip in svc["spec"].get("clusterIPs") or [svc["spec"].get("clusterIP")]:
+                if ip and ip != "None" and not _is_loopback(ip):
+                    meta = svc["metadata"]
+                    bad.append(f"service {meta['namespace']}/{meta['name']} ClusterIP {ip}")
+        for pod in self.kubectl_json("get", "pods", "-A")["items"]:
+            for entry in pod.get("status", {}).get("podIPs") or []:
+                if not _is_loopback(entry["ip"]):
+                    meta = pod["metadata"]
+                    bad.append(f"pod {meta['namespace']}/{meta['name']} IP {entry['ip']}")
+        if bad:
+            raise ClusterError(
+                "cluster addresses outside 127.0.0.0/8 (refusing to send traffic to them; "
+                f"check {KWOKCTL_CONFIG}):\n  " + "\n  ".join(bad)
+            )
+
+    def server_and_ca(self) -> tuple[str, str]:
+        """The API server URL and its CA (base64), from the admin kubeconfig."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        cluster = config["clusters"][0]["cluster"]
+        ca = cluster.get("certificate-authority-data")
+        if ca is None:
+            ca = base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+        return cluster["server"], ca
+
+    def token_kubeconfig(
+        self, service_account: str, namespace: str, path: Path, duration: str = "24h"
+    ) -> Path:
+        """Write a kubeconfig that authenticates as a ServiceAccount (a bound token)."""
+        token = self.kubectl(
+            "create", "token", service_account, "-n", namespace, f"--duration={duration}"
+        ).stdout.strip()
+        server, ca = self.server_and_ca()
+        user = f"system:serviceaccount:{namespace}:{service_account}"
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": self.name, "cluster": {"server": server, "certificate-authority-data": ca}}
+            ],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": user,
+                    "context": {"cluster": self.name, "user": user, "namespace": namespace},
+                }
+            ],
+            "current-context": user,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address) in LOOPBACK
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def _kwokctl(
+    bin_dir: Path, *args: str, check: bool = True, timeout: float = 300.0
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return _run([bin_dir / "kwokctl", *args], env=env, check=check, timeout=timeout)
+
+
+def exists(name: str, bin_dir: Path | None = None) -> bool:
+    bin_dir = bin_dir or bin_dir_for_versions()
+    if not os.access(bin_dir / "kwokctl", os.X_OK):
+        return (KWOK_HOME / "clusters" / name).is_dir()
+    out = _kwokctl(bin_dir, "get", "clusters", check=False).stdout
+    return name in out.split()
+
+
+def _component_log_tail(name: str, lines: int = 30) -> str:
+    logs = KWOK_HOME / "clusters" / name / "logs"
+    if not logs.is_dir():
+        return "(no component logs)"
+    parts = []
+    for f in sorted(logs.glob("*.log")):
+        tail = f.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {f.name}\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
+def up(name: str, kubeconfig: Path, bin_dir: Path | None = None) -> Cluster:
+    """Start the cluster NAME (or reuse a healthy one), add the nodes, write KUBECONFIG."""
+    bin_dir = bin_dir or ensure_binaries()
+    kubeconfig = kubeconfig.resolve()
+    with _file_lock(CACHE / "clusters" / f"{name}.lock"):
+        created = False
+        if exists(name, bin_dir):
+            _write_kubeconfig(name, bin_dir, kubeconfig)
+            cluster = Cluster(name, kubeconfig, bin_dir)
+            if cluster.healthy():
+                log(f"reusing cluster {name!r}")
+            else:
+                log(f"cluster {name!r} exists but does not answer; recreating it")
+                _delete(name, bin_dir)
+        if not exists(name, bin_dir):
+            _create(name, bin_dir)
+            created = True
+            _write_kubeconfig(name, bin_dir, kubeconfig)
+        cluster = Cluster(name, kubeconfig, bin_dir, created=created)
+        try:
+            wait_for(
+                cluster.healthy, START_TIMEOUT_S, f"kube-apiserver of {name!r} never became ready"
+            )
+            _add_nodes(cluster)
+            cluster.assert_loopback()
+        except (ClusterError, TimeoutError) as exc:
+            raise ClusterError(f"{exc}\n{_component_log_tail(name)}") from exc
+        return cluster
+
+
+def _create(name: str, bin_dir: Path) -> None:
+    log(f"creating cluster {name!r} (kwokctl, binary runtime, nothing downloaded)")
+    # kwokctl records the new context in this kubeconfig; a throwaway one keeps
+    # the user's ~/.kube/config untouched. The real one is written afterwards.
+    scratch = CACHE / "clusters" / f"{name}.kwokctl-kubeconfig"
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    args = [
+        "create",
+        "cluster",
+        f"--name={name}",
+        "--runtime=binary",
+        f"--config={KWOKCTL_CONFIG}",
+        f"--kubeconfig={scratch}",
+        f"--kube-apiserver-binary={bin_dir / 'kube-apiserver'}",
+        f"--kube-controller-manager-binary={bin_dir / 'kube-controller-manager'}",
+        f"--kube-scheduler-binary={bin_dir / 'kube-scheduler'}",
+        f"--etcd-binary={bin_dir / 'etcd'}",
+        f"--kwok-controller-binary={bin_dir / 'kwok'}",
+        f"--kubectl-binary={bin_dir / 'kubectl'}",
+        "--kube-authorization=true",
+        "--wait=2m",
+    ]
+    proc = _kwokctl(bin_dir, *args, check=False, timeout=300)
+    if proc.returncode != 0:
+        detail = f"--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}\n{_component_log_tail(name)}"
+        _kwokctl(bin_dir, "delete", "cluster", f"--name={name}", check=False)
+        raise ClusterError(
+            f"kwokctl create cluster {name!r} failed (exit {proc.returncode})\n{detail}"
+        )
+
+
+def _write_kubeconfig(name: str, bin_dir: Path, kubeconfig: Path) -> None:
+    text = _kwokctl(bin_dir, "get", "kubeconfig", f"--name={name}").stdout
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=kubeconfig.parent, prefix=".kubeconfig-")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, kubeconfig)
+
+
+def _add_nodes(cluster: Cluster) -> None:
+    cluster.apply_yaml(NODES_MANIFEST, server_side=False)
+    expected = {
+        doc["metadata"]["name"]
+        for doc in yaml.safe_load_all(NODES_MANIFEST.read_text())
+        if doc and doc.get("kind") == "Node"
+    }
+
+    def all_ready() -> bool:
+        items = cluster.kubectl_json("get", "nodes")["items"]
+        ready = {
+            n["metadata"]["name"]
+            for n in items
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        }
+        return expected <= ready
+
+    cluster.wait_for(all_ready, 60, f"KWOK never marked the nodes Ready: {sorted(expected)}")
+
+
+def _cluster_pids(name: str) -> list[int]:
+    """Processes whose command line points into this cluster's kwokctl directory."""
+    marker = str(KWOK_HOME / "clusters" / name) + "/"
+    pids = []
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            cmdline = (
+                (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
+        except OSError:
+            continue
+        if marker in cmdline and int(proc_dir.name) != os.getpid():
+            pids.append(int(proc_dir.name))
+    return pids
+
+
+def _delete(name: str, bin_dir: Path) -> None:
+    _kwokctl(bin_dir, "delete", "cluster", f"--name={name}", check=False)
+    deadline = time.monotonic() + 15
+    while _cluster_pids(name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stray = _cluster_pids(name)
+    for pid in stray:
+        log(f"stopping stray process {pid} of cluster {name!r}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    leftover = KWOK_HOME / "clusters" / name
+    if leftover.exists():
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def down(name: str) -> None:
+    """Delete the cluster NAME and make sure none of its processes survive."""
+    bin_dir = bin_dir_for_versions()
+    with _file_lock(CACHE / "clusters" / f"{name}.lock"):
+        if not exists(name, bin_dir) and not _cluster_pids(name):
+            log(f"no cluster {name!r}")
+            return
+        log(f"deleting cluster {name!r}")
+        _delete(name, bin_dir)
+        stray = _cluster_pids(name)
+        if stray:
+            raise ClusterError(f"processes of cluster {name!r} survived deletion: {stray}")
+        (CACHE / "clusters" / f"{name}.persistent").unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- shared use
+
+
+def _users_dir(name: str) -> Path:
+    return CACHE / "clusters" / f"{name}.users"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def shared(name: str, kubeconfig: Path, keep: bool = False) -> Iterator[Cluster]:
+    """Use cluster NAME for the duration of the block, sharing it with other users.
+
+    Each user registers its pid; the last one out deletes the cluster, unless it
+    was started by `python -m hack.cluster up` (meant to outlive test runs) or
+    `keep` is set.
+    """
+    users = _users_dir(name)
+    users.mkdir(parents=True, exist_ok=True)
+    me = users / str(os.getpid())
+    me.touch()
+    try:
+        yield up(name, kubeconfig)
+    finally:
+        me.unlink(missing_ok=True)
+        with _file_lock(CACHE / "clusters" / f"{name}.lock"):
+            alive = [p for p in users.iterdir() if p.name.isdigit() and _pid_alive(int(p.name))]
+            for p in users.iterdir():
+                if p not in alive:
+                    p.unlink(missing_ok=True)
+            persistent = (CACHE / "clusters" / f"{name}.persistent").exists()
+        if not alive and not persistent and not keep:
+            down(name)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def status(name: str, kubeconfig: Path) -> int:
+    bin_dir = bin_dir_for_versions()
+    if not exists(name, bin_dir):
+        print(f"cluster {name!r}: absent")
+        return 1
+    cluster = Cluster(name, kubeconfig.resolve(), bin_dir)
+    if not cluster.kubeconfig.exists():
+        _write_kubeconfig(name, bin_dir, cluster.kubeconfig)
+    if not cluster.healthy():
+        print(f"cluster {name!r}: present but not answering")
+        return 1
+    print(f"cluster {name!r}: ready (kubeconfig {cluster.kubeconfig})")
+    print(
+        cluster.kubectl(
+            "get", "nodes", "-L", "topology.kubernetes.io/region,nvidia.com/gpu.product"
+        ).stdout,
+        end="",
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hack.cluster", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig"])
+    parser.add_argument("--name", default=cluster_name(), help=f"cluster name (env {NAME_ENV})")
+    parser.add_argument(
+        "--kubeconfig", type=Path, default=Path("kubeconfig"), help="where to write the kubeconfig"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            cluster = up(args.name, args.kubeconfig)
+            (CACHE / "clusters" / f"{args.name}.persistent").touch()
+            nodes = cluster.kubectl(
+                "get", "nodes", "-L", "topology.kubernetes.io/region,nvidia.com/gpu.product"
+            )
+            print(nodes.stdout, end="")
+            print(
+                f"\ncluster {args.name!r} is up.\n  export KUBECONFIG={cluster.kubeconfig}\n  make cluster-down   # to stop it"
+            )
+            return 0
+        if args.command == "down":
+            down(args.name)
+            return 0
+        if args.command == "status":
+            return status(args.name, args.kubeconfig)
+        bin_dir = bin_dir_for_versions()
+        print(_kwokctl(bin_dir, "get", "kubeconfig", f"--name={args.name}").stdout, end="")
+        return 0
+    except (ClusterError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
