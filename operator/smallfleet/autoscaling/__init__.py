@@ -1,0 +1,16 @@
+"""Autoscaling from Triton's own metrics: a pure decision, called on a timer by the operator.
+
+See `smallfleet.autoscaling.decision` for the algorithm and how to call it;
+the metrics come from `smallfleet.metricsource` (I/O) through
+`smallfleet.tritonmetrics` (pure).
+"""
+
+from smallfleet.autoscaling.decision import (
+    Recommendation,
+    ScalerState,
+    ScalingDecision,
+    decide,
+    effective_max,
+)
+
+__all__ = ["Recommendation", "ScalerState", "ScalingDecision", "decide", "effective_max"]

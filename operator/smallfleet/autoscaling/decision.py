@@ -1,0 +1,317 @@
+"""How many Triton replicas a model needs, from Triton's own load signals.
+
+The algorithm is the one Kubernetes' HorizontalPodAutoscaler uses, so that
+people who know the HPA can predict it, with the differences a Triton fleet
+needs:
+
+1. A raw recommendation from the chosen metric. Metrics that add up over
+   replicas (`pendingRequests`, `inferencesPerSecond`) give
+   `ceil(total / target)`; metrics that are averages (`queueTime`,
+   `gpuUtilization`) give `ceil(ready * value / target)`. Inside the
+   tolerance band (`|value / target - 1| <= tolerance`) the recommendation is
+   the current count.
+2. Queue time that dynamic batching absorbs is not load. Triton holds a
+   request in its queue on purpose while it forms a batch, so a queue time
+   above target is a reason to scale up only when the server is actually
+   behind: the pending requests per ready replica are at least one full
+   batch (`max_batch_size`, or 1 when the model does not batch) or the
+   batches it forms are already full. Otherwise the recommendation holds
+   the current count (reason `QueueAbsorbedByBatching`).
+3. Stabilisation over the recommendation history: scale up to the lowest
+   recommendation of the scale-up window, down to the highest of the
+   scale-down window. With the defaults (0 s up, 120 s down) that is "up at
+   once, down only after two quiet minutes".
+4. Step limits per decision (`maxScaleUpStep`, `maxScaleDownStep`), then the
+   bounds: `[minReplicas, maxReplicas]`, where a carbon cap lowers the upper
+   bound to `carbonCap.maxReplicas` (never below `minReplicas`) while the
+   region's grid intensity is above `carbonCap.aboveIntensity`.
+
+Missing or stale metrics never scale down: with no sample the count holds;
+with a sample from only some replicas the count may rise but not fall.
+
+How the operator calls it: keep one `ScalerState` per SmallModel (start from
+`ScalerState()`; after a restart that is all there is to rebuild — the
+history refills within one scale-down window, and until then the model can
+only scale up, which is the safe direction). Every scrape interval
+(`Settings.scrape_interval_seconds`), build a `LoadSample` with
+`smallfleet.metricsource`, call `decide`, keep the returned state, and write
+`decision.desired` to the scale subresource when it differs from
+`decision.current`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from smallfleet.spec import Scaling
+from smallfleet.tritonmetrics import LoadSample
+
+# Reasons (CamelCase) carried in the decision, for status.scaling and Events.
+SCALED_UP: Final = "ScaledUp"
+SCALED_DOWN: Final = "ScaledDown"
+WITHIN_TOLERANCE: Final = "WithinTolerance"
+STABLE: Final = "Stable"
+STABILIZING: Final = "StabilizingScaleDown"
+METRICS_MISSING: Final = "MetricsMissing"
+METRICS_PARTIAL: Final = "MetricsPartial"
+QUEUE_ABSORBED: Final = "QueueAbsorbedByBatching"
+BOUNDED: Final = "BoundedByLimits"
+CARBON_CAPPED: Final = "CarbonCapped"
+
+METRIC_UNITS: Final = {
+    "queueTime": "ms per request",
+    "pendingRequests": "pending requests per replica",
+    "inferencesPerSecond": "inferences/s per replica",
+    "gpuUtilization": "% GPU utilisation",
+}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    at: float  # seconds, same clock as `now`
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScalerState:
+    """What one model's scaler remembers between decisions (in memory only)."""
+
+    recommendations: tuple[Recommendation, ...] = ()
+    started: bool = False
+
+
+def _seeded(state: ScalerState, now: float, window: float, current: int) -> list[Recommendation]:
+    kept = [r for r in state.recommendations if r.at > now - window]
+    if not state.started:
+        # A fresh (or restarted) scaler counts the replicas it finds as a recommendation,
+        # so it cannot scale down before one full window of evidence.
+        kept.append(Recommendation(now, current))
+    return kept
+
+
+def _holding(state: ScalerState, spec: Scaling, now: float, current: int) -> ScalerState:
+    """Without usable metrics, holding the current count is the recommendation."""
+    window = max(spec.scale_up_stabilization_seconds, spec.scale_down_stabilization_seconds)
+    kept = _seeded(state, now, window, current)
+    return ScalerState(recommendations=(*kept, Recommendation(now, current)), started=True)
+
+
+@dataclass(frozen=True)
+class ScalingDecision:
+    desired: int
+    current: int
+    reason: str  # CamelCase, one of the constants above
+    message: str  # for people: why this count
+    metric: str  # the spec's metric name
+    value: float | None  # the metric as compared with the target (per replica where it applies)
+    target: float
+    recommendation: int | None  # before stabilisation and step limits; None without metrics
+    effective_max: int
+    capped_by_carbon: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.desired != self.current
+
+
+def effective_max(scaling: Scaling, carbon_intensity: float | None) -> tuple[int, bool]:
+    """The upper bound now, and whether the carbon cap lowered it."""
+    cap = scaling.carbon_cap
+    if cap is None or carbon_intensity is None or carbon_intensity <= cap.above_intensity:
+        return scaling.max_replicas, False
+    capped = max(scaling.min_replicas, min(scaling.max_replicas, cap.max_replicas))
+    return capped, capped < scaling.max_replicas
+
+
+def _clamp(n: int, low: int, high: int) -> int:
+    return max(low, min(high, n))
+
+
+def _ceil(x: float) -> int:
+    # Guard against 3.0000000000000004 becoming 4.
+    return math.ceil(round(x, 9))
+
+
+def _raw(
+    scaling: Scaling, sample: LoadSample, current: int, max_batch_size: int
+) -> tuple[int | None, float | None, str | None]:
+    """Raw recommendation, the metric value shown to people, and a holding reason if any."""
+    ready = sample.expected_replicas
+    target = scaling.target
+    if scaling.metric == "pendingRequests" or scaling.metric == "inferencesPerSecond":
+        total = (
+            sample.pending_requests
+            if scaling.metric == "pendingRequests"
+            else sample.inferences_per_second
+        )
+        value = total / max(ready, 1)
+        if ready > 0:
+            ratio = value / target
+            if abs(ratio - 1.0) <= scaling.tolerance:
+                return current, value, WITHIN_TOLERANCE
+        return _ceil(total / target), value, None
+    if ready <= 0:
+        return None, None, METRICS_MISSING
+    if scaling.metric == "gpuUtilization":
+        if sample.gpu_utilization is None:
+            return None, None, METRICS_MISSING
+        value = sample.gpu_utilization
+    else:
+        value = sample.queue_ms_per_request
+    ratio = value / target
+    if abs(ratio - 1.0) <= scaling.tolerance:
+        return current, value, WITHIN_TOLERANCE
+    if scaling.metric == "queueTime" and ratio > 1.0:
+        full_batch = max(max_batch_size, 1)
+        behind = sample.pending_requests / ready >= full_batch or (
+            max_batch_size > 0 and sample.batch_size >= max_batch_size
+        )
+        if not behind:
+            return current, value, QUEUE_ABSORBED
+    return _ceil(ready * ratio), value, None
+
+
+def decide(
+    spec: Scaling,
+    state: ScalerState,
+    sample: LoadSample | None,
+    now: float,
+    current_replicas: int,
+    carbon_intensity: float | None,
+    *,
+    max_batch_size: int = 0,
+) -> tuple[ScalingDecision, ScalerState]:
+    """One scaling decision for one model, and the state to keep for the next.
+
+    `sample` is the load since the previous scrape (None when no replica
+    answered); `now` is a monotonic clock in seconds; `current_replicas` is
+    the Deployment's spec.replicas; `carbon_intensity` is the region's
+    gCO2eq/kWh (None when unknown: the carbon cap then does not apply);
+    `max_batch_size` is the model's Triton max batch size (0: not batching),
+    used to tell batching delay from backlog.
+    """
+    upper, capped = effective_max(spec, carbon_intensity)
+    lower = spec.min_replicas
+    current = current_replicas
+
+    def done(
+        desired: int,
+        reason: str,
+        message: str,
+        value: float | None,
+        rec: int | None,
+        new_state: ScalerState,
+    ) -> tuple[ScalingDecision, ScalerState]:
+        bounded = _clamp(desired, lower, upper)
+        if bounded != desired:
+            if capped and bounded < desired and spec.carbon_cap is not None:
+                reason = CARBON_CAPPED
+                message = (
+                    f"{message}; capped at {upper} while grid intensity {carbon_intensity:g} "
+                    f"> {spec.carbon_cap.above_intensity:g} gCO2eq/kWh"
+                )
+            else:
+                reason, message = BOUNDED, f"{message}; bounded to [{lower}, {upper}]"
+        return (
+            ScalingDecision(
+                desired=bounded,
+                current=current,
+                reason=reason,
+                message=message,
+                metric=spec.metric,
+                value=value,
+                target=spec.target,
+                recommendation=rec,
+                effective_max=upper,
+                capped_by_carbon=capped,
+            ),
+            new_state,
+        )
+
+    if sample is None:
+        return done(
+            current,
+            METRICS_MISSING,
+            "no replica answered the metrics scrape; holding the replica count",
+            None,
+            None,
+            _holding(state, spec, now, _clamp(current, lower, upper)),
+        )
+    raw, value, hold = _raw(spec, sample, current, max_batch_size)
+    if raw is None:
+        return done(
+            current,
+            METRICS_MISSING,
+            f"metric {spec.metric} is not available; holding the replica count",
+            None,
+            None,
+            _holding(state, spec, now, _clamp(current, lower, upper)),
+        )
+    if not sample.complete and raw < current:
+        return done(
+            current,
+            METRICS_PARTIAL,
+            f"{sample.replicas} of {sample.expected_replicas} replicas answered; "
+            "not scaling down on partial metrics",
+            value,
+            raw,
+            _holding(state, spec, now, _clamp(current, lower, upper)),
+        )
+    wanted = raw
+    raw = _clamp(raw, lower, upper)
+    window = max(spec.scale_up_stabilization_seconds, spec.scale_down_stabilization_seconds)
+    kept = _seeded(state, now, window, _clamp(current, lower, upper))
+    history = (*kept, Recommendation(now, raw))
+    up_window = [
+        r.replicas for r in history if r.at > now - spec.scale_up_stabilization_seconds
+    ] or [raw]
+    down_window = [
+        r.replicas for r in history if r.at > now - spec.scale_down_stabilization_seconds
+    ] or [raw]
+    up_rec = min([*up_window, raw])
+    down_rec = max([*down_window, raw])
+    stabilized = current
+    if current < up_rec:
+        stabilized = up_rec
+    elif current > down_rec:
+        stabilized = down_rec
+    desired = _clamp(
+        stabilized, current - spec.max_scale_down_step, current + spec.max_scale_up_step
+    )
+    new_state = ScalerState(recommendations=history, started=True)
+    unit = METRIC_UNITS[spec.metric]
+    shown = f"{spec.metric} {value:.3g} {unit} (target {spec.target:g})"
+    if desired > current:
+        reason, message = SCALED_UP, f"{shown}: {current} -> {desired}"
+    elif desired < current:
+        reason, message = SCALED_DOWN, f"{shown}: {current} -> {desired}"
+    elif hold == QUEUE_ABSORBED:
+        reason, message = (
+            QUEUE_ABSORBED,
+            f"{shown}, but pending requests fit in one batch and batches are not full: "
+            "the wait is dynamic batching, not backlog",
+        )
+    elif hold == WITHIN_TOLERANCE:
+        reason, message = WITHIN_TOLERANCE, f"{shown} is within {spec.tolerance:.0%} of target"
+    elif raw < current:
+        reason, message = (
+            STABILIZING,
+            f"{shown} asks for {raw}; holding {current} for the "
+            f"{spec.scale_down_stabilization_seconds} s scale-down window",
+        )
+    else:
+        reason, message = STABLE, f"{shown}: {current} replicas fit"
+    if wanted > upper and desired == upper:
+        if capped and spec.carbon_cap is not None:
+            reason = CARBON_CAPPED
+            message = (
+                f"{shown} asks for {wanted}; capped at {upper} while grid intensity "
+                f"{carbon_intensity:g} > {spec.carbon_cap.above_intensity:g} gCO2eq/kWh"
+            )
+        else:
+            reason, message = BOUNDED, f"{shown} asks for {wanted}; at maxReplicas {upper}"
+    elif wanted < lower and desired == lower and current < lower:
+        reason, message = BOUNDED, f"{shown} asks for {wanted}; raised to minReplicas {lower}"
+    return done(desired, reason, message, value, raw, new_state)
