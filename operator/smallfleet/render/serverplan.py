@@ -21,7 +21,6 @@ from smallfleet.settings import Settings
 from smallfleet.spec import (
     BACKENDS,
     Artifact,
-    DataType,
     DynamicBatching,
     FieldError,
     ModelCard,
@@ -32,7 +31,7 @@ from smallfleet.spec import (
     SmallModelSpec,
     SpecError,
     Tensor,
-    TensorSource,
+    validate_pipeline_refs,
 )
 
 OwnerKind = Literal["SmallModel", "ModelPipeline"]
@@ -160,153 +159,74 @@ def _image(steps: list[SmallModelSpec], settings: Settings, errors: list[FieldEr
     return images[0] if len(images) == 1 else settings.triton_image
 
 
-def _tensor(tensors: tuple[Tensor, ...], name: str) -> Tensor | None:
-    return next((t for t in tensors if t.name == name), None)
-
-
 def plan_for_pipeline(
     spec: ModelPipelineSpec, models: Mapping[str, SmallModelSpec], settings: Settings
 ) -> ServerPlan:
     """A pipeline: its steps' models plus an ensemble that wires their tensors together.
 
-    Raises SpecError when a step names a SmallModel missing from `models`, or
-    when the pipeline's tensors disagree with what the steps' models declare.
+    Raises SpecError when a step names a SmallModel missing from `models`,
+    when the pipeline's tensors disagree with what the steps' models declare
+    (`validate_pipeline_refs`), or when the steps cannot share one server.
     """
-    errors: list[FieldError] = []
-    step_models: dict[str, SmallModelSpec] = {}
-    for i, step in enumerate(spec.steps):
-        found = models.get(step.model)
-        if found is None:
-            errors.append(
-                FieldError(
-                    f"spec.steps[{i}].model",
-                    f"SmallModel {step.model!r} not found in namespace {spec.namespace!r}",
-                )
-            )
-        else:
-            step_models[step.name] = found
+    errors = validate_pipeline_refs(spec, models)
     if errors:
         raise SpecError("ModelPipeline", spec.name, errors)
-
+    step_models = {step.name: models[step.model] for step in spec.steps}
     step_index = {s.name: i for i, s in enumerate(spec.steps)}
-    pipeline_inputs = {t.name: t for t in spec.inputs}
 
     # A step output that is also a pipeline output keeps the pipeline's name for the
     # tensor, so the ensemble maps it once; other intermediates are "<step>.<output>".
     tensor_names: dict[tuple[str, str], str] = {}
     for j, out in enumerate(spec.outputs):
-        path = f"spec.outputs[{j}].from"
         src = out.source
         if src.step is None or src.step not in step_models:
-            errors.append(FieldError(path, f"{out.name!r} must come from a step's output"))
+            errors.append(
+                FieldError(f"spec.outputs[{j}].from", f"{out.name} must come from a step's output")
+            )
             continue
         key = (src.step, src.tensor)
         if key in tensor_names:
             errors.append(
                 FieldError(
-                    path,
+                    f"spec.outputs[{j}].from",
                     f"{src.step}.{src.tensor} is already the pipeline output "
-                    f"{tensor_names[key]!r}; a Triton ensemble maps each step output once",
+                    f"{tensor_names[key]}; a Triton ensemble maps each step output once",
                 )
             )
             continue
         tensor_names[key] = out.name
-        declared = _tensor(step_models[src.step].triton.outputs, src.tensor)
-        outputs = step_models[src.step].triton.outputs
-        if outputs and declared is None:
-            errors.append(
-                FieldError(
-                    path,
-                    f"SmallModel {step_models[src.step].name!r} declares no output {src.tensor!r}",
-                )
-            )
-        elif declared is not None and declared.datatype != out.datatype:
-            errors.append(
-                FieldError(
-                    f"spec.outputs[{j}].datatype",
-                    f"{out.datatype} differs from {declared.datatype}, the datatype "
-                    f"SmallModel {step_models[src.step].name!r} declares for {src.tensor!r}",
-                )
-            )
 
-    def ensemble_tensor(src: TensorSource) -> str:
-        if src.step is None:
-            return src.tensor
-        return tensor_names.setdefault((src.step, src.tensor), f"{src.step}.{src.tensor}")
-
-    ensemble_steps: list[EnsembleStep] = []
+    ensemble_inputs: list[list[tuple[str, str]]] = []
     for i, step in enumerate(spec.steps):
-        model = step_models[step.name]
         input_map: list[tuple[str, str]] = []
         for k, inp in enumerate(step.inputs):
-            path = f"spec.steps[{i}].inputs[{k}]"
-            declared = _tensor(model.triton.inputs, inp.name)
-            if model.triton.inputs and declared is None:
-                errors.append(
-                    FieldError(
-                        f"{path}.name", f"SmallModel {model.name!r} declares no input {inp.name!r}"
-                    )
-                )
             src = inp.source
-            source_type: DataType | None
-            if src.step is None:
-                source_tensor = pipeline_inputs.get(src.tensor)
-                if source_tensor is None:
-                    errors.append(
-                        FieldError(f"{path}.from", f"the pipeline has no input {src.tensor!r}")
-                    )
-                    continue
-                source_type = source_tensor.datatype
-            else:
-                if src.step not in step_index or step_index[src.step] >= i:
-                    errors.append(
-                        FieldError(
-                            f"{path}.from", f"{src.step!r} is not an earlier step of the pipeline"
-                        )
-                    )
-                    continue
-                producer = step_models[src.step]
-                produced = _tensor(producer.triton.outputs, src.tensor)
-                if producer.triton.outputs and produced is None:
-                    errors.append(
-                        FieldError(
-                            f"{path}.from",
-                            f"SmallModel {producer.name!r} declares no output {src.tensor!r}",
-                        )
-                    )
-                    continue
-                source_type = produced.datatype if produced is not None else None
-            if (
-                declared is not None
-                and source_type is not None
-                and declared.datatype != source_type
-            ):
+            if src.step is not None and step_index.get(src.step, i) >= i:
                 errors.append(
                     FieldError(
-                        f"{path}.from",
-                        f"{src.step + '.' if src.step else ''}{src.tensor} is {source_type} but "
-                        f"SmallModel {model.name!r} expects {declared.datatype} for {inp.name!r}",
+                        f"spec.steps[{i}].inputs[{k}].from",
+                        f"{src.step} is not an earlier step of the pipeline",
                     )
                 )
-            input_map.append((inp.name, ensemble_tensor(src)))
-        ensemble_steps.append(
-            EnsembleStep(model_name=model.name, input_map=tuple(sorted(input_map)), output_map=())
-        )
+                continue
+            tensor = (
+                src.tensor
+                if src.step is None
+                else tensor_names.setdefault((src.step, src.tensor), f"{src.step}.{src.tensor}")
+            )
+            input_map.append((inp.name, tensor))
+        ensemble_inputs.append(sorted(input_map))
     # Output maps last: a later step's `from` may be what names an earlier step's tensor.
-    ensemble_steps = [
+    ensemble_steps = tuple(
         EnsembleStep(
-            model_name=es.model_name,
-            input_map=es.input_map,
+            model_name=step_models[step.name].name,
+            input_map=tuple(inputs),
             output_map=tuple(
-                sorted(
-                    (out, name)
-                    for (step_name, out), name in tensor_names.items()
-                    if step_name == step.name
-                )
+                sorted((out, name) for (sn, out), name in tensor_names.items() if sn == step.name)
             ),
         )
-        for step, es in zip(spec.steps, ensemble_steps, strict=True)
-    ]
+        for step, inputs in zip(spec.steps, ensemble_inputs, strict=True)
+    )
 
     distinct: dict[str, SmallModelSpec] = {}
     for step in spec.steps:
@@ -315,7 +235,7 @@ def plan_for_pipeline(
         errors.append(
             FieldError(
                 "metadata.name",
-                f"the pipeline's ensemble would share the name {spec.name!r} with a step's "
+                f"the pipeline's ensemble would share the name {spec.name} with a step's "
                 "SmallModel in one Triton server; rename the pipeline",
             )
         )
@@ -341,7 +261,7 @@ def plan_for_pipeline(
         max_batch_size=min(batch_sizes, default=0),
         inputs=spec.inputs,
         outputs=tuple(Tensor(o.name, o.datatype, o.dims) for o in spec.outputs),
-        steps=tuple(ensemble_steps),
+        steps=ensemble_steps,
     )
     return ServerPlan(
         name=spec.name,
