@@ -1532,6 +1532,12 @@ _JSON: Final = r'''{
       "message": "scaling.metric gpuUtilization needs resources.gpus > 0: a CPU model has no GPU to measure",
       "reason": "FieldValueInvalid",
       "rule": "self.scaling.metric != 'gpuUtilization' || self.resources.gpus > 0"
+     },
+     {
+      "fieldPath": ".model.format",
+      "message": "model.format tensorrt needs resources.gpus > 0: a TensorRT plan runs only on a GPU",
+      "reason": "FieldValueInvalid",
+      "rule": "self.model.format != 'tensorrt' || self.resources.gpus > 0"
      }
     ]
    },

@@ -14,8 +14,10 @@ The parsing functions (`parse_small_model`, `parse_model_pipeline`) raise
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 ModelFormat = Literal["onnx", "pytorch", "tensorflow", "tensorrt", "python"]
 DataType = Literal[
@@ -216,3 +218,598 @@ class ModelPipelineSpec:
     scaling: Scaling = field(default_factory=Scaling)
     placement: Placement = field(default_factory=Placement)
     resources: Resources | None = None  # None: derived from the steps' SmallModels
+
+
+# --- Parsing -----------------------------------------------------------------
+
+API_GROUP: Final = "serving.smallfleet.io"
+API_VERSION: Final = f"{API_GROUP}/v1alpha1"
+SMALL_MODEL: Final = "SmallModel"
+MODEL_PIPELINE: Final = "ModelPipeline"
+MAX_NAME_LENGTH: Final = 40
+
+_NAME_RE: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_QUANTITY_RE: Final = re.compile(
+    r"^\+?(?P<num>\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$"
+)
+
+# Rule messages, word for word as in the CRDs' x-kubernetes-validations, so that
+# offline validation and the API server say the same thing (a unit test checks).
+MSG_NAME: Final = (
+    "metadata.name must be a DNS-1035 label of at most 40 characters (lower case letters, "
+    "digits and '-', starting with a letter): it names the {what} in Triton and the "
+    "{owner}'s Service and Deployments"
+)
+MSG_GPU_METRIC: Final = (
+    "scaling.metric gpuUtilization needs resources.gpus > 0: a CPU model has no GPU to measure"
+)
+MSG_TENSORRT_GPU: Final = (
+    "model.format tensorrt needs resources.gpus > 0: a TensorRT plan runs only on a GPU"
+)
+MSG_URI_SCHEME: Final = "uri must start with s3://, gs://, https://, http:// or pvc://"
+MSG_URI_PATH: Final = "s3://, gs:// and pvc:// URIs need a bucket or claim and a path after it, as in pvc://claim/path"
+MSG_URI_HOST: Final = "http:// and https:// URIs need a host"
+MSG_BATCHING: Final = (
+    "dynamicBatching needs maxBatchSize > 0: a model that cannot batch cannot be batched "
+    "dynamically (set enabled: false or raise maxBatchSize)"
+)
+MSG_PREFERRED: Final = "every preferredBatchSizes entry must be at most maxBatchSize"
+MSG_DIMS: Final = "dims must be positive, or -1 for a variable dimension"
+MSG_PARAM_KEYS: Final = (
+    "parameter keys must be identifiers of at most 128 characters (letters, digits, '_')"
+)
+MSG_GPU_PRODUCT: Final = "gpuProduct needs gpus > 0: a CPU model cannot ask for a GPU product"
+MSG_CPU: Final = 'cpu must be a positive Kubernetes quantity such as "2" or "500m"'
+MSG_MEMORY: Final = 'memory must be a positive Kubernetes quantity such as "2Gi"'
+MSG_MIN_MAX: Final = "minReplicas ({min}) must not exceed maxReplicas ({max})"
+MSG_SCALE_TO_ZERO: Final = (
+    "minReplicas 0 (scale to zero) needs mode keda or none: the operator and an HPA read "
+    "metrics from a running replica"
+)
+MSG_GPU_TARGET: Final = "target is a percentage for metric gpuUtilization and must be at most 100"
+MSG_CAP_RANGE: Final = "carbonCap.maxReplicas must lie within [minReplicas, maxReplicas]"
+MSG_CAP_MODE: Final = "carbonCap needs a scaling mode: mode none keeps a fixed replica count"
+MSG_PINNED: Final = "policy pinned needs regions"
+MSG_SPREAD: Final = "spread ({spread}) must not exceed the number of regions ({regions})"
+MSG_PENALTY_REGIONS: Final = "latencyPenalty may only name regions listed in regions"
+MSG_PENALTY_KEYS: Final = "latencyPenalty keys must be region names (lower case letters, digits and '-', at most 63 characters)"
+MSG_STEP_INPUT: Final = (
+    "step {step} reads a pipeline input that does not exist: a from without a dot must name "
+    "one of spec.inputs"
+)
+MSG_STEP_ORDER: Final = (
+    'step {step} reads from a step that is not listed before it: "<step>.<tensor>" must '
+    "name an earlier step"
+)
+MSG_OUTPUT_STEP: Final = (
+    'output {output} comes from a step that does not exist: from must be "<step>.<tensor>" '
+    "of one of spec.steps"
+)
+MSG_UNUSED_INPUT: Final = "pipeline input {input} is not read by any step"
+
+
+def _is_positive_quantity(value: object) -> bool:
+    m = _QUANTITY_RE.match(str(value))
+    return m is not None and float(m.group("num")) > 0
+
+
+class _Rules:
+    """Collects rule failures; a rule that meets a value of the wrong type is skipped,
+    because the structural check has already reported that value."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def check(self, path: str, message: str, ok: Callable[..., bool], *args: Any) -> None:
+        try:
+            passed = ok(*args)
+        except (TypeError, KeyError, AttributeError, ValueError, IndexError):
+            return
+        if not passed:
+            self.errors.append(FieldError(path, message))
+
+
+def _envelope(obj: Mapping[str, Any], kind: str, rules: _Rules) -> tuple[str, str]:
+    what, owner = ("model", "model") if kind == SMALL_MODEL else ("ensemble", "pipeline")
+    if obj.get("apiVersion", API_VERSION) != API_VERSION:
+        rules.errors.append(
+            FieldError(
+                "apiVersion", f"Unsupported value: {obj.get('apiVersion')!r}: must be {API_VERSION}"
+            )
+        )
+    if obj.get("kind", kind) != kind:
+        rules.errors.append(
+            FieldError("kind", f"Unsupported value: {obj.get('kind')!r}: must be {kind}")
+        )
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        rules.errors.append(FieldError("metadata.name", "Required value"))
+        name = ""
+    else:
+        rules.check(
+            "metadata.name",
+            MSG_NAME.format(what=what, owner=owner),
+            lambda: _NAME_RE.match(name) is not None and len(name) <= MAX_NAME_LENGTH,
+        )
+    namespace = meta.get("namespace")
+    return name, namespace if isinstance(namespace, str) and namespace else "default"
+
+
+def _structural(obj: Mapping[str, Any], kind: str, rules: _Rules) -> dict[str, Any]:
+    from smallfleet import schema
+    from smallfleet.crd_schemas import SCHEMAS
+
+    body = {k: v for k, v in obj.items() if k in ("apiVersion", "kind", "metadata", "spec")}
+    if "spec" not in body:
+        rules.errors.append(FieldError("spec", "Required value"))
+        return {}
+    checked, problems = schema.apply(SCHEMAS[kind]["properties"]["spec"], body["spec"], "spec")
+    rules.errors.extend(FieldError(path, message) for path, message in problems)
+    return checked if isinstance(checked, dict) else {}
+
+
+def _tensor_rules(tensors: Any, path: str, rules: _Rules) -> None:
+    if not isinstance(tensors, list):
+        return
+    for i, t in enumerate(tensors):
+        rules.check(
+            f"{path}[{i}].dims", MSG_DIMS, lambda t: all(d == -1 or d > 0 for d in t["dims"]), t
+        )
+
+
+def _resources_rules(res: Mapping[str, Any], path: str, rules: _Rules) -> None:
+    rules.check(
+        f"{path}.gpuProduct", MSG_GPU_PRODUCT, lambda: "gpuProduct" not in res or res["gpus"] > 0
+    )
+    rules.check(f"{path}.cpu", MSG_CPU, lambda: _is_positive_quantity(res["cpu"]))
+    rules.check(f"{path}.memory", MSG_MEMORY, lambda: _is_positive_quantity(res["memory"]))
+
+
+def _scaling_rules(sc: Mapping[str, Any], path: str, rules: _Rules) -> None:
+    rules.check(
+        f"{path}.minReplicas",
+        MSG_MIN_MAX.format(min=sc.get("minReplicas"), max=sc.get("maxReplicas")),
+        lambda: sc["minReplicas"] <= sc["maxReplicas"],
+    )
+    rules.check(
+        f"{path}.minReplicas",
+        MSG_SCALE_TO_ZERO,
+        lambda: sc["minReplicas"] > 0 or sc["mode"] in ("keda", "none"),
+    )
+    rules.check(
+        f"{path}.target",
+        MSG_GPU_TARGET,
+        lambda: sc["metric"] != "gpuUtilization" or sc["target"] <= 100.0,
+    )
+    cap = sc.get("carbonCap")
+    if cap is not None:
+        rules.check(
+            f"{path}.carbonCap.maxReplicas",
+            MSG_CAP_RANGE,
+            lambda: sc["minReplicas"] <= cap["maxReplicas"] <= sc["maxReplicas"],
+        )
+        rules.check(f"{path}.carbonCap", MSG_CAP_MODE, lambda: sc["mode"] != "none")
+
+
+def _placement_rules(pl: Mapping[str, Any], path: str, rules: _Rules) -> None:
+    regions = pl.get("regions") or []
+    rules.check(f"{path}.regions", MSG_PINNED, lambda: pl["policy"] != "pinned" or len(regions) > 0)
+    rules.check(
+        f"{path}.spread",
+        MSG_SPREAD.format(spread=pl.get("spread"), regions=len(regions)),
+        lambda: not regions or pl["spread"] <= len(regions),
+    )
+    penalty = pl.get("latencyPenalty")
+    if penalty is not None:
+        rules.check(
+            f"{path}.latencyPenalty",
+            MSG_PENALTY_KEYS,
+            lambda: all(re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", k) for k in penalty),
+        )
+        rules.check(
+            f"{path}.latencyPenalty",
+            MSG_PENALTY_REGIONS,
+            lambda: not regions or all(k in regions for k in penalty),
+        )
+
+
+def _small_model_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
+    model, triton = spec.get("model", {}), spec.get("triton", {})
+    resources, scaling = spec.get("resources", {}), spec.get("scaling", {})
+    rules.check(
+        "spec.scaling.metric",
+        MSG_GPU_METRIC,
+        lambda: scaling["metric"] != "gpuUtilization" or resources["gpus"] > 0,
+    )
+    rules.check(
+        "spec.model.format",
+        MSG_TENSORRT_GPU,
+        lambda: model["format"] != "tensorrt" or resources["gpus"] > 0,
+    )
+    uri = model.get("uri")
+    if isinstance(uri, str):
+        rules.check(
+            "spec.model.uri",
+            MSG_URI_SCHEME,
+            lambda: re.match(r"^(s3|gs|https|http|pvc)://", uri) is not None,
+        )
+        rules.check(
+            "spec.model.uri",
+            MSG_URI_PATH,
+            lambda: (
+                not re.match(r"^(s3|gs|pvc)://", uri)
+                or re.match(r"^(s3|gs|pvc)://[^/]+/[^/]", uri) is not None
+            ),
+        )
+        rules.check(
+            "spec.model.uri",
+            MSG_URI_HOST,
+            lambda: (
+                not re.match(r"^https?://", uri) or re.match(r"^https?://[^/]+", uri) is not None
+            ),
+        )
+    batching = triton.get("dynamicBatching")
+    if batching is not None:
+        rules.check(
+            "spec.triton.dynamicBatching",
+            MSG_BATCHING,
+            lambda: not batching["enabled"] or triton["maxBatchSize"] > 0,
+        )
+        rules.check(
+            "spec.triton.dynamicBatching.preferredBatchSizes",
+            MSG_PREFERRED,
+            lambda: all(
+                b <= triton["maxBatchSize"] for b in batching.get("preferredBatchSizes", [])
+            ),
+        )
+    _tensor_rules(triton.get("inputs"), "spec.triton.inputs", rules)
+    _tensor_rules(triton.get("outputs"), "spec.triton.outputs", rules)
+    params = triton.get("parameters")
+    if params is not None:
+        rules.check(
+            "spec.triton.parameters",
+            MSG_PARAM_KEYS,
+            lambda: all(re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", k) for k in params),
+        )
+    _resources_rules(resources, "spec.resources", rules)
+    _scaling_rules(scaling, "spec.scaling", rules)
+    _placement_rules(spec.get("placement", {}), "spec.placement", rules)
+
+
+def _source(ref: str) -> TensorSource:
+    step, dot, tensor = ref.partition(".")
+    return TensorSource(tensor=tensor, step=step) if dot else TensorSource(tensor=ref)
+
+
+def _pipeline_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
+    inputs, outputs, steps = spec.get("inputs", []), spec.get("outputs", []), spec.get("steps", [])
+    try:
+        input_names = [p["name"] for p in inputs]
+        step_names = [s["name"] for s in steps]
+    except (TypeError, KeyError):
+        return
+    for s in steps:
+        rules.check(
+            "spec.steps",
+            MSG_STEP_INPUT.format(step=s.get("name")),
+            lambda s: all("." in i["from"] or i["from"] in input_names for i in s["inputs"]),
+            s,
+        )
+    for s in steps:
+
+        def earlier(s: Mapping[str, Any]) -> bool:
+            here = step_names.index(s["name"])
+            for i in s["inputs"]:
+                src = _source(i["from"]).step
+                if src is not None and (src not in step_names or step_names.index(src) >= here):
+                    return False
+            return True
+
+        rules.check("spec.steps", MSG_STEP_ORDER.format(step=s.get("name")), earlier, s)
+    for o in outputs:
+        rules.check(
+            "spec.outputs",
+            MSG_OUTPUT_STEP.format(output=o.get("name")),
+            lambda o: _source(o["from"]).step in step_names,
+            o,
+        )
+    for p in inputs:
+        rules.check(
+            "spec.inputs",
+            MSG_UNUSED_INPUT.format(input=p.get("name")),
+            lambda p: any(i["from"] == p["name"] for s in steps for i in s["inputs"]),
+            p,
+        )
+    rules.check(
+        "spec.scaling.metric",
+        MSG_GPU_METRIC,
+        lambda: (
+            spec["scaling"]["metric"] != "gpuUtilization"
+            or "resources" not in spec
+            or spec["resources"]["gpus"] > 0
+        ),
+    )
+    _tensor_rules(inputs, "spec.inputs", rules)
+    _tensor_rules(outputs, "spec.outputs", rules)
+    if "resources" in spec:
+        _resources_rules(spec["resources"], "spec.resources", rules)
+    _scaling_rules(spec.get("scaling", {}), "spec.scaling", rules)
+    _placement_rules(spec.get("placement", {}), "spec.placement", rules)
+    # Semantic checks the schema leaves alone: the ensemble's tensor names must not clash.
+    seen: dict[str, str] = {}
+    for i, o in enumerate(outputs):
+        if not isinstance(o, Mapping):
+            continue
+        if o.get("name") in input_names:
+            rules.errors.append(
+                FieldError(
+                    f"spec.outputs[{i}].name",
+                    f"output {o.get('name')} has the name of a pipeline input: the ensemble's tensor names must be unique",
+                )
+            )
+        src = o.get("from")
+        if isinstance(src, str) and src in seen:
+            rules.errors.append(
+                FieldError(
+                    f"spec.outputs[{i}].from",
+                    f"{src} already feeds output {seen[src]}: a Triton ensemble maps each step output to one tensor",
+                )
+            )
+        elif isinstance(src, str):
+            seen[src] = str(o.get("name"))
+
+
+def _tensor(d: Mapping[str, Any]) -> Tensor:
+    return Tensor(name=d["name"], datatype=d["datatype"], dims=tuple(d["dims"]))
+
+
+def _resources(d: Mapping[str, Any]) -> Resources:
+    return Resources(
+        gpus=d["gpus"], gpu_product=d.get("gpuProduct"), cpu=str(d["cpu"]), memory=str(d["memory"])
+    )
+
+
+def _scaling(d: Mapping[str, Any]) -> Scaling:
+    cap = d.get("carbonCap")
+    return Scaling(
+        mode=d["mode"],
+        min_replicas=d["minReplicas"],
+        max_replicas=d["maxReplicas"],
+        metric=d["metric"],
+        target=float(d["target"]),
+        tolerance=float(d["tolerance"]),
+        scale_up_stabilization_seconds=d["scaleUpStabilizationSeconds"],
+        scale_down_stabilization_seconds=d["scaleDownStabilizationSeconds"],
+        max_scale_up_step=d["maxScaleUpStep"],
+        max_scale_down_step=d["maxScaleDownStep"],
+        carbon_cap=None
+        if cap is None
+        else CarbonCap(
+            above_intensity=float(cap["aboveIntensity"]), max_replicas=cap["maxReplicas"]
+        ),
+    )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _placement(d: Mapping[str, Any]) -> Placement:
+    return Placement(
+        policy=d["policy"],
+        regions=tuple(d.get("regions", ())),
+        residency=d.get("residency"),
+        spread=d["spread"],
+        max_intensity=_optional_float(d.get("maxIntensity")),
+        latency_penalty=tuple(
+            sorted((k, float(v)) for k, v in d.get("latencyPenalty", {}).items())
+        ),
+        min_improvement_percent=_optional_float(d.get("minImprovementPercent")),
+        min_dwell_seconds=d.get("minDwellSeconds"),
+    )
+
+
+def _card(d: Mapping[str, Any]) -> ModelCard:
+    return ModelCard(
+        owner=d["owner"],
+        license=d["license"],
+        description=d["description"],
+        training_data=d.get("trainingData"),
+        intended_use=d.get("intendedUse"),
+        limitations=d.get("limitations"),
+        evaluation=tuple(
+            Evaluation(metric=e["metric"], value=e["value"], dataset=e.get("dataset"))
+            for e in d.get("evaluation", ())
+        ),
+    )
+
+
+def _triton(d: Mapping[str, Any]) -> TritonSpec:
+    db = d.get("dynamicBatching")
+    return TritonSpec(
+        max_batch_size=d["maxBatchSize"],
+        dynamic_batching=DynamicBatching()
+        if db is None
+        else DynamicBatching(
+            enabled=db["enabled"],
+            max_queue_delay_microseconds=db["maxQueueDelayMicroseconds"],
+            preferred_batch_sizes=tuple(db.get("preferredBatchSizes", ())),
+        ),
+        instance_count=d["instanceCount"],
+        inputs=tuple(_tensor(t) for t in d.get("inputs", ())),
+        outputs=tuple(_tensor(t) for t in d.get("outputs", ())),
+        image=d.get("image"),
+        parameters=tuple(sorted(d.get("parameters", {}).items())),
+    )
+
+
+def parse_small_model(obj: Mapping[str, Any]) -> SmallModelSpec:
+    """Parse a whole SmallModel resource (apiVersion, kind, metadata, spec) into typed values.
+
+    Applies the CRD's defaults and checks what the API server checks (schema
+    and CEL rules); raises `SpecError` listing every problem.
+    """
+    rules = _Rules()
+    name, namespace = _envelope(obj, SMALL_MODEL, rules)
+    spec = _structural(obj, SMALL_MODEL, rules)
+    if spec:
+        _small_model_rules(spec, rules)
+    if rules.errors:
+        raise SpecError(SMALL_MODEL, name, rules.errors)
+    return SmallModelSpec(
+        name=name,
+        namespace=namespace,
+        model=Artifact(
+            uri=spec["model"]["uri"],
+            digest=spec["model"]["digest"],
+            format=spec["model"]["format"],
+            parameter_count=spec["model"].get("parameterCount"),
+        ),
+        card=_card(spec["card"]),
+        triton=_triton(spec["triton"]),
+        resources=_resources(spec["resources"]),
+        scaling=_scaling(spec["scaling"]),
+        placement=_placement(spec["placement"]),
+    )
+
+
+def parse_model_pipeline(obj: Mapping[str, Any]) -> ModelPipelineSpec:
+    """Parse a whole ModelPipeline resource into typed values; raises `SpecError` with every problem."""
+    rules = _Rules()
+    name, namespace = _envelope(obj, MODEL_PIPELINE, rules)
+    spec = _structural(obj, MODEL_PIPELINE, rules)
+    if spec:
+        _pipeline_rules(spec, rules)
+    if rules.errors:
+        raise SpecError(MODEL_PIPELINE, name, rules.errors)
+    return ModelPipelineSpec(
+        name=name,
+        namespace=namespace,
+        inputs=tuple(_tensor(t) for t in spec["inputs"]),
+        outputs=tuple(
+            PipelineOutput(
+                name=o["name"],
+                datatype=o["datatype"],
+                dims=tuple(o["dims"]),
+                source=_source(o["from"]),
+            )
+            for o in spec["outputs"]
+        ),
+        steps=tuple(
+            Step(
+                name=s["name"],
+                model=s["model"],
+                inputs=tuple(
+                    StepInput(name=i["name"], source=_source(i["from"])) for i in s["inputs"]
+                ),
+            )
+            for s in spec["steps"]
+        ),
+        scaling=_scaling(spec["scaling"]),
+        placement=_placement(spec["placement"]),
+        resources=_resources(spec["resources"]) if "resources" in spec else None,
+    )
+
+
+def _dims_fit(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    return len(a) == len(b) and all(x == y or -1 in (x, y) for x, y in zip(a, b, strict=True))
+
+
+def _find(tensors: tuple[Tensor, ...], name: str) -> Tensor | None:
+    return next((t for t in tensors if t.name == name), None)
+
+
+def validate_pipeline_refs(
+    pipeline: ModelPipelineSpec, models: Mapping[str, SmallModelSpec]
+) -> list[FieldError]:
+    """Check a pipeline against the SmallModels its steps name (those of its namespace).
+
+    Checks what no schema can: that each step's SmallModel exists, that the
+    tensors wired between steps exist on the models that declare their
+    tensors, and that data types and shapes agree along each wire.
+    """
+    errors: list[FieldError] = []
+    by_step: dict[str, SmallModelSpec] = {}
+    for si, step in enumerate(pipeline.steps):
+        model = models.get(step.model)
+        if model is None:
+            errors.append(
+                FieldError(
+                    f"spec.steps[{si}].model",
+                    f"SmallModel {step.model} not found in namespace {pipeline.namespace}",
+                )
+            )
+            continue
+        by_step[step.name] = model
+        declared = model.triton.inputs
+        for ii, inp in enumerate(step.inputs):
+            path = f"spec.steps[{si}].inputs[{ii}]"
+            target = _find(declared, inp.name)
+            if declared and target is None:
+                names = ", ".join(t.name for t in declared)
+                errors.append(
+                    FieldError(
+                        f"{path}.name",
+                        f"SmallModel {model.name} has no input {inp.name} (it has {names})",
+                    )
+                )
+                continue
+            source = _resolve(pipeline, by_step, inp.source)
+            if isinstance(source, str):
+                errors.append(FieldError(f"{path}.from", source))
+            elif source is not None and target is not None:
+                errors.extend(_wire_errors(f"{path}.from", source, target))
+        wired = {i.name for i in step.inputs}
+        for t in declared:
+            if t.name not in wired:
+                errors.append(
+                    FieldError(
+                        f"spec.steps[{si}].inputs",
+                        f"SmallModel {model.name} needs input {t.name}, which no entry feeds",
+                    )
+                )
+    for oi, out in enumerate(pipeline.outputs):
+        source = _resolve(pipeline, by_step, out.source)
+        if isinstance(source, str):
+            errors.append(FieldError(f"spec.outputs[{oi}].from", source))
+        elif source is not None:
+            want = Tensor(name=out.name, datatype=out.datatype, dims=out.dims)
+            errors.extend(_wire_errors(f"spec.outputs[{oi}].from", source, want))
+    return errors
+
+
+def _resolve(
+    pipeline: ModelPipelineSpec, by_step: Mapping[str, SmallModelSpec], source: TensorSource
+) -> Tensor | str | None:
+    """The tensor a source names; a message when it names nothing; None when unknowable."""
+    if source.step is None:
+        return _find(pipeline.inputs, source.tensor)
+    model = by_step.get(source.step)
+    if model is None or not model.triton.outputs:
+        return None
+    found = _find(model.triton.outputs, source.tensor)
+    if found is None:
+        names = ", ".join(t.name for t in model.triton.outputs)
+        return f"SmallModel {model.name} (step {source.step}) has no output {source.tensor} (it has {names})"
+    return found
+
+
+def _wire_errors(path: str, source: Tensor, target: Tensor) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if source.datatype != target.datatype:
+        errors.append(
+            FieldError(
+                path,
+                f"{source.name} is {source.datatype} but {target.name} expects {target.datatype}",
+            )
+        )
+    if not _dims_fit(source.dims, target.dims):
+        errors.append(
+            FieldError(
+                path,
+                f"{source.name} has dims {list(source.dims)} but {target.name} expects {list(target.dims)}",
+            )
+        )
+    return errors

@@ -1,0 +1,209 @@
+"""Structural-schema checks and defaulting, done offline the way kube-apiserver does them.
+
+`smallfleet validate` and the spec parser must agree with the API server, or
+a manifest that passes in CI fails at `kubectl apply`. Rather than restating
+every bound by hand, they walk the CRD's own openAPIV3Schema (embedded in
+`crd_schemas`) with this small interpreter of the subset Kubernetes allows in
+structural schemas: types, required, enum, numeric bounds, lengths, patterns,
+item counts, list-type uniqueness, unknown fields and defaults. Messages copy
+the API server's wording so that people see the same text in both places.
+CEL rules are not interpreted here; `spec` restates them in Python.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+# (field path, message): spec turns these into its FieldError.
+Problem = tuple[str, str]
+
+
+_TYPE_NAMES: Final = {
+    "string": str,
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+}
+
+
+def describe(value: Any) -> str:
+    """A value as the API server quotes it in a message."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return '"object"'
+    if isinstance(value, list):
+        return '"array"'
+    return '"null"'
+
+
+def _has_type(value: Any, type_: str) -> bool:
+    if type_ == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_ == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if type_ == "object":
+        return isinstance(value, Mapping)
+    return isinstance(value, _TYPE_NAMES[type_])
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def apply(schema: Mapping[str, Any], value: Any, path: str) -> tuple[Any, list[Problem]]:
+    """Return `value` with the schema's defaults filled in, and every structural problem.
+
+    Defaults apply as the API server applies them: to a missing field whose
+    parent object exists (an object default of {} brings its children's
+    defaults with it).
+    """
+    errors: list[Problem] = []
+    out = _walk(schema, value, path, errors)
+    return out, errors
+
+
+def _walk(schema: Mapping[str, Any], value: Any, path: str, errors: list[Problem]) -> Any:
+    if value is None:
+        errors.append((path, 'Invalid value: "null": must not be null'))
+        return value
+    if schema.get("x-kubernetes-int-or-string"):
+        if not (_has_type(value, "integer") or isinstance(value, str)):
+            errors.append(
+                (path, f"Invalid value: {describe(value)}: must be of type integer or string")
+            )
+        return value
+    type_ = schema.get("type")
+    if type_ is not None and not _has_type(value, str(type_)):
+        errors.append((path, f"Invalid value: {describe(value)}: must be of type {type_}"))
+        return value
+    if "enum" in schema and value not in schema["enum"]:
+        supported = ", ".join(json.dumps(v) for v in schema["enum"])
+        errors.append(
+            (path, f"Unsupported value: {describe(value)}: supported values: {supported}")
+        )
+    if type_ in ("integer", "number"):
+        _check_number(schema, value, path, errors)
+    elif type_ == "string":
+        _check_string(schema, value, path, errors)
+    elif type_ == "array":
+        return _walk_array(schema, value, path, errors)
+    elif type_ == "object":
+        return _walk_object(schema, value, path, errors)
+    return value
+
+
+def _check_number(
+    schema: Mapping[str, Any], value: float, path: str, errors: list[Problem]
+) -> None:
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    if lo is not None:
+        if schema.get("exclusiveMinimum"):
+            if value <= lo:
+                errors.append(
+                    (path, f"Invalid value: {describe(value)}: should be greater than {lo}")
+                )
+        elif value < lo:
+            errors.append(
+                (
+                    path,
+                    f"Invalid value: {describe(value)}: should be greater than or equal to {lo}",
+                )
+            )
+    if hi is not None and value > hi:
+        errors.append(
+            (path, f"Invalid value: {describe(value)}: should be less than or equal to {hi}")
+        )
+
+
+def _check_string(schema: Mapping[str, Any], value: str, path: str, errors: list[Problem]) -> None:
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        errors.append((path, f"Too long: may not be more than {schema['maxLength']} bytes"))
+    if "minLength" in schema and len(value) < schema["minLength"]:
+        errors.append(
+            (
+                path,
+                f"Invalid value: {describe(value)}: should be at least {schema['minLength']} chars long",
+            )
+        )
+    if "pattern" in schema and re.search(schema["pattern"], value) is None:
+        errors.append(
+            (path, f"Invalid value: {describe(value)}: should match '{schema['pattern']}'")
+        )
+
+
+def _walk_array(
+    schema: Mapping[str, Any], value: list[Any], path: str, errors: list[Problem]
+) -> list[Any]:
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        errors.append(
+            (path, f"Too many: {len(value)}: must have at most {schema['maxItems']} items")
+        )
+    if "minItems" in schema and len(value) < schema["minItems"]:
+        errors.append(
+            (
+                path,
+                f"Invalid value: {len(value)}: should have at least {schema['minItems']} items",
+            )
+        )
+    items = schema.get("items", {})
+    out = [_walk(items, item, f"{path}[{i}]", errors) for i, item in enumerate(value)]
+    list_type = schema.get("x-kubernetes-list-type")
+    if list_type == "set":
+        seen: list[Any] = []
+        for i, item in enumerate(out):
+            if item in seen:
+                errors.append((f"{path}[{i}]", f"Duplicate value: {describe(item)}"))
+            seen.append(item)
+    elif list_type == "map":
+        keys = schema.get("x-kubernetes-list-map-keys", [])
+        seen_keys: list[tuple[Any, ...]] = []
+        for i, item in enumerate(out):
+            if not isinstance(item, Mapping):
+                continue
+            key = tuple(item.get(k) for k in keys)
+            if key in seen_keys:
+                shown = ", ".join(f'"{k}":{describe(item.get(k))}' for k in keys)
+                errors.append((f"{path}[{i}]", f"Duplicate value: {{{shown}}}"))
+            seen_keys.append(key)
+    return out
+
+
+def _walk_object(
+    schema: Mapping[str, Any], value: Mapping[str, Any], path: str, errors: list[Problem]
+) -> dict[str, Any]:
+    props: Mapping[str, Any] = schema.get("properties", {})
+    extra = schema.get("additionalProperties")
+    out: dict[str, Any] = {}
+    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+        errors.append(
+            (path, f"Too many: {len(value)}: must have at most {schema['maxProperties']} items")
+        )
+    for key, item in value.items():
+        sub = _join(path, str(key))
+        if key in props:
+            out[key] = _walk(props[key], item, sub, errors)
+        elif isinstance(extra, Mapping):
+            out[key] = _walk(extra, item, f"{path}[{key}]", errors)
+        elif props or extra is False:
+            errors.append((sub, "field not declared in schema"))
+        else:
+            out[key] = item  # an object without properties (metadata) keeps what it holds
+    for key, sub_schema in props.items():
+        if key not in out and "default" in sub_schema:
+            out[key] = _walk(sub_schema, _copy(sub_schema["default"]), _join(path, key), errors)
+    for key in schema.get("required", []):
+        if key not in value:
+            errors.append((_join(path, key), "Required value"))
+    return out
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))
