@@ -115,7 +115,10 @@ def _family_samples(text: str) -> Iterable[tuple[str, Mapping[str, str], float]]
     try:
         for family in text_string_to_metric_families(text):
             for s in family.samples:
-                yield s.name, s.labels, float(s.value)
+                # The parser names counter samples `<family>_total` (OpenMetrics style)
+                # whether or not Triton wrote the suffix; Triton's own names are the family's.
+                name = family.name if s.name == f"{family.name}_total" else s.name
+                yield name, s.labels, float(s.value)
     except (ValueError, TypeError, IndexError) as e:
         raise MetricsParseError(f"not a Prometheus text exposition: {e}") from e
 
