@@ -14,7 +14,6 @@ an HPA or KEDA owns the scale, or the two managers would fight over it.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import shlex
@@ -476,5 +475,7 @@ def render_children(
         _pdb(plan, owner, sum(n for _, n in ordered)),
         *_autoscalers(plan, [d["metadata"]["name"] for d in deployments], owner),
     ]
-    # Callers mutate and serialise these; no two may share a nested dict or list.
-    return copy.deepcopy(children)
+    # Callers mutate and serialise these; no two places may share a nested dict or
+    # list (deepcopy would keep such sharing, a JSON round trip does not).
+    fresh: list[dict[str, Any]] = json.loads(json.dumps(children))
+    return fresh
