@@ -1,0 +1,100 @@
+"""`smallfleet run`: the operator process.
+
+Flags say where to watch and where to listen; everything about *how* to
+serve models comes from the environment (the Helm values) through
+`settings.from_env`, so one chart value changes one behaviour everywhere.
+kopf keeps its progress and the last handled spec in annotations under the
+`smallfleet.io/` prefix instead of in `status`, which stays the API that
+users and GitOps tools read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from typing import Final
+
+PREFIX: Final = "smallfleet.io"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch this namespace (repeatable); default: SMALLFLEET_NAMESPACE, else all",
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="port of /metrics (default 8080)"
+    )
+    parser.add_argument(
+        "--health-port", type=int, default=None, help="port of /healthz (default 8081)"
+    )
+    parser.add_argument(
+        "--peering",
+        metavar="NAME",
+        default=None,
+        help="leader election among replicas through this kopf peering object (default: standalone)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from smallfleet import telemetry
+    from smallfleet.handlers.operator import Runtime, registry
+    from smallfleet.handlers.reconcile import Reconciler
+    from smallfleet.kube import Kube
+    from smallfleet.settings import from_env
+
+    settings = from_env()
+    if args.metrics_port is not None:
+        settings = dataclasses.replace(settings, metrics_port=args.metrics_port)
+    if args.health_port is not None:
+        settings = dataclasses.replace(settings, health_port=args.health_port)
+    namespaces: list[str] = list(args.namespace)
+    if not namespaces and not args.all_namespaces and settings.namespace:
+        namespaces = [settings.namespace]
+
+    kopf.configure(verbose=args.verbose)
+    logging.getLogger("smallfleet").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    telemetry.setup_tracing()
+    telemetry.serve_metrics(settings.metrics_port)
+
+    ks = kopf.OperatorSettings()
+    ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    ks.persistence.finalizer = f"{PREFIX}/finalizer"
+    # The operator records its own Events on condition flips; kopf adds only its warnings.
+    ks.posting.level = logging.WARNING
+    ks.posting.reporting_component = "smallfleet"
+    ks.watching.server_timeout = 300
+    ks.watching.client_timeout = 330
+    ks.watching.connect_timeout = 10
+    ks.networking.request_timeout = 60
+    ks.batching.error_delays = (1, 2, 4, 8, 15, 30, 60)
+    ks.execution.max_workers = 8
+
+    runtime = Runtime(reconciler=Reconciler(Kube.from_config(), settings))
+    try:
+        kopf.run(
+            registry=registry,
+            settings=ks,
+            memo=kopf.Memo(runtime=runtime),
+            standalone=args.peering is None,
+            peering_name=args.peering,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        )
+    finally:
+        telemetry.shutdown_tracing()
+    return 0

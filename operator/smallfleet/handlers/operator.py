@@ -1,0 +1,198 @@
+"""kopf handlers: when to reconcile, never how.
+
+Each handler is a few lines that hand the object to `Reconciler` and turn a
+transient failure into `kopf.TemporaryError` so kopf retries it with backoff.
+Children report back through watches on Deployments and Pods labelled
+`app.kubernetes.io/managed-by=smallfleet`, so readiness reaches the owner's
+status within a watch event instead of a polling period; a slow timer
+resyncs as a safety net. SmallModel events re-reconcile the pipelines that
+name the model, so a pipeline Stalled on a missing model recovers as soon
+as the model is applied.
+
+Handlers are sync functions: kopf runs them in its thread pool, and the
+Kubernetes client they use is synchronous.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import kopf
+
+from smallfleet import status as st
+from smallfleet import telemetry
+from smallfleet.handlers.reconcile import MODEL_PIPELINE, SMALL_MODEL, Reconciler
+from smallfleet.kube import KubeError, Transient
+from smallfleet.render.children import (
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    MANAGED_BY,
+)
+
+log = logging.getLogger("smallfleet.handlers")
+
+GROUP: Final = "serving.smallfleet.io"
+VERSION: Final = "v1alpha1"
+MODELS: Final = (GROUP, VERSION, "smallmodels")
+PIPELINES: Final = (GROUP, VERSION, "modelpipelines")
+MANAGED: Final = {LABEL_MANAGED_BY: MANAGED_BY}
+RESYNC_SECONDS: Final = 60.0
+MAX_BACKOFF_SECONDS: Final = 60.0
+
+registry: Final = kopf.OperatorRegistry()
+
+
+@dataclass
+class Runtime:
+    """What every handler shares; passed to kopf as its `memo`."""
+
+    reconciler: Reconciler
+    generations: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime = getattr(memo, "runtime", None)
+    if not isinstance(runtime, Runtime):
+        raise kopf.PermanentError("smallfleet runtime missing from kopf memo")
+    return runtime
+
+
+def _reconcile(memo: Any, body: Any, retry: int) -> None:
+    try:
+        outcome = _runtime(memo).reconciler.reconcile(body)
+    except Transient as exc:
+        telemetry.ERRORS.labels(kind=body.get("kind", ""), error_class="transient").inc()
+        raise kopf.TemporaryError(str(exc), delay=min(MAX_BACKOFF_SECONDS, 2.0**retry)) from exc
+    except KubeError as exc:
+        telemetry.ERRORS.labels(kind=body.get("kind", ""), error_class="rejected").inc()
+        raise kopf.TemporaryError(str(exc), delay=MAX_BACKOFF_SECONDS) from exc
+    log.debug("%s: %s", body.get("metadata", {}).get("name"), outcome)
+
+
+def _refresh(memo: Any, kind: str, namespace: str | None, name: str) -> None:
+    try:
+        _runtime(memo).reconciler.refresh(kind, namespace, name)
+    except KubeError as exc:
+        telemetry.ERRORS.labels(kind=kind, error_class="transient").inc()
+        log.warning(
+            "refresh of %s %s/%s failed, the resync will retry: %s", kind, namespace, name, exc
+        )
+
+
+# -- SmallModel ---------------------------------------------------------------
+
+
+@kopf.on.create(*MODELS, registry=registry)
+def smallmodel_create(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    _reconcile(memo, body, retry)
+
+
+@kopf.on.update(*MODELS, registry=registry)
+def smallmodel_update(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    _reconcile(memo, body, retry)
+
+
+@kopf.on.resume(*MODELS, registry=registry)
+def smallmodel_resume(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    _reconcile(memo, body, retry)
+
+
+@kopf.on.delete(*MODELS, registry=registry, optional=True)
+def smallmodel_delete(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    # Children go by garbage collection (ownerReferences); only memory is left to clear.
+    _runtime(memo).reconciler.forget(SMALL_MODEL, namespace, name)
+
+
+@kopf.on.event(*MODELS, registry=registry)
+def smallmodel_event(
+    type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    """Re-reconcile the pipelines that name this model when it appears, changes or goes."""
+    runtime = _runtime(memo)
+    key = (namespace or "", name)
+    generation = body.get("metadata", {}).get("generation")
+    if type == "DELETED":
+        runtime.generations.pop(key, None)
+        runtime.reconciler.forget(SMALL_MODEL, namespace, name)
+    elif not type or runtime.generations.get(key) == generation:
+        runtime.generations[key] = generation
+        return
+    else:
+        runtime.generations[key] = generation
+    try:
+        for pipeline in runtime.reconciler.pipelines_using(namespace, name):
+            runtime.reconciler.reconcile(pipeline)
+    except KubeError as exc:
+        log.warning("pipelines using %s/%s not updated, the resync will: %s", namespace, name, exc)
+
+
+@kopf.timer(*MODELS, registry=registry, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def smallmodel_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    _refresh(memo, SMALL_MODEL, namespace, name)
+
+
+# -- ModelPipeline ------------------------------------------------------------
+
+
+@kopf.on.create(*PIPELINES, registry=registry)
+def modelpipeline_create(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    _reconcile(memo, body, retry)
+
+
+@kopf.on.update(*PIPELINES, registry=registry)
+def modelpipeline_update(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    _reconcile(memo, body, retry)
+
+
+@kopf.on.resume(*PIPELINES, registry=registry)
+def modelpipeline_resume(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    _reconcile(memo, body, retry)
+
+
+@kopf.on.delete(*PIPELINES, registry=registry, optional=True)
+def modelpipeline_delete(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    _runtime(memo).reconciler.forget(MODEL_PIPELINE, namespace, name)
+
+
+@kopf.on.event(*PIPELINES, registry=registry)
+def modelpipeline_event(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    if type == "DELETED":
+        _runtime(memo).reconciler.forget(MODEL_PIPELINE, namespace, name)
+
+
+@kopf.timer(*PIPELINES, registry=registry, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def modelpipeline_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    _refresh(memo, MODEL_PIPELINE, namespace, name)
+
+
+# -- children -----------------------------------------------------------------
+
+
+def _owner(labels: Any) -> tuple[str, str] | None:
+    kind, name = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
+    if kind in (SMALL_MODEL, MODEL_PIPELINE) and name:
+        return str(kind), str(name)
+    return None
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+def deployment_event(
+    type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A child Deployment changed: bring its owner's status up to date."""
+    owner = _owner(body.get("metadata", {}).get("labels") or {})
+    if not type or owner is None:
+        return  # the initial listing: the resume handlers cover it
+    _refresh(memo, owner[0], namespace, owner[1])
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED, registry=registry)
+def pod_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A child pod reports a problem (unschedulable, failed fetch or load): surface it now."""
+    owner = _owner(body.get("metadata", {}).get("labels") or {})
+    if not type or type == "DELETED" or owner is None or st.pod_problem(body) is None:
+        return
+    _refresh(memo, owner[0], namespace, owner[1])

@@ -1,0 +1,443 @@
+"""One reconcile per kind: parse → render → plan → apply → prune → status.
+
+The handlers in `handlers.operator` only say *when* to reconcile; this module
+says *what* reconciling is, so that a create, an update, a resume after a
+restart, a child Deployment's event and a periodic resync all converge on the
+same answer. It holds no state the cluster does not: children are found by
+their labels, status is derived from what is observed, and server-side apply
+makes a repeat harmless, so an operator killed halfway through and started
+again finishes the job without duplicates.
+
+Errors are sorted once, here: a spec the core rejects, or an object the API
+server refuses, becomes `Stalled` with the message and is not retried until
+the resource changes; anything transient propagates as `kube.Transient` for
+the handler to retry with backoff.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from smallfleet import conditions as c
+from smallfleet import spec as specs
+from smallfleet import status as st
+from smallfleet import telemetry
+from smallfleet.kube import Kube, Rejected
+from smallfleet.plan import plan_changes
+from smallfleet.render import UNPLACED, plan_for_model, plan_for_pipeline, render_children
+from smallfleet.render.children import (
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    LABEL_REGION,
+    MANAGED_BY,
+    NODE_REGION_LABEL,
+)
+from smallfleet.render.serverplan import ServerPlan
+from smallfleet.settings import Settings
+
+log = logging.getLogger("smallfleet.reconcile")
+
+API_VERSION: Final = "serving.smallfleet.io/v1alpha1"
+SMALL_MODEL: Final = "SmallModel"
+MODEL_PIPELINE: Final = "ModelPipeline"
+# Every kind a plan may render; listed on each reconcile so a child that is no
+# longer rendered (an HPA after switching to operator scaling) gets pruned.
+CHILD_KINDS: Final = (
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+)
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile concluded: 'ready', 'progressing' or 'stalled'."""
+
+    result: str
+    message: str = ""
+
+
+@dataclass
+class _Memo:
+    """What the last reconcile of one resource decided (an optimisation, never the truth)."""
+
+    uid: str
+    generation: int
+    deployments: frozenset[str]
+    digest: str | None
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegionRequest:
+    """What region choice needs: the plan, the owner and what runs now."""
+
+    plan: ServerPlan
+    owner: Mapping[str, Any]
+    deployments: Sequence[Mapping[str, Any]]  # observed, this owner's
+    nodes: Callable[[], list[dict[str, Any]]]
+
+
+RegionChooser = Callable[[RegionRequest], dict[str, int]]
+
+
+def _current_replicas(plan: ServerPlan, deployments: Sequence[Mapping[str, Any]]) -> int:
+    """Replicas to render: what runs now (an autoscaler may have set it) within min..max."""
+    scaling = plan.scaling
+    observed = [
+        int(d.get("spec", {}).get("replicas") or 0)
+        for d in deployments
+        if d.get("spec", {}).get("replicas") is not None
+    ]
+    current = max(observed) if observed else scaling.min_replicas
+    return max(scaling.min_replicas, min(scaling.max_replicas, current))
+
+
+def _node_fits(node: Mapping[str, Any], plan: ServerPlan) -> bool:
+    labels = node.get("metadata", {}).get("labels") or {}
+    if plan.resources.gpus == 0:
+        return GPU_PRODUCT_LABEL not in labels
+    allocatable = node.get("status", {}).get("allocatable") or {}
+    if int(str(allocatable.get(GPU_RESOURCE, "0")) or 0) < plan.resources.gpus:
+        return False
+    product = plan.resources.gpu_product
+    return product is None or labels.get(GPU_PRODUCT_LABEL) == product
+
+
+def sticky_regions(req: RegionRequest) -> dict[str, int]:
+    """Where to run when no placement engine is plugged in: keep what runs, else a feasible guess.
+
+    Regions already running stay (a restart must not move workloads); else the
+    spec's allowed regions, else the regions whose nodes can hold the server;
+    else unplaced, which leaves the scheduler to say why nothing fits.
+    """
+    replicas = _current_replicas(req.plan, req.deployments)
+    running = sorted(
+        {
+            str(d.get("metadata", {}).get("labels", {}).get(LABEL_REGION, UNPLACED))
+            for d in req.deployments
+        }
+    )
+    spread = max(1, req.plan.placement.spread)
+    if running:
+        return dict.fromkeys(running[:spread], replicas)
+    allowed = set(req.plan.placement.regions)
+    candidates = sorted(
+        {
+            str(n["metadata"]["labels"][NODE_REGION_LABEL])
+            for n in req.nodes()
+            if NODE_REGION_LABEL in (n.get("metadata", {}).get("labels") or {})
+            and _node_fits(n, req.plan)
+        }
+    )
+    if allowed:
+        candidates = [r for r in candidates if r in allowed] or sorted(allowed)
+    if not candidates:
+        return {UNPLACED: replicas}
+    return dict.fromkeys(candidates[:spread], replicas)
+
+
+def _owner_selector(kind: str, name: str) -> dict[str, str]:
+    return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_OWNER_KIND: kind, LABEL_OWNER_NAME: name}
+
+
+class _Blocked(specs.SpecError):
+    """A pipeline that cannot be rendered until another resource changes."""
+
+    def __init__(self, reason: str, name: str, message: str) -> None:
+        super().__init__(MODEL_PIPELINE, name, [specs.FieldError("spec.steps", message)])
+        self.reason = reason
+        self.text = message
+
+
+def _message(exc: specs.SpecError) -> str:
+    if isinstance(exc, _Blocked):
+        return exc.text
+    return "; ".join(str(e) for e in exc.errors) or str(exc)
+
+
+def _digest(plan: ServerPlan) -> str | None:
+    digests = sorted({m.artifact.digest for m in plan.models if m.artifact is not None})
+    return digests[0] if len(digests) == 1 else None
+
+
+class Reconciler:
+    """Reconciles SmallModels and ModelPipelines against one API server."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: Settings,
+        *,
+        regions: RegionChooser = sticky_regions,
+        now: Callable[[], str] = utcnow,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.choose_regions = regions
+        self.now = now
+        self._locks: dict[Key, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._memo: dict[Key, _Memo] = {}
+
+    def lock(self, key: Key) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def forget(self, kind: str, namespace: str | None, name: str) -> None:
+        key = (kind, namespace or "", name)
+        self._memo.pop(key, None)
+        with self._locks_guard:
+            self._locks.pop(key, None)
+        telemetry.record_state(*key, None)
+
+    # -- entry points ------------------------------------------------------
+
+    def reconcile(self, body: Mapping[str, Any]) -> Outcome:
+        """Full reconcile of a SmallModel or ModelPipeline body."""
+        kind = str(body["kind"])
+        meta = body["metadata"]
+        key = (kind, str(meta["namespace"]), str(meta["name"]))
+        with self.lock(key), telemetry.reconcile_timer(*key) as rec:
+            outcome = self._reconcile(key, body)
+            rec.result = outcome.result
+            return outcome
+
+    def refresh(self, kind: str, namespace: str | None, name: str) -> Outcome | None:
+        """Status from the children alone; a full reconcile when something is missing or stale.
+
+        Called on child events and timers. None when the owner is gone.
+        """
+        namespace = namespace or ""
+        key = (kind, namespace, name)
+        with self.lock(key):
+            body = self.kube.get(API_VERSION, kind, namespace, name)
+            if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+                return None
+            memo = self._memo.get(key)
+            meta = body["metadata"]
+            fresh = (
+                memo is not None
+                and memo.uid == meta.get("uid")
+                and memo.generation == meta.get("generation")
+            )
+            if fresh and memo is not None:
+                stuck = st.summary(memo.status.get("conditions") or []) == c.STALLED
+                if stuck and not memo.deployments:
+                    return Outcome("stalled")  # spec or apply problem: waits for a spec change
+                deployments = self._owned(
+                    self.kube.list_objects(
+                        "apps/v1", "Deployment", namespace, labels=_owner_selector(kind, name)
+                    ),
+                    meta,
+                )
+                names = {d["metadata"]["name"] for d in deployments}
+                if names == memo.deployments:
+                    pods = self.kube.pods(namespace, _owner_selector(kind, name))
+                    derived = st.derive(
+                        deployments=deployments,
+                        pods=pods,
+                        expected=memo.deployments,
+                        digest=memo.digest,
+                    )
+                    with telemetry.reconcile_timer(*key) as rec:
+                        outcome = self._write_status(key, body, derived)
+                        rec.result = outcome.result
+                        return outcome
+        return self.reconcile(body)
+
+    # -- the work ----------------------------------------------------------
+
+    def _reconcile(self, key: Key, body: Mapping[str, Any]) -> Outcome:
+        kind, namespace, name = key
+        meta = body["metadata"]
+        try:
+            plan = self._plan(kind, body)
+        except specs.SpecError as exc:
+            reason = getattr(exc, "reason", c.REASON_INVALID_SPEC)
+            telemetry.ERRORS.labels(kind=kind, error_class="invalid_spec").inc()
+            return self._stall(key, body, reason, _message(exc))
+
+        observed: list[dict[str, Any]] = []
+        for api_version, child_kind in CHILD_KINDS:
+            observed += self.kube.list_objects(
+                api_version, child_kind, namespace, labels=_owner_selector(kind, name)
+            )
+        observed = self._owned(observed, meta)
+        observed_deployments = [o for o in observed if o["kind"] == "Deployment"]
+        regions = self.choose_regions(
+            RegionRequest(plan, body, observed_deployments, self.kube.nodes)
+        )
+        owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": meta}
+        desired = render_children(plan, owner=owner, regions=regions)
+        wanted = frozenset(d["metadata"]["name"] for d in desired if d["kind"] == "Deployment")
+
+        applied: dict[str, dict[str, Any]] = {}
+        stale: list[dict[str, Any]] = []
+        for change in plan_changes(desired, observed):
+            obj = change.obj
+            if change.action in ("create", "update"):
+                log.info(
+                    "%s %s/%s: %s",
+                    change.action,
+                    obj["kind"],
+                    obj["metadata"]["name"],
+                    change.reason,
+                )
+                try:
+                    result = self.kube.apply(obj)
+                except Rejected as exc:
+                    telemetry.ERRORS.labels(kind=kind, error_class="rejected").inc()
+                    return self._stall(
+                        key,
+                        body,
+                        c.REASON_APPLY_FAILED,
+                        f"{obj['kind']} {obj['metadata']['name']}: {exc.message}",
+                    )
+                if obj["kind"] == "Deployment":
+                    applied[obj["metadata"]["name"]] = result
+            elif change.action == "delete":
+                stale.append(obj)
+
+        current = {d["metadata"]["name"]: d for d in observed_deployments}
+        current.update(applied)
+        wanted_now = [current[n] for n in sorted(wanted) if n in current]
+        # Make-before-break: an old region's Deployment goes only once the new ones serve.
+        new_ready = len(wanted_now) == len(wanted) and all(
+            (s := st.deployment_state(d)).rollout_done and s.ready >= s.desired for d in wanted_now
+        )
+        for obj in stale:
+            if obj["kind"] == "Deployment" and not new_ready:
+                continue
+            log.info("delete %s/%s: no longer desired", obj["kind"], obj["metadata"]["name"])
+            self.kube.delete(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"])
+            current.pop(obj["metadata"]["name"], None)
+
+        pods = self.kube.pods(namespace, _owner_selector(kind, name))
+        digest = _digest(plan)
+        derived = st.derive(
+            deployments=list(current.values()), pods=pods, expected=wanted, digest=digest
+        )
+        self._memo[key] = _Memo(
+            uid=str(meta.get("uid")),
+            generation=int(meta.get("generation") or 0),
+            deployments=frozenset(current),
+            digest=digest,
+        )
+        return self._write_status(key, body, derived)
+
+    def _plan(self, kind: str, body: Mapping[str, Any]) -> ServerPlan:
+        if kind == SMALL_MODEL:
+            return plan_for_model(specs.parse_small_model(body), self.settings)
+        pipeline = specs.parse_model_pipeline(body)
+        models: dict[str, specs.SmallModelSpec] = {}
+        missing: list[str] = []
+        broken: list[str] = []
+        for name in sorted({step.model for step in pipeline.steps}):
+            found = self.kube.get(API_VERSION, SMALL_MODEL, pipeline.namespace, name)
+            if found is None or found.get("metadata", {}).get("deletionTimestamp"):
+                missing.append(name)
+                continue
+            try:
+                models[name] = specs.parse_small_model(found)
+            except specs.SpecError as exc:
+                broken.append(f"{name}: {_message(exc)}")
+        if missing:
+            raise _Blocked(
+                c.REASON_MISSING_MODEL,
+                pipeline.name,
+                "SmallModel "
+                + ", ".join(repr(m) for m in missing)
+                + f" not found in namespace {pipeline.namespace!r}",
+            )
+        if broken:
+            raise _Blocked(
+                c.REASON_MODEL_NOT_READY, pipeline.name, "invalid step model " + "; ".join(broken)
+            )
+        errors = specs.validate_pipeline_refs(pipeline, models)
+        if errors:
+            raise specs.SpecError(MODEL_PIPELINE, pipeline.name, errors)
+        return plan_for_pipeline(pipeline, models, self.settings)
+
+    @staticmethod
+    def _owned(objs: list[dict[str, Any]], meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Children whose controller is this very object (not a deleted namesake)."""
+        uid = meta.get("uid")
+        out = []
+        for obj in objs:
+            refs = obj.get("metadata", {}).get("ownerReferences") or []
+            if any(r.get("uid") == uid for r in refs):
+                out.append(obj)
+        return out
+
+    def _stall(self, key: Key, body: Mapping[str, Any], reason: str, message: str) -> Outcome:
+        meta = body["metadata"]
+        self._memo[key] = _Memo(
+            uid=str(meta.get("uid")),
+            generation=int(meta.get("generation") or 0),
+            deployments=frozenset(),
+            digest=None,
+        )
+        return self._write_status(key, body, st.stalled(reason, message))
+
+    def _write_status(self, key: Key, body: Mapping[str, Any], derived: st.Derived) -> Outcome:
+        kind, namespace, name = key
+        meta = body["metadata"]
+        generation = int(meta.get("generation") or 0)
+        memo = self._memo.get(key)
+        current = memo.status if memo is not None and memo.status else (body.get("status") or {})
+        new, flips = st.merge(current, derived, now=self.now(), generation=generation)
+        patch = st.status_patch(current, new)
+        if patch:
+            self.kube.patch_status(API_VERSION, kind, namespace, name, patch)
+        if memo is not None:
+            memo.status = new
+        owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": meta}
+        for flip in flips:
+            if flip.type not in (c.READY, c.STALLED) or (flip.old is None and flip.new == "False"):
+                continue
+            bad = (flip.type == c.STALLED) == (flip.new == "True")
+            try:
+                self.kube.event(
+                    owner,
+                    type_="Warning" if bad else "Normal",
+                    reason=flip.reason,
+                    message=f"{flip.type}={flip.new}: {flip.message}".rstrip(": "),
+                )
+            except Exception as exc:  # an Event is a courtesy; never fail a reconcile on it
+                log.warning("could not record event for %s/%s: %s", namespace, name, exc)
+        summary = st.summary(new["conditions"])
+        telemetry.record_state(kind, namespace, name, summary)
+        result = {"Ready": "ready", "Stalled": "stalled"}.get(summary, "progressing")
+        stalled = c.get_condition(new["conditions"], c.STALLED)
+        return Outcome(result, str((stalled or {}).get("message", "")))
+
+    # -- pipelines that depend on a model -----------------------------------
+
+    def pipelines_using(self, namespace: str | None, model: str) -> list[dict[str, Any]]:
+        """ModelPipelines in `namespace` with a step naming SmallModel `model`."""
+        return [
+            p
+            for p in self.kube.list_objects(API_VERSION, MODEL_PIPELINE, namespace)
+            if any(
+                isinstance(s, Mapping) and s.get("model") == model
+                for s in (p.get("spec") or {}).get("steps") or []
+            )
+        ]
