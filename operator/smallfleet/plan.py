@@ -29,6 +29,8 @@ MANAGED_BY: Final = "smallfleet"
 # Maps whose values are resource quantities, which the API server rewrites
 # into canonical form ("1000m" becomes "1").
 _QUANTITY_PARENTS: Final = frozenset({"requests", "limits", "capacity", "hard"})
+# Identity, not content: the version is whichever one the caller read with.
+_NOT_COMPARED: Final = frozenset({"apiVersion", "status"})
 # Creation order: what others refer to first (a Deployment mounts the ConfigMap).
 _KIND_ORDER: Final = {
     "Namespace": 0,
@@ -171,7 +173,7 @@ def plan_changes(
             changes.append(Change("create", obj, "not found"))
             continue
         diff = first_difference(
-            {k: v for k, v in obj.items() if k != "status"},
+            {k: v for k, v in obj.items() if k not in _NOT_COMPARED},
             current,
         )
         if diff is None:
