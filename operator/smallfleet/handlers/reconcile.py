@@ -27,7 +27,7 @@ from smallfleet import conditions as c
 from smallfleet import spec as specs
 from smallfleet import status as st
 from smallfleet import telemetry
-from smallfleet.kube import Kube, Rejected
+from smallfleet.kube import Kube, NotFound, Rejected
 from smallfleet.plan import plan_changes
 from smallfleet.render import UNPLACED, plan_for_model, plan_for_pipeline, render_children
 from smallfleet.render.children import (
@@ -87,12 +87,13 @@ class _Memo:
 
 @dataclass(frozen=True)
 class RegionRequest:
-    """What region choice needs: the plan, the owner and what runs now."""
+    """What region choice needs: the plan, the owner, what runs now and how to see the cluster."""
 
     plan: ServerPlan
     owner: Mapping[str, Any]
     deployments: Sequence[Mapping[str, Any]]  # observed, this owner's
     nodes: Callable[[], list[dict[str, Any]]]
+    pods: Callable[[], list[dict[str, Any]]]  # every running or pending pod of the cluster
 
 
 RegionChooser = Callable[[RegionRequest], dict[str, int]]
@@ -110,23 +111,65 @@ def _current_replicas(plan: ServerPlan, deployments: Sequence[Mapping[str, Any]]
     return max(scaling.min_replicas, min(scaling.max_replicas, current))
 
 
+def _gpu_count(value: Any) -> int:
+    try:
+        return int(str(value or "0"))
+    except ValueError:
+        return 0
+
+
 def _node_fits(node: Mapping[str, Any], plan: ServerPlan) -> bool:
     labels = node.get("metadata", {}).get("labels") or {}
     if plan.resources.gpus == 0:
         return GPU_PRODUCT_LABEL not in labels
     allocatable = node.get("status", {}).get("allocatable") or {}
-    if int(str(allocatable.get(GPU_RESOURCE, "0")) or 0) < plan.resources.gpus:
+    if _gpu_count(allocatable.get(GPU_RESOURCE)) < plan.resources.gpus:
         return False
     product = plan.resources.gpu_product
     return product is None or labels.get(GPU_PRODUCT_LABEL) == product
 
 
-def sticky_regions(req: RegionRequest) -> dict[str, int]:
-    """Where to run when no placement engine is plugged in: keep what runs, else a feasible guess.
+def free_capacity(
+    plan: ServerPlan, nodes: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
+) -> dict[str, int]:
+    """Per region, how many more of this server's pods its fitting nodes could hold (GPU-wise)."""
+    used: dict[str, int] = {}
+    for pod in pods:
+        node = pod.get("spec", {}).get("nodeName")
+        if not node or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        for container in pod.get("spec", {}).get("containers") or []:
+            limits = (container.get("resources") or {}).get("limits") or {}
+            requests = (container.get("resources") or {}).get("requests") or {}
+            used[node] = used.get(node, 0) + _gpu_count(
+                requests.get(GPU_RESOURCE, limits.get(GPU_RESOURCE))
+            )
+    free: dict[str, int] = {}
+    for node in nodes:
+        labels = node.get("metadata", {}).get("labels") or {}
+        region = labels.get(NODE_REGION_LABEL)
+        if not region or not _node_fits(node, plan):
+            continue
+        if plan.resources.gpus == 0:
+            room = 1_000_000  # CPU servers: GPU room does not limit them
+        else:
+            allocatable = _gpu_count(
+                (node.get("status", {}).get("allocatable") or {}).get(GPU_RESOURCE)
+            )
+            room = (
+                max(0, allocatable - used.get(node["metadata"]["name"], 0)) // plan.resources.gpus
+            )
+        free[str(region)] = free.get(str(region), 0) + room
+    return free
 
-    Regions already running stay (a restart must not move workloads); else the
-    spec's allowed regions, else the regions whose nodes can hold the server;
-    else unplaced, which leaves the scheduler to say why nothing fits.
+
+def sticky_regions(req: RegionRequest) -> dict[str, int]:
+    """Where to run when no placement engine is plugged in: keep what runs, else the roomiest.
+
+    Regions already running stay (a restart must not move workloads); else,
+    among the spec's allowed regions whose nodes can hold the server, those
+    with the most free GPUs (name breaks ties); else unplaced, which leaves
+    the scheduler to say why nothing fits.
     """
     replicas = _current_replicas(req.plan, req.deployments)
     running = sorted(
@@ -138,20 +181,18 @@ def sticky_regions(req: RegionRequest) -> dict[str, int]:
     spread = max(1, req.plan.placement.spread)
     if running:
         return dict.fromkeys(running[:spread], replicas)
+    nodes = req.nodes()
+    try:
+        pods = req.pods() if req.plan.resources.gpus > 0 else []
+    except Rejected:
+        pods = []  # a namespaced install may not list every pod: judge by capacity alone
+    free = free_capacity(req.plan, nodes, pods)
     allowed = set(req.plan.placement.regions)
-    candidates = sorted(
-        {
-            str(n["metadata"]["labels"][NODE_REGION_LABEL])
-            for n in req.nodes()
-            if NODE_REGION_LABEL in (n.get("metadata", {}).get("labels") or {})
-            and _node_fits(n, req.plan)
-        }
-    )
-    if allowed:
-        candidates = [r for r in candidates if r in allowed] or sorted(allowed)
+    candidates = [r for r in free if not allowed or r in allowed]
     if not candidates:
         return {UNPLACED: replicas}
-    return dict.fromkeys(candidates[:spread], replicas)
+    ranked = sorted(candidates, key=lambda r: (-free[r], r))
+    return dict.fromkeys(ranked[:spread], replicas)
 
 
 def _owner_selector(kind: str, name: str) -> dict[str, str]:
@@ -283,7 +324,7 @@ class Reconciler:
         observed = self._owned(observed, meta)
         observed_deployments = [o for o in observed if o["kind"] == "Deployment"]
         regions = self.choose_regions(
-            RegionRequest(plan, body, observed_deployments, self.kube.nodes)
+            RegionRequest(plan, body, observed_deployments, self.kube.nodes, self._all_pods)
         )
         owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": meta}
         desired = render_children(plan, owner=owner, regions=regions)
@@ -303,7 +344,7 @@ class Reconciler:
                 )
                 try:
                     result = self.kube.apply(obj)
-                except Rejected as exc:
+                except (Rejected, NotFound) as exc:
                     telemetry.ERRORS.labels(kind=kind, error_class="rejected").inc()
                     return self._stall(
                         key,
@@ -342,6 +383,11 @@ class Reconciler:
             digest=digest,
         )
         return self._write_status(key, body, derived)
+
+    def _all_pods(self) -> list[dict[str, Any]]:
+        return self.kube.list_objects(
+            "v1", "Pod", None, fields="status.phase!=Succeeded,status.phase!=Failed"
+        )
 
     def _plan(self, kind: str, body: Mapping[str, Any]) -> ServerPlan:
         if kind == SMALL_MODEL:
