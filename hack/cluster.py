@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -355,6 +356,150 @@ def _is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address) in LOOPBACK
     except ValueError:
         return False
+
+
+# --------------------------------------------------------------------------- chart and operator
+
+CHART: Final = REPO / "charts" / "smallfleet"
+CRDS: Final = REPO / "crds"
+OPERATOR_RELEASE: Final = "smallfleet"
+OPERATOR_NAMESPACE: Final = "smallfleet-system"
+
+
+@dataclass(frozen=True)
+class ChartRelease:
+    release: str
+    namespace: str
+    service_account: str
+    deployment: str
+
+
+def install_crds(cluster: Cluster) -> list[str]:
+    """Apply crds/ server-side and wait until every CRD is Established."""
+    files = sorted(CRDS.glob("*.yaml"))
+    if not files:
+        raise ClusterError(f"no CRDs in {CRDS}: the API definitions are missing")
+    cluster.apply_yaml(CRDS)
+    names = [f"crd/{f.name.removesuffix('.yaml')}" for f in files]
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    return [n.removeprefix("crd/") for n in names]
+
+
+def install_chart(
+    cluster: Cluster,
+    release: str = OPERATOR_RELEASE,
+    namespace: str = OPERATOR_NAMESPACE,
+    values: Sequence[str] = (),
+) -> ChartRelease:
+    """`helm upgrade --install` the chart with the operator Deployment scaled to zero.
+
+    Pods are simulated here, so the operator runs as a local process instead,
+    with the chart's ServiceAccount and environment (see `operator_command`).
+    """
+    cluster.helm(
+        "upgrade",
+        "--install",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--create-namespace",
+        "--set",
+        "replicas=0",
+        *values,
+        "--wait",
+        "--timeout=2m",
+    )
+    found = cluster.kubectl_json(
+        "get",
+        "deployments",
+        "-n",
+        namespace,
+        "-l",
+        f"app.kubernetes.io/instance={release},app.kubernetes.io/component=operator",
+    )["items"]
+    if len(found) != 1:
+        raise ClusterError(
+            f"expected one operator Deployment of release {release}, found {len(found)}"
+        )
+    return ChartRelease(
+        release=release,
+        namespace=namespace,
+        service_account=found[0]["spec"]["template"]["spec"]["serviceAccountName"],
+        deployment=found[0]["metadata"]["name"],
+    )
+
+
+def deployment_env(cluster: Cluster, chart: ChartRelease) -> dict[str, str]:
+    """The environment the chart's operator Deployment sets, resolved as the kubelet would."""
+    deployment = cluster.kubectl_json("get", "deployment", chart.deployment, "-n", chart.namespace)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env: dict[str, str] = {}
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+            continue
+        source = var.get("valueFrom", {})
+        if "fieldRef" in source:
+            env[var["name"]] = {
+                "metadata.name": f"{chart.deployment}-local",
+                "metadata.namespace": chart.namespace,
+            }.get(source["fieldRef"]["fieldPath"], "")
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            proc = cluster.kubectl(
+                "get", "secret", ref["name"], "-n", chart.namespace, "-o", "json", check=False
+            )
+            data = json.loads(proc.stdout).get("data", {}) if proc.returncode == 0 else {}
+            if ref["key"] in data:
+                env[var["name"]] = base64.b64decode(data[ref["key"]]).decode()
+            elif not ref.get("optional"):
+                raise ClusterError(f"secret {ref['name']} lacks key {ref['key']} for {var['name']}")
+    return env
+
+
+def operator_command(
+    cluster: Cluster,
+    chart: ChartRelease,
+    kubeconfig: Path,
+    metrics_port: int,
+    health_port: int,
+    namespace: str | None = None,
+    extra_args: Sequence[str] = (),
+    smallfleet: Path | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of `smallfleet run` as the chart's Deployment would run it.
+
+    `kubeconfig` is written here and authenticates with a token of the chart's
+    ServiceAccount, so the chart's RBAC is what the operator gets. None as
+    namespace watches all namespaces.
+    """
+    cluster.token_kubeconfig(chart.service_account, chart.namespace, kubeconfig)
+    exe = smallfleet or Path(sys.executable).parent / "smallfleet"
+    if not exe.exists():
+        raise ClusterError(f"{exe} is missing: install the project (make venv)")
+    argv = [str(exe), "run"]
+    argv += ["--all-namespaces"] if namespace is None else ["--namespace", namespace]
+    argv += ["--metrics-port", str(metrics_port), "--health-port", str(health_port), *extra_args]
+    chart_env = deployment_env(cluster, chart)
+    chart_env["SMALLFLEET_METRICS_PORT"] = str(metrics_port)
+    chart_env["SMALLFLEET_HEALTH_PORT"] = str(health_port)
+    if namespace is None:
+        chart_env.pop("SMALLFLEET_NAMESPACE", None)
+    else:
+        chart_env["SMALLFLEET_NAMESPACE"] = namespace
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMALLFLEET_")}
+    env.update(chart_env)
+    env["KUBECONFIG"] = str(kubeconfig)
+    env["PYTHONUNBUFFERED"] = "1"
+    return argv, env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -1,0 +1,208 @@
+"""The local cluster behaves like the GPU fleet the operator is written for.
+
+Placement and scaling rest on what the real kube-scheduler does with GPU
+requests, region affinity and taints, and the operator's safety rests on the
+chart's RBAC actually being enforced. These tests check those foundations
+with plain pods and plain kubectl, before any smallfleet code runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.e2e.cluster import ChartRelease, Cluster
+
+REGIONS = ("eu-north-1", "eu-west-1", "us-east-1")
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+
+
+def nodes(cluster: Cluster) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = cluster.kubectl_json("get", "nodes")["items"]
+    return items
+
+
+def gpu_pod(name: str, gpus: int, region: str | None) -> dict[str, Any]:
+    affinity: dict[str, Any] = {}
+    if region:
+        term = {"key": "topology.kubernetes.io/region", "operator": "In", "values": [region]}
+        affinity = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [term]}]
+                }
+            }
+        }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "affinity": affinity,
+            "tolerations": [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+            ],
+            "containers": [
+                {
+                    "name": "triton",
+                    "image": "nvcr.io/nvidia/tritonserver:24.10-py3",
+                    "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                }
+            ],
+        },
+    }
+
+
+def pod_ready(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    pod: dict[str, Any] = cluster.kubectl_json("get", "pod", name, "-n", namespace)
+    conditions = pod.get("status", {}).get("conditions", [])
+    if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+        return pod
+    return None
+
+
+def test_nodes_span_three_regions_with_gpu_capacity_on_loopback(cluster: Cluster) -> None:
+    by_region: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    cpu_only = []
+    for node in nodes(cluster):
+        labels = node["metadata"]["labels"]
+        if labels.get("nvidia.com/gpu.present") == "true":
+            by_region[labels["topology.kubernetes.io/region"]].append(node)
+            assert int(node["status"]["allocatable"]["nvidia.com/gpu"]) == 4
+            assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in node[
+                "spec"
+            ]["taints"]
+            assert labels["topology.kubernetes.io/zone"].startswith(
+                labels["topology.kubernetes.io/region"]
+            )
+        else:
+            cpu_only.append(node)
+        ips = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+        assert ips and all(ipaddress.ip_address(ip) in LOOPBACK for ip in ips), ips
+    assert sorted(by_region) == list(REGIONS)
+    for region, gpu_nodes in by_region.items():
+        products = {n["metadata"]["labels"]["nvidia.com/gpu.product"] for n in gpu_nodes}
+        assert {"NVIDIA-A10G", "NVIDIA-L4"} <= products, region
+        zones = {n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in gpu_nodes}
+        assert zones == {f"{region}a", f"{region}b"}
+    assert "NVIDIA-H100-80GB-HBM3" in {
+        n["metadata"]["labels"]["nvidia.com/gpu.product"] for n in by_region["us-east-1"]
+    }
+    assert [n["metadata"]["labels"]["topology.kubernetes.io/region"] for n in cpu_only] == [
+        "eu-west-1"
+    ]
+    assert "nvidia.com/gpu" not in cpu_only[0]["status"]["allocatable"]
+    kubernetes = cluster.kubectl_json("get", "service", "kubernetes", "-n", "default")
+    assert ipaddress.ip_address(kubernetes["spec"]["clusterIP"]) in ipaddress.ip_network(
+        "127.2.0.0/16"
+    )
+    cluster.assert_loopback()
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_gpu_pod_is_scheduled_in_its_region_and_becomes_ready(
+    cluster: Cluster, namespace: str, region: str
+) -> None:
+    cluster.apply_yaml(_yaml(gpu_pod("gpu", 1, region)), namespace=namespace)
+    pod = cluster.wait_for(
+        lambda: pod_ready(cluster, namespace, "gpu"), 60, f"GPU pod in {region} never became Ready"
+    )
+    node = cluster.kubectl_json("get", "node", pod["spec"]["nodeName"])
+    assert node["metadata"]["labels"]["topology.kubernetes.io/region"] == region
+    assert node["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
+    assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network("127.1.0.0/16")
+    cluster.assert_loopback()
+
+
+def test_cpu_pod_lands_on_the_cpu_node(cluster: Cluster, namespace: str) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "cpu"},
+        "spec": {
+            "containers": [
+                {"name": "app", "image": "busybox", "resources": {"requests": {"cpu": "1"}}}
+            ]
+        },
+    }
+    cluster.apply_yaml(_yaml(pod), namespace=namespace)
+    ready = cluster.wait_for(
+        lambda: pod_ready(cluster, namespace, "cpu"), 60, "CPU pod never became Ready"
+    )
+    assert ready["spec"]["nodeName"] == "cpu-eu-west-1a"
+
+
+def test_asking_for_more_gpus_than_any_node_has_stays_pending(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.apply_yaml(_yaml(gpu_pod("greedy", 5, "eu-west-1")), namespace=namespace)
+
+    def unschedulable() -> str | None:
+        pod = cluster.kubectl_json("get", "pod", "greedy", "-n", namespace)
+        for c in pod.get("status", {}).get("conditions", []):
+            if (
+                c["type"] == "PodScheduled"
+                and c["status"] == "False"
+                and c.get("reason") == "Unschedulable"
+            ):
+                return str(c.get("message", ""))
+        return None
+
+    message = cluster.wait_for(
+        unschedulable, 60, "the scheduler never reported the pod Unschedulable"
+    )
+    assert "Insufficient nvidia.com/gpu" in message
+    pod = cluster.kubectl_json("get", "pod", "greedy", "-n", namespace)
+    assert pod["status"]["phase"] == "Pending"
+    assert not pod["spec"].get("nodeName")
+
+
+def test_chart_role_denies_what_it_does_not_grant(
+    cluster: Cluster, chart_installed: ChartRelease, namespace: str, tmp_path: Path
+) -> None:
+    kubeconfig = cluster.token_kubeconfig(
+        chart_installed.service_account, chart_installed.namespace, tmp_path / "sa.kubeconfig"
+    )
+
+    def as_operator(*args: str) -> tuple[int, str]:
+        proc = cluster.kubectl(*args, check=False, kubeconfig=kubeconfig)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    # What the operator needs works with this identity...
+    assert as_operator("get", "nodes")[0] == 0
+    assert as_operator("get", "smallmodels,modelpipelines", "-A")[0] == 0
+    code, out = as_operator("create", "configmap", "probe", "-n", namespace, "--dry-run=server")
+    assert code == 0, out
+    # ...and what it does not need is refused by the API server.
+    for denied in (
+        ("delete", "node", "cpu-eu-west-1a", "--dry-run=server"),
+        ("get", "secrets", "-n", "kube-system"),
+        ("get", "secrets", "-n", namespace),
+        ("create", "namespace", "not-allowed", "--dry-run=server"),
+        (
+            "delete",
+            "customresourcedefinition",
+            "smallmodels.serving.smallfleet.io",
+            "--dry-run=server",
+        ),
+        (
+            "create",
+            "clusterrolebinding",
+            "escalate",
+            "--clusterrole=cluster-admin",
+            "--user=x",
+            "--dry-run=server",
+        ),
+    ):
+        code, out = as_operator(*denied)
+        assert code != 0 and "forbidden" in out.lower(), f"{denied}: {out}"
+    code, out = as_operator("auth", "can-i", "delete", "nodes")
+    assert out.strip() == "no"
+
+
+def _yaml(obj: dict[str, Any]) -> str:
+    return json.dumps(obj) + "\n"
