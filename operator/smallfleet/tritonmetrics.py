@@ -243,3 +243,68 @@ def merge(samples: Sequence[LoadSample], expected_replicas: int | None = None) -
         ),
         failures_per_second=sum(s.failures_per_second for s in samples),
     )
+
+
+def _selector(labels: Mapping[str, str]) -> str:
+    def quote(v: str) -> str:
+        return v.replace("\\", "\\\\").replace('"', '\\"')
+
+    parts = []
+    for key, value in sorted(labels.items()):
+        # A key ending in "=~" matches a regular expression (pods of one Deployment).
+        if key.endswith("=~"):
+            parts.append(f'{key[:-2]}=~"{quote(value)}"')
+        else:
+            parts.append(f'{key}="{quote(value)}"')
+    return "{" + ",".join(parts) + "}"
+
+
+def pod_regex(deployment: str) -> str:
+    """The names of a Deployment's pods: `<deployment>-<replicaset hash>-<pod hash>`."""
+    return f"{deployment}-[a-z0-9]+-[a-z0-9]+"
+
+
+def promql(metric: str, model: str, labels: Mapping[str, str], window: str = "1m") -> str:
+    """PromQL for one scaling metric of one model, over Prometheus' copy of Triton's metrics.
+
+    `labels` narrows the series to the model's pods, as the scrape
+    configuration labels them (typically `namespace` and `pod=~`, see
+    `pod_regex`). The result is the total over pods for `pendingRequests`
+    and `inferencesPerSecond`, and the mean for `queueTime` (ms per request)
+    and `gpuUtilization` (percent), the same units `LoadSample` uses.
+    """
+    per_model = _selector({**labels, "model": model})
+    per_pod = _selector(labels)
+    if metric == "queueTime":
+        return (
+            f"sum(rate(nv_inference_queue_duration_us{per_model}[{window}])) / 1000"
+            f" / clamp_min(sum(rate(nv_inference_request_success{per_model}[{window}])), 1e-9)"
+        )
+    if metric == "pendingRequests":
+        return f"sum(nv_inference_pending_request_count{per_model})"
+    if metric == "inferencesPerSecond":
+        return f"sum(rate(nv_inference_count{per_model}[{window}]))"
+    if metric == "gpuUtilization":
+        return f"avg(nv_gpu_utilization{per_pod}) * 100"
+    raise ValueError(f"unknown scaling metric {metric!r}")
+
+
+def load_queries(model: str, labels: Mapping[str, str], window: str = "1m") -> dict[str, str]:
+    """PromQL for every `LoadSample` field of one model (the Prometheus-backed source)."""
+    per_model = _selector({**labels, "model": model})
+    compute = " + ".join(
+        f"sum(rate(nv_inference_compute_{p}_duration_us{per_model}[{window}]))"
+        for p in ("input", "infer", "output")
+    )
+    requests = f"sum(rate(nv_inference_request_success{per_model}[{window}]))"
+    return {
+        "inferences_per_second": promql("inferencesPerSecond", model, labels, window),
+        "requests_per_second": requests,
+        "executions_per_second": f"sum(rate(nv_inference_exec_count{per_model}[{window}]))",
+        "queue_ms_per_request": promql("queueTime", model, labels, window),
+        "compute_ms_per_request": f"({compute}) / 1000 / clamp_min({requests}, 1e-9)",
+        "pending_requests": promql("pendingRequests", model, labels, window),
+        "gpu_utilization": promql("gpuUtilization", model, labels, window),
+        "replicas": f"count(count by (pod) (nv_inference_count{per_model}))",
+        "failures_per_second": f"sum(rate(nv_inference_request_failure{per_model}[{window}]))",
+    }
