@@ -242,19 +242,16 @@ def derive(
 
     desired = sum(s.desired for s in states)
     ready = sum(s.ready for s in states)
-    regions = [
-        {"region": s.region, "deployment": s.name, "replicas": s.desired, "readyReplicas": s.ready}
-        for s in states
-    ]
+    # The regions serving now: those with a ready replica.
+    serving = sorted({s.region for s in states if s.region and s.ready > 0})
     fields: dict[str, Any] = {
         "replicas": sum(s.total for s in states),
         "readyReplicas": ready,
         "desiredReplicas": desired,
-        "regions": regions,
+        "regions": serving,
+        "region": ",".join(serving),
     }
     placed = sorted({s.region for s in states if s.region})
-    if placed:
-        fields["region"] = placed[0] if len(placed) == 1 else ",".join(placed)
 
     all_ready = (
         bool(states)

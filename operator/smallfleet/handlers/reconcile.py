@@ -376,6 +376,10 @@ class Reconciler:
         derived = st.derive(
             deployments=list(current.values()), pods=pods, expected=wanted, digest=digest
         )
+        extra: dict[str, Any] = {"endpoint": f"{plan.name}.{namespace}.svc"}
+        if kind == MODEL_PIPELINE:
+            extra["models"] = sorted({m.name for m in plan.models if not m.is_ensemble})
+        derived = st.Derived(derived.conditions, {**derived.fields, **extra})
         self._memo[key] = _Memo(
             uid=str(meta.get("uid")),
             generation=int(meta.get("generation") or 0),
@@ -448,7 +452,8 @@ class Reconciler:
         meta = body["metadata"]
         generation = int(meta.get("generation") or 0)
         memo = self._memo.get(key)
-        current = memo.status if memo is not None and memo.status else (body.get("status") or {})
+        # The body's status, not a remembered one: other parts (placement, autoscaling) write there too.
+        current = body.get("status") or {}
         new, flips = st.merge(current, derived, now=self.now(), generation=generation)
         patch = st.status_patch(current, new)
         if patch:
