@@ -89,6 +89,10 @@ cluster-down: venv ## Stop the local cluster
 demo: venv ## The main job: a fleet on a local (or your) cluster, printed as a table
 	$(BIN)/python -m hack.demo
 
+.PHONY: demo-down
+demo-down: venv ## Stop the demo operator and delete the local demo cluster
+	$(BIN)/python -m hack.demo down
+
 .PHONY: clean
 clean: ## Remove local build outputs (keeps the binary cache)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
