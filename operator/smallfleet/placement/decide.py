@@ -218,7 +218,7 @@ def decide(
     if current is not None and current.regions:
         cur_ok = [r for r in current.regions if r in feasible]
         if set(cur_ok) == set(best):
-            chosen = list(current.regions)
+            chosen = cur_ok
         elif len(cur_ok) == min(spread, len(feasible)) and len(cur_ok) == len(current.regions):
             # Every current region is still feasible: any change is optional.
             min_impr = (

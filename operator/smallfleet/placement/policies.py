@@ -24,6 +24,7 @@ REASON_RESIDENCY: Final = "ResidencyMismatch"
 REASON_NO_CAPACITY: Final = "InsufficientCapacity"
 REASON_ABOVE_CEILING: Final = "AboveIntensityCeiling"
 REASON_NO_SIGNAL: Final = "NoSignal"
+UNBOUNDED: Final = 1 << 30  # CPU models: the scheduler, not placement, packs them
 
 
 @dataclass(frozen=True)
@@ -107,18 +108,24 @@ def residency(model: PlacementInput, region: str, ctx: PolicyContext) -> PolicyR
 def replicas_that_fit(
     resources: Resources, region: str, nodes: Sequence[NodeCapacity], held: int = 0
 ) -> int:
-    """How many replicas of this shape the region can run: whole replicas per node, plus those already running."""
+    """How many replicas of this shape the region can run: whole replicas per node, plus those already running.
+
+    `held` (this model's own running replicas, whose GPUs are already in
+    `requested_gpus`) counts only while the region still has suitable nodes.
+    """
     if resources.gpus == 0:
-        return held + (1_000_000 if any(n.region == region for n in nodes) else 0)
+        return UNBOUNDED if any(n.region == region for n in nodes) else 0
     want = (resources.gpu_product or "").lower()
-    fit = held
-    for n in nodes:
-        if n.region != region or n.cpu_only:
-            continue
-        if want and (n.gpu_product or "").lower() != want:
-            continue
-        fit += n.free_gpus // resources.gpus
-    return fit
+    matching = [
+        n
+        for n in nodes
+        if n.region == region
+        and not n.cpu_only
+        and (not want or (n.gpu_product or "").lower() == want)
+    ]
+    if not matching:
+        return 0
+    return held + sum(n.free_gpus // resources.gpus for n in matching)
 
 
 def gpu_capacity(model: PlacementInput, region: str, ctx: PolicyContext) -> PolicyResult:
