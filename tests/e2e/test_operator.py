@@ -1,0 +1,425 @@
+"""The operator against a real control plane: what model owners and GitOps tools rely on.
+
+Each test starts `smallfleet run` as a local process under the chart's
+ServiceAccount (so RBAC is the chart's), watching a fresh namespace. The
+real kube-scheduler places the Triton pods on KWOK's fake GPU nodes, the
+real garbage collector removes children, and readiness is read the way
+people read it: `kubectl wait --for=condition=Ready`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.e2e.cluster import SMALLFLEET, Cluster, ClusterError, OperatorProcess, wait_ready
+
+OperatorFactory = Callable[..., OperatorProcess]
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+BAD_MANIFESTS = sorted((ROOT / "tests" / "e2e" / "bad_manifests").glob("*.yaml"))
+SHORT = {"SmallModel": "sm", "ModelPipeline": "mp"}
+CHILD_KINDS = "deployments,services,configmaps,poddisruptionbudgets,horizontalpodautoscalers"
+READY_TIMEOUT = 120.0
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    """The resources in a file, with their namespace removed so a test can place them."""
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for doc in docs:
+        doc.get("metadata", {}).pop("namespace", None)
+    return docs
+
+
+def apply(cluster: Cluster, namespace: str, docs: list[dict[str, Any]]) -> None:
+    cluster.apply_yaml(yaml.safe_dump_all(docs), namespace=namespace)
+
+
+def get(cluster: Cluster, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    obj: dict[str, Any] = cluster.kubectl_json("get", SHORT.get(kind, kind), name, "-n", namespace)
+    return obj
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    for c in obj.get("status", {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return {}
+
+
+def wait_condition(
+    cluster: Cluster,
+    kind: str,
+    name: str,
+    namespace: str,
+    type_: str,
+    status: str,
+    reason: str | None = None,
+    timeout: float = READY_TIMEOUT,
+) -> dict[str, Any]:
+    """Wait until a condition has the status (and reason); fail showing the object if not."""
+    last: dict[str, Any] = {}
+
+    def reached() -> dict[str, Any] | None:
+        nonlocal last
+        last = get(cluster, kind, name, namespace)
+        c = condition(last, type_)
+        ok = c.get("status") == status and (reason is None or c.get("reason") == reason)
+        return last if ok else None
+
+    try:
+        return cluster.wait_for(reached, timeout, f"{kind} {name}: {type_} never {status}", 1.0)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{yaml.safe_dump(last.get('status', {}))}") from exc
+
+
+def children(cluster: Cluster, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+    selector = f"serving.smallfleet.io/owner-kind={kind},serving.smallfleet.io/owner-name={name}"
+    items: list[dict[str, Any]] = cluster.kubectl_json(
+        "get", CHILD_KINDS, "-n", namespace, "-l", selector
+    )["items"]
+    return items
+
+
+def owned_pods(cluster: Cluster, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+    selector = f"serving.smallfleet.io/owner-kind={kind},serving.smallfleet.io/owner-name={name}"
+    items: list[dict[str, Any]] = cluster.kubectl_json(
+        "get", "pods", "-n", namespace, "-l", selector
+    )["items"]
+    return items
+
+
+def resources_of(docs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(d["kind"], d["metadata"]["name"]) for d in docs]
+
+
+@pytest.fixture(scope="session")
+def keda_crds(cluster: Cluster) -> list[str]:
+    """KEDA's CRDs (built from its Go module beside the cluster binaries), for ScaledObjects."""
+    crd_dir = cluster.bin_dir / "crds" / "keda"
+    files = sorted(crd_dir.glob("*.yaml"))
+    if not files:
+        raise ClusterError(f"no KEDA CRDs in {crd_dir}: run `hack/build-bins.sh keda`")
+    cluster.apply_yaml(crd_dir)
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh"
+    )
+    return [f.name for f in files]
+
+
+@pytest.fixture
+def operator(operator_process: OperatorFactory, namespace: str) -> OperatorProcess:
+    return operator_process(namespace)
+
+
+# --------------------------------------------------------------------------- examples
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_reaches_ready(
+    cluster: Cluster,
+    namespace: str,
+    operator: OperatorProcess,
+    keda_crds: list[str],
+    example: Path,
+) -> None:
+    docs = documents(example)
+    assert docs, f"{example} holds no resources"
+    apply(cluster, namespace, docs)
+    for kind, name in resources_of(docs):
+        wait_ready(cluster, SHORT[kind], name, namespace, timeout=READY_TIMEOUT)
+        obj = get(cluster, kind, name, namespace)
+        status = obj["status"]
+        assert status["observedGeneration"] == obj["metadata"]["generation"]
+        assert condition(obj, "Reconciling")["status"] == "False"
+        assert condition(obj, "Stalled")["status"] == "False"
+        assert status["readyReplicas"] >= 1 and status["region"], status
+        assert status["endpoint"] == f"{name}.{namespace}.svc"
+        kids = children(cluster, namespace, kind, name)
+        assert {k["kind"] for k in kids} >= {"Deployment", "Service", "ConfigMap"}
+        for kid in kids:
+            (ref,) = kid["metadata"]["ownerReferences"]
+            assert (ref["kind"], ref["uid"]) == (kind, obj["metadata"]["uid"])
+            assert kid["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "smallfleet"
+        events = cluster.kubectl_json(
+            "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+        )["items"]
+        assert any(e["reason"] == "Available" for e in events), [e["reason"] for e in events]
+
+
+def test_printer_columns(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    docs = documents(ROOT / "examples" / "cpu-classifier.yaml")
+    apply(cluster, namespace, docs)
+    wait_ready(cluster, "sm", "cpu-classifier", namespace)
+    out = cluster.kubectl("get", "sm,mp", "-n", namespace).stdout
+    header, row = out.splitlines()[:2]
+    assert header.split() == ["NAME", "READY", "REGION", "REPLICAS", "GCO2E/H", "AGE"], out
+    cells = row.split()
+    assert cells[0].endswith("cpu-classifier") and cells[1:4] == ["True", "eu-west-1", "1"], out
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def test_pods_land_on_the_requested_hardware(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply(cluster, namespace, documents(ROOT / "examples" / "minilm-embedder.yaml"))
+    apply(cluster, namespace, documents(ROOT / "examples" / "cpu-classifier.yaml"))
+    wait_ready(cluster, "sm", "minilm-embedder", namespace)
+    wait_ready(cluster, "sm", "cpu-classifier", namespace)
+    nodes = {n["metadata"]["name"]: n for n in cluster.kubectl_json("get", "nodes")["items"]}
+
+    (gpu_pod,) = owned_pods(cluster, namespace, "SmallModel", "minilm-embedder")
+    labels = nodes[gpu_pod["spec"]["nodeName"]]["metadata"]["labels"]
+    assert labels["nvidia.com/gpu.product"] == "NVIDIA-A10G"
+    assert labels["topology.kubernetes.io/region"] in ("eu-west-1", "eu-central-1", "eu-north-1")
+
+    (cpu_pod,) = owned_pods(cluster, namespace, "SmallModel", "cpu-classifier")
+    labels = nodes[cpu_pod["spec"]["nodeName"]]["metadata"]["labels"]
+    assert "nvidia.com/gpu.product" not in labels
+
+    metrics = operator.metrics()
+    assert re.search(
+        r'smallfleet_reconcile_total\{kind="SmallModel",result="ready"\} [1-9]', metrics
+    )
+    assert 'smallfleet_resources{condition="Ready",kind="SmallModel"}' in metrics
+
+
+def test_unknown_gpu_product_is_stalled_with_the_schedulers_message(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
+    doc["metadata"]["name"] = "needs-b200"
+    doc["spec"]["resources"] = {"gpus": 1, "gpuProduct": "NVIDIA-B200", "cpu": "1", "memory": "1Gi"}
+    apply(cluster, namespace, [doc])
+    obj = wait_condition(
+        cluster, "SmallModel", "needs-b200", namespace, "Stalled", "True", "Unschedulable"
+    )
+    message = condition(obj, "Stalled")["message"]
+    assert re.search(r"0/\d+ nodes are available", message), message
+    assert condition(obj, "Ready")["status"] == "False"
+    assert condition(obj, "Reconciling")["status"] == "False"
+    proc = cluster.kubectl(
+        "wait",
+        "sm/needs-b200",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        "--timeout=3s",
+        check=False,
+    )
+    assert proc.returncode != 0
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_spec_update_rolls_out_and_observed_generation_follows(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply(cluster, namespace, documents(ROOT / "examples" / "cpu-classifier.yaml"))
+    wait_ready(cluster, "sm", "cpu-classifier", namespace)
+    (before,) = [
+        k
+        for k in children(cluster, namespace, "SmallModel", "cpu-classifier")
+        if k["kind"] == "Deployment"
+    ]
+    cluster.kubectl(
+        "patch", "sm", "cpu-classifier", "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": {"resources": {"memory": "1536Mi"}}}),
+    )  # fmt: skip
+    obj = get(cluster, "SmallModel", "cpu-classifier", namespace)
+    assert obj["metadata"]["generation"] == 2
+
+    def rolled() -> dict[str, Any] | None:
+        o = get(cluster, "SmallModel", "cpu-classifier", namespace)
+        ok = (
+            o["status"].get("observedGeneration") == 2
+            and condition(o, "Ready").get("status") == "True"
+        )
+        return o if ok else None
+
+    cluster.wait_for(
+        rolled, READY_TIMEOUT, "observedGeneration never reached 2 with Ready=True", 1.0
+    )
+    (after,) = [
+        k
+        for k in children(cluster, namespace, "SmallModel", "cpu-classifier")
+        if k["kind"] == "Deployment"
+    ]
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["metadata"]["generation"] > before["metadata"]["generation"]
+    container = after["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"]["memory"] == "1536Mi"
+
+
+def test_deleting_garbage_collects_every_child(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    docs = documents(ROOT / "examples" / "rag-pipeline.yaml")
+    apply(cluster, namespace, docs)
+    for kind, name in resources_of(docs):
+        wait_ready(cluster, SHORT[kind], name, namespace)
+    assert children(cluster, namespace, "ModelPipeline", "rag")
+    cluster.kubectl("delete", "mp", "rag", "-n", namespace, "--wait=true", "--timeout=60s")
+    cluster.wait_for(
+        lambda: not children(cluster, namespace, "ModelPipeline", "rag"),
+        90,
+        lambda: (
+            f"children of the pipeline remain: {[k['metadata']['name'] for k in children(cluster, namespace, 'ModelPipeline', 'rag')]}"
+        ),
+    )
+    # The models keep serving: their children are theirs, not the pipeline's.
+    assert children(cluster, namespace, "SmallModel", "rag-embed")
+    cluster.kubectl("delete", "sm", "rag-embed", "-n", namespace, "--wait=true", "--timeout=60s")
+    cluster.wait_for(
+        lambda: (
+            not children(cluster, namespace, "SmallModel", "rag-embed")
+            and not owned_pods(cluster, namespace, "SmallModel", "rag-embed")
+        ),
+        90,
+        "children or pods of rag-embed remain",
+    )
+
+
+def test_pipeline_with_a_missing_model_stalls_and_recovers(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    docs = documents(ROOT / "examples" / "rag-pipeline.yaml")
+    models = [d for d in docs if d["kind"] == "SmallModel"]
+    pipeline = [d for d in docs if d["kind"] == "ModelPipeline"]
+    apply(cluster, namespace, pipeline + models[:1])
+    obj = wait_condition(
+        cluster, "ModelPipeline", "rag", namespace, "Stalled", "True", "MissingModel"
+    )
+    message = condition(obj, "Stalled")["message"]
+    for missing in models[1:]:
+        assert missing["metadata"]["name"] in message, message
+    assert models[0]["metadata"]["name"] not in message
+    assert not children(cluster, namespace, "ModelPipeline", "rag")
+
+    apply(cluster, namespace, models[1:])
+    wait_ready(cluster, "mp", "rag", namespace)
+    obj = get(cluster, "ModelPipeline", "rag", namespace)
+    assert condition(obj, "Stalled")["status"] == "False"
+    assert obj["status"]["models"] == sorted(m["metadata"]["name"] for m in models)
+
+
+def test_operator_killed_mid_reconcile_converges_without_duplicates(
+    cluster: Cluster, namespace: str, operator_process: OperatorFactory
+) -> None:
+    (template,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
+    names = [f"classifier-{i}" for i in range(8)]
+    docs = []
+    for name in names:
+        doc = json.loads(json.dumps(template))
+        doc["metadata"]["name"] = name
+        docs.append(doc)
+    first = operator_process(namespace)
+    apply(cluster, namespace, docs)
+    cluster.wait_for(
+        lambda: any(
+            k["kind"] == "Deployment"
+            for n in names
+            for k in children(cluster, namespace, "SmallModel", n)
+        ),
+        60,
+        "the operator never created a child",
+        0.1,
+    )
+    first.proc.kill()  # SIGKILL: no cleanup, whatever was in flight stays half done
+    first.proc.wait(timeout=10)
+
+    operator_process(namespace)
+    for name in names:
+        wait_ready(cluster, "sm", name, namespace)
+    for name in names:
+        kinds = Counter(k["kind"] for k in children(cluster, namespace, "SmallModel", name))
+        assert kinds == Counter(
+            {"Deployment": 1, "Service": 1, "ConfigMap": 1, "PodDisruptionBudget": 1}
+        ), (name, kinds)
+        assert len(owned_pods(cluster, namespace, "SmallModel", name)) == 1
+        obj = get(cluster, "SmallModel", name, namespace)
+        assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def test_rendered_examples_apply_with_server_dry_run(cluster: Cluster, namespace: str) -> None:
+    rendered = subprocess.run(
+        [str(SMALLFLEET), "render", *map(str, EXAMPLES)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    assert {d["kind"] for d in docs} >= {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+    }
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+    proc = cluster.kubectl(
+        "apply", "--dry-run=server", "--server-side", "--field-manager=smallfleet", "-f", "-",
+        input=yaml.safe_dump_all(docs), check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("(server dry run)") == len(docs), proc.stdout
+
+
+def bad_cases() -> Iterator[tuple[Path, str]]:
+    for path in BAD_MANIFESTS:
+        match = re.search(r"^#\s*expect:\s*(.+?)\s*$", path.read_text(), re.MULTILINE)
+        yield path, match.group(1) if match else ""
+
+
+def test_there_are_enough_bad_manifests() -> None:
+    assert len(BAD_MANIFESTS) >= 15, (
+        f"only {len(BAD_MANIFESTS)} bad manifests in tests/e2e/bad_manifests"
+    )
+    for path, expect in bad_cases():
+        assert expect, f"{path.name} has no `# expect: <substring>` line"
+
+
+@pytest.mark.parametrize(("path", "expect"), list(bad_cases()), ids=[p.stem for p in BAD_MANIFESTS])
+def test_bad_manifest_is_rejected_by_the_api_server(
+    cluster: Cluster, crds_installed: list[str], namespace: str, path: Path, expect: str
+) -> None:
+    proc = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-",
+        input=yaml.safe_dump_all(documents(path)), check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0, f"{path.name} was accepted:\n{proc.stdout}"
+    assert expect in proc.stderr, f"{path.name}: want {expect!r} in:\n{proc.stderr}"
+
+
+def test_status_survives_an_operator_restart_unchanged(
+    cluster: Cluster, namespace: str, operator_process: OperatorFactory
+) -> None:
+    """A restart re-derives the same status from the cluster: no transition moves."""
+    first = operator_process(namespace)
+    apply(cluster, namespace, documents(ROOT / "examples" / "cpu-classifier.yaml"))
+    wait_ready(cluster, "sm", "cpu-classifier", namespace)
+    before = get(cluster, "SmallModel", "cpu-classifier", namespace)["status"]["conditions"]
+    first.stop()
+    operator_process(namespace)
+    time.sleep(5)
+    after = get(cluster, "SmallModel", "cpu-classifier", namespace)["status"]["conditions"]
+    assert [(c["type"], c["status"], c["lastTransitionTime"]) for c in after] == [
+        (c["type"], c["status"], c["lastTransitionTime"]) for c in before
+    ]
