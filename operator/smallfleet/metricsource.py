@@ -1,0 +1,223 @@
+"""Where the autoscaler's load samples come from: Triton pods directly, or Prometheus.
+
+The default needs nothing installed: the operator scrapes each ready Triton
+pod's metrics port (8002) itself, keeps the previous scrape per pod and turns
+each pair into rates (`smallfleet.tritonmetrics`), then adds the replicas up.
+Per-pod rates, not rates of a sum, because a pod that leaves or restarts
+would otherwise look like a counter reset of the whole model.
+
+Where a Prometheus already scrapes Triton (`Settings.prometheus_url`),
+`PrometheusSource` asks its HTTP API (`/api/v1/query`) instead.
+
+A scrape that fails is a missing replica in the sample, never an exception:
+the decision then refuses to scale down on it. Both sources use only the
+standard library's urllib, with a timeout on every request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Final
+
+from smallfleet.tritonmetrics import (
+    LoadSample,
+    MetricsParseError,
+    TritonSnapshot,
+    load_queries,
+    merge,
+    model_snapshot,
+    rates,
+)
+
+log = logging.getLogger(__name__)
+
+TRITON_METRICS_PORT: Final = 8002
+DEFAULT_TIMEOUT: Final = 2.0
+MAX_PARALLEL_SCRAPES: Final = 16
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+
+
+class ScrapeError(Exception):
+    """A metrics endpoint did not answer with a usable body."""
+
+
+def scrape(url: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """GET one metrics endpoint and return its text; ScrapeError on any failure."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body: bytes = response.read(MAX_BODY_BYTES + 1)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise ScrapeError(f"{url}: {e}") from e
+    if len(body) > MAX_BODY_BYTES:
+        raise ScrapeError(f"{url}: response larger than {MAX_BODY_BYTES} bytes")
+    return body.decode("utf-8", errors="replace")
+
+
+def metrics_url(pod_ip: str, port: int = TRITON_METRICS_PORT) -> str:
+    host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
+    return f"http://{host}:{port}/metrics"
+
+
+@dataclass(frozen=True)
+class _Seen:
+    at: float
+    snapshot: TritonSnapshot
+
+
+class DirectSource:
+    """Scrapes Triton pods and remembers each pod's previous counters.
+
+    Call `sample(key, model, pod_ips)` once per scrape interval per model:
+    `key` names the series (for example "namespace/name"), `model` is the
+    Triton model name, `pod_ips` the IPs of the model's ready pods. The first
+    scrape of a pod only records it; it counts from the second. Call
+    `forget(key)` when a model is deleted.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = TRITON_METRICS_PORT,
+        timeout: float = DEFAULT_TIMEOUT,
+        fetch: Callable[[str, float], str] = scrape,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._port = port
+        self._timeout = timeout
+        self._fetch = fetch
+        self._clock = clock
+        self._seen: dict[tuple[str, str], _Seen] = {}
+
+    def _one(self, ip: str) -> str | None:
+        try:
+            return self._fetch(metrics_url(ip, self._port), self._timeout)
+        except ScrapeError as e:
+            log.debug("scrape failed: %s", e)
+            return None
+
+    def texts(self, pod_ips: Sequence[str]) -> dict[str, str | None]:
+        """One scrape of each pod, in parallel; None where a pod did not answer."""
+        if not pod_ips:
+            return {}
+        workers = min(MAX_PARALLEL_SCRAPES, len(pod_ips))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return dict(zip(pod_ips, pool.map(self._one, pod_ips), strict=True))
+
+    def sample_from(
+        self, key: str, model: str, texts: Mapping[str, str | None], now: float | None = None
+    ) -> LoadSample | None:
+        """The model's load from scrapes already taken (several models may share pods)."""
+        at = self._clock() if now is None else now
+        per_pod: list[LoadSample] = []
+        for ip, text in texts.items():
+            if text is None:
+                continue
+            try:
+                snap = model_snapshot(text, model)
+            except MetricsParseError as e:
+                log.debug("unreadable metrics from %s: %s", ip, e)
+                continue
+            if snap is None:
+                continue
+            prev = self._seen.get((key, ip))
+            self._seen[key, ip] = _Seen(at, snap)
+            if prev is not None and at > prev.at:
+                per_pod.append(rates(prev.snapshot, snap, at - prev.at))
+        for stale in [k for k in self._seen if k[0] == key and k[1] not in texts]:
+            del self._seen[stale]
+        return merge(per_pod, expected_replicas=len(texts))
+
+    def sample(self, key: str, model: str, pod_ips: Sequence[str]) -> LoadSample | None:
+        """Scrape the model's ready pods now and return the load since the previous call."""
+        return self.sample_from(key, model, self.texts(pod_ips))
+
+    def forget(self, key: str) -> None:
+        for k in [k for k in self._seen if k[0] == key]:
+            del self._seen[k]
+
+
+class PrometheusSource:
+    """Instant queries against a Prometheus HTTP API (`GET /api/v1/query`)."""
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._base = url.rstrip("/")
+        self._timeout = timeout
+
+    def query(self, promql: str) -> float | None:
+        """The value of an instant query: a scalar, or the sum of a vector.
+
+        None when Prometheus is unreachable, answers with an error, or the
+        vector is empty (no series matched) — never an exception.
+        """
+        url = f"{self._base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        try:
+            body = json.loads(scrape(url, self._timeout))
+        except (ScrapeError, json.JSONDecodeError) as e:
+            log.debug("prometheus query failed: %s", e)
+            return None
+        return _value(body)
+
+    def sample(
+        self, model: str, labels: Mapping[str, str], ready_replicas: int, window: str = "1m"
+    ) -> LoadSample | None:
+        """One model's load, from Prometheus' copy of Triton's metrics.
+
+        `labels` select the model's pods as Prometheus labels them (see
+        `tritonmetrics.promql`). None when the rates are unknown.
+        """
+        values = {k: self.query(q) for k, q in load_queries(model, labels, window).items()}
+        ips = values["inferences_per_second"]
+        rps = values["requests_per_second"]
+        if ips is None or rps is None:
+            return None
+        answered = values["replicas"]
+        return LoadSample(
+            inferences_per_second=ips,
+            requests_per_second=rps,
+            executions_per_second=values["executions_per_second"] or 0.0,
+            queue_ms_per_request=values["queue_ms_per_request"] or 0.0,
+            compute_ms_per_request=values["compute_ms_per_request"] or 0.0,
+            pending_requests=values["pending_requests"] or 0.0,
+            gpu_utilization=values["gpu_utilization"],
+            replicas=int(answered) if answered is not None else 0,
+            expected_replicas=ready_replicas,
+            failures_per_second=values["failures_per_second"] or 0.0,
+        )
+
+
+def _number(raw: object) -> float | None:
+    # Prometheus encodes sample values as strings ("1.5", "NaN", "+Inf").
+    try:
+        value = float(str(raw))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _value(body: object) -> float | None:
+    if not isinstance(body, dict) or body.get("status") != "success":
+        return None
+    data = body.get("data")
+    if not isinstance(data, dict):
+        return None
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar" and isinstance(result, list) and len(result) == 2:
+        return _number(result[1])
+    if kind == "vector" and isinstance(result, list):
+        numbers = [
+            _number(item["value"][1])
+            for item in result
+            if isinstance(item, dict) and isinstance(item.get("value"), list)
+        ]
+        known = [n for n in numbers if n is not None]
+        return sum(known) if known else None
+    return None
