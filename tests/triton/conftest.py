@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from triton_harness import (
+    ManifestLoader,
     TritonEnv,
     TritonServer,
     load_manifests,
@@ -27,8 +28,6 @@ from triton_harness import (
 
 from smallfleet.render import ServerPlan, plan_for_model
 from smallfleet.settings import Settings
-
-ManifestLoader = Callable[[str], list[dict[str, Any]]]
 
 
 @pytest.fixture(scope="session")

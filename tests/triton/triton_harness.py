@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -46,6 +46,9 @@ MANIFESTS: Final = Path(__file__).resolve().parent / "manifests"
 READY_TIMEOUT_SECONDS: Final = 240.0  # two shared CPUs, several python-stub processes to start
 STOP_TIMEOUT_SECONDS: Final = 40.0
 _PORT_FLAGS: Final = ("--http-port", "--grpc-port", "--metrics-port")
+
+# Loads tests/triton/manifests/<name>.yaml with the local store and backend env filled in.
+ManifestLoader = Callable[[str], list[dict[str, Any]]]
 
 
 class TritonUnavailable(RuntimeError):
