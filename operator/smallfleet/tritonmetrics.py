@@ -98,6 +98,16 @@ class LoadSample:
     replicas: int = 1
     expected_replicas: int = 1
     failures_per_second: float = 0.0
+    # Inferences asked for, not only served: served plus the growth of the pending queue.
+    # None where unknown (then `demand` is the served rate).
+    demand_inferences_per_second: float | None = None
+
+    @property
+    def demand(self) -> float:
+        """Inferences per second that arrived: what the replicas must serve to keep up."""
+        if self.demand_inferences_per_second is None:
+            return self.inferences_per_second
+        return self.demand_inferences_per_second
 
     @property
     def batch_size(self) -> float:
@@ -201,6 +211,11 @@ def rates(prev: TritonSnapshot, cur: TritonSnapshot, seconds: float) -> LoadSamp
         + d["compute_output_duration_us"]
     )
     utils = [g.utilization for g in cur.gpus if g.utilization is not None]
+    # Requests that joined the queue but were not served yet are load too; a queue that
+    # drains means the replicas served more than arrived.
+    per_request = d["inference_count"] / requests if requests else 1.0
+    queued = cur.pending - (0.0 if restarted else prev.pending)
+    demand = max(0.0, d["inference_count"] + queued * per_request) / seconds
     return LoadSample(
         inferences_per_second=d["inference_count"] / seconds,
         requests_per_second=requests / seconds,
@@ -210,6 +225,7 @@ def rates(prev: TritonSnapshot, cur: TritonSnapshot, seconds: float) -> LoadSamp
         pending_requests=cur.pending,
         gpu_utilization=(100.0 * sum(utils) / len(utils)) if utils else None,
         failures_per_second=d["request_failure"] / seconds,
+        demand_inferences_per_second=demand,
     )
 
 
@@ -242,6 +258,7 @@ def merge(samples: Sequence[LoadSample], expected_replicas: int | None = None) -
             expected_replicas if expected_replicas is not None else sum(s.replicas for s in samples)
         ),
         failures_per_second=sum(s.failures_per_second for s in samples),
+        demand_inferences_per_second=sum(s.demand for s in samples),
     )
 
 

@@ -310,6 +310,9 @@ def test_monotone_in_load(
         executions_per_second=sample.executions_per_second * factor,
         queue_ms_per_request=sample.queue_ms_per_request * factor,
         pending_requests=sample.pending_requests * factor,
+        demand_inferences_per_second=None
+        if sample.demand_inferences_per_second is None
+        else sample.demand_inferences_per_second * factor,
         gpu_utilization=None if sample.gpu_utilization is None else sample.gpu_utilization * factor,
     )
     a, _ = decide(scaling, ScalerState(), sample, 0.0, current, None, max_batch_size=max_batch)

@@ -195,3 +195,20 @@ def test_merge_of_one_is_itself(prev: tm.TritonSnapshot, cur: tm.TritonSnapshot,
     assert replace(merged, queue_ms_per_request=0, compute_ms_per_request=0) == replace(
         sample, queue_ms_per_request=0, compute_ms_per_request=0
     )
+
+
+def test_demand_counts_the_growing_queue() -> None:
+    prev = tm.TritonSnapshot(model="m", request_success=100, inference_count=400, pending=2)
+    cur = tm.TritonSnapshot(model="m", request_success=200, inference_count=800, pending=12)
+    sample = tm.rates(prev, cur, 10.0)
+    assert sample.inferences_per_second == pytest.approx(40.0)
+    # 10 more requests waiting, 4 inferences each, over 10 s.
+    assert sample.demand == pytest.approx(44.0)
+
+
+def test_demand_of_recorded_draining_queue() -> None:
+    busy = tm.model_snapshot(BUSY, "minilm-l6")
+    after = tm.model_snapshot(AFTER, "minilm-l6")
+    assert busy is not None and after is not None
+    sample = tm.rates(busy, after, 2.0)
+    assert sample.demand == pytest.approx((1321 - 815 - 16) / 2.0)  # the 16 pending were served

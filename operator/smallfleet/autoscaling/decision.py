@@ -6,7 +6,9 @@ needs:
 
 1. A raw recommendation from the chosen metric. Metrics that add up over
    replicas (`pendingRequests`, `inferencesPerSecond`) give
-   `ceil(total / target)`; metrics that are averages (`queueTime`,
+   `ceil(total / target)`, where the inference rate is demand: the
+   inferences served plus the growth of Triton's pending queue, so that a
+   saturated server does not hide how far behind it is. Metrics that are averages (`queueTime`,
    `gpuUtilization`) give `ceil(ready * value / target)`. Inside the
    tolerance band (`|value / target - 1| <= tolerance`) the recommendation is
    the current count.
@@ -141,11 +143,7 @@ def _raw(
     ready = sample.expected_replicas
     target = scaling.target
     if scaling.metric == "pendingRequests" or scaling.metric == "inferencesPerSecond":
-        total = (
-            sample.pending_requests
-            if scaling.metric == "pendingRequests"
-            else sample.inferences_per_second
-        )
+        total = sample.pending_requests if scaling.metric == "pendingRequests" else sample.demand
         value = total / max(ready, 1)
         if ready > 0:
             ratio = value / target
