@@ -82,7 +82,7 @@ class HttpClient:
     backoff_max: float = 60.0
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
-    secrets: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list, repr=False)
     not_before: float = 0.0  # no network call before this time (set by repeated failures)
 
     def add_secret(self, value: str) -> None:
