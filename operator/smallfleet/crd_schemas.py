@@ -170,7 +170,10 @@ _JSON: Final = r'''{
       "x-kubernetes-list-type": "map"
      },
      "placement": {
-      "default": {},
+      "default": {
+       "policy": "carbon-aware",
+       "spread": 1
+      },
       "description": "Where the model may run and how the region is chosen.",
       "properties": {
        "latencyPenalty": {
@@ -252,7 +255,7 @@ _JSON: Final = r'''{
        },
        {
         "fieldPath": ".spread",
-        "messageExpression": "'spread (' + string(self.spread) + ') must not exceed the number of regions (' + string(size(self.regions)) + ')'",
+        "message": "spread must not exceed the number of regions",
         "reason": "FieldValueInvalid",
         "rule": "!has(self.regions) || size(self.regions) == 0 || self.spread <= size(self.regions)"
        },
@@ -270,6 +273,7 @@ _JSON: Final = r'''{
        "cpu": {
         "default": "1",
         "description": "CPU request per replica, a Kubernetes quantity such as \"2\" or \"500m\".",
+        "maxLength": 32,
         "x-kubernetes-int-or-string": true,
         "x-kubernetes-validations": [
          {
@@ -295,6 +299,7 @@ _JSON: Final = r'''{
        "memory": {
         "default": "2Gi",
         "description": "Memory request and limit per replica, a Kubernetes quantity such as \"2Gi\".",
+        "maxLength": 32,
         "x-kubernetes-int-or-string": true,
         "x-kubernetes-validations": [
          {
@@ -315,7 +320,18 @@ _JSON: Final = r'''{
       ]
      },
      "scaling": {
-      "default": {},
+      "default": {
+       "maxReplicas": 1,
+       "maxScaleDownStep": 1,
+       "maxScaleUpStep": 4,
+       "metric": "queueTime",
+       "minReplicas": 1,
+       "mode": "operator",
+       "scaleDownStabilizationSeconds": 120,
+       "scaleUpStabilizationSeconds": 0,
+       "target": 50,
+       "tolerance": 0.1
+      },
       "description": "How the number of replicas follows the load.",
       "properties": {
        "carbonCap": {
@@ -424,7 +440,7 @@ _JSON: Final = r'''{
       "x-kubernetes-validations": [
        {
         "fieldPath": ".minReplicas",
-        "messageExpression": "'minReplicas (' + string(self.minReplicas) + ') must not exceed maxReplicas (' + string(self.maxReplicas) + ')'",
+        "message": "minReplicas must not exceed maxReplicas",
         "reason": "FieldValueInvalid",
         "rule": "self.minReplicas <= self.maxReplicas"
        },
@@ -533,27 +549,27 @@ _JSON: Final = r'''{
     "x-kubernetes-validations": [
      {
       "fieldPath": ".steps",
-      "messageExpression": "'step ' + self.steps.filter(s, !s.inputs.all(i, i.from.contains('.') || self.inputs.exists(p, p.name == i.from)))[0].name + ' reads a pipeline input that does not exist: a from without a dot must name one of spec.inputs'",
+      "message": "a step reads a pipeline input that does not exist: a from without a dot must name one of spec.inputs",
       "reason": "FieldValueInvalid",
-      "rule": "self.steps.all(s, s.inputs.all(i, i.from.contains('.') || self.inputs.exists(p, p.name == i.from)))"
+      "rule": "self.steps.all(s, s.inputs.all(x, x.from.contains('.') || self.inputs.exists(p, p.name == x.from)))"
      },
      {
       "fieldPath": ".steps",
-      "messageExpression": "'step ' + self.steps.filter(s, !s.inputs.all(i, !i.from.contains('.') || (self.steps.map(t, t.name).indexOf(i.from.substring(0, i.from.indexOf('.'))) >= 0 && self.steps.map(t, t.name).indexOf(i.from.substring(0, i.from.indexOf('.'))) < self.steps.map(t, t.name).indexOf(s.name))))[0].name + ' reads from a step that is not listed before it: \"<step>.<tensor>\" must name an earlier step'",
+      "message": "a step reads from a step that is not listed before it: \"<step>.<tensor>\" must name an earlier step",
       "reason": "FieldValueInvalid",
-      "rule": "self.steps.all(s, s.inputs.all(i, !i.from.contains('.') || (self.steps.map(t, t.name).indexOf(i.from.substring(0, i.from.indexOf('.'))) >= 0 && self.steps.map(t, t.name).indexOf(i.from.substring(0, i.from.indexOf('.'))) < self.steps.map(t, t.name).indexOf(s.name))))"
+      "rule": "self.steps.all(i, s, s.inputs.all(x, !x.from.contains('.') || self.steps.exists(j, t, j < i && x.from.startsWith(t.name + '.'))))"
      },
      {
       "fieldPath": ".outputs",
-      "messageExpression": "'output ' + self.outputs.filter(o, !self.steps.exists(s, s.name == o.from.substring(0, o.from.indexOf('.'))))[0].name + ' comes from a step that does not exist: from must be \"<step>.<tensor>\" of one of spec.steps'",
+      "message": "an output comes from a step that does not exist: from must be \"<step>.<tensor>\" of one of spec.steps",
       "reason": "FieldValueInvalid",
-      "rule": "self.outputs.all(o, self.steps.exists(s, s.name == o.from.substring(0, o.from.indexOf('.'))))"
+      "rule": "self.outputs.all(o, self.steps.exists(s, o.from.startsWith(s.name + '.')))"
      },
      {
       "fieldPath": ".inputs",
-      "messageExpression": "'pipeline input ' + self.inputs.filter(p, !self.steps.exists(s, s.inputs.exists(i, i.from == p.name)))[0].name + ' is not read by any step'",
+      "message": "a pipeline input is not read by any step",
       "reason": "FieldValueInvalid",
-      "rule": "self.inputs.all(p, self.steps.exists(s, s.inputs.exists(i, i.from == p.name)))"
+      "rule": "self.inputs.all(p, self.steps.exists(s, s.inputs.exists(x, x.from == p.name)))"
      },
      {
       "fieldPath": ".scaling.metric",
@@ -1018,7 +1034,10 @@ _JSON: Final = r'''{
       "type": "object"
      },
      "placement": {
-      "default": {},
+      "default": {
+       "policy": "carbon-aware",
+       "spread": 1
+      },
       "description": "Where the model may run and how the region is chosen.",
       "properties": {
        "latencyPenalty": {
@@ -1100,7 +1119,7 @@ _JSON: Final = r'''{
        },
        {
         "fieldPath": ".spread",
-        "messageExpression": "'spread (' + string(self.spread) + ') must not exceed the number of regions (' + string(size(self.regions)) + ')'",
+        "message": "spread must not exceed the number of regions",
         "reason": "FieldValueInvalid",
         "rule": "!has(self.regions) || size(self.regions) == 0 || self.spread <= size(self.regions)"
        },
@@ -1119,6 +1138,7 @@ _JSON: Final = r'''{
        "cpu": {
         "default": "1",
         "description": "CPU request per replica, a Kubernetes quantity such as \"2\" or \"500m\".",
+        "maxLength": 32,
         "x-kubernetes-int-or-string": true,
         "x-kubernetes-validations": [
          {
@@ -1144,6 +1164,7 @@ _JSON: Final = r'''{
        "memory": {
         "default": "2Gi",
         "description": "Memory request and limit per replica, a Kubernetes quantity such as \"2Gi\".",
+        "maxLength": 32,
         "x-kubernetes-int-or-string": true,
         "x-kubernetes-validations": [
          {
@@ -1164,7 +1185,18 @@ _JSON: Final = r'''{
       ]
      },
      "scaling": {
-      "default": {},
+      "default": {
+       "maxReplicas": 1,
+       "maxScaleDownStep": 1,
+       "maxScaleUpStep": 4,
+       "metric": "queueTime",
+       "minReplicas": 1,
+       "mode": "operator",
+       "scaleDownStabilizationSeconds": 120,
+       "scaleUpStabilizationSeconds": 0,
+       "target": 50,
+       "tolerance": 0.1
+      },
       "description": "How the number of replicas follows the load.",
       "properties": {
        "carbonCap": {
@@ -1273,7 +1305,7 @@ _JSON: Final = r'''{
       "x-kubernetes-validations": [
        {
         "fieldPath": ".minReplicas",
-        "messageExpression": "'minReplicas (' + string(self.minReplicas) + ') must not exceed maxReplicas (' + string(self.maxReplicas) + ')'",
+        "message": "minReplicas must not exceed maxReplicas",
         "reason": "FieldValueInvalid",
         "rule": "self.minReplicas <= self.maxReplicas"
        },

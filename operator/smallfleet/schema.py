@@ -44,6 +44,14 @@ def describe(value: Any) -> str:
     return '"null"'
 
 
+def _kind(value: Any) -> str:
+    """The JSON type of a value, quoted, as type errors show it."""
+    for name in ("boolean", "integer", "number", "string", "object", "array"):
+        if _has_type(value, name):
+            return f'"{name}"'
+    return '"null"'
+
+
 def _has_type(value: Any, type_: str) -> bool:
     if type_ == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
@@ -77,12 +85,20 @@ def _walk(schema: Mapping[str, Any], value: Any, path: str, errors: list[Problem
     if schema.get("x-kubernetes-int-or-string"):
         if not (_has_type(value, "integer") or isinstance(value, str)):
             errors.append(
-                (path, f"Invalid value: {describe(value)}: must be of type integer or string")
+                (
+                    path,
+                    f"Invalid value: {_kind(value)}: {path} in body must be of type integer,string: {_kind(value)}",
+                )
             )
         return value
     type_ = schema.get("type")
     if type_ is not None and not _has_type(value, str(type_)):
-        errors.append((path, f"Invalid value: {describe(value)}: must be of type {type_}"))
+        errors.append(
+            (
+                path,
+                f"Invalid value: {_kind(value)}: {path} in body must be of type {type_}: {_kind(value)}",
+            )
+        )
         return value
     if "enum" in schema and value not in schema["enum"]:
         supported = ", ".join(json.dumps(v) for v in schema["enum"])
@@ -108,18 +124,24 @@ def _check_number(
         if schema.get("exclusiveMinimum"):
             if value <= lo:
                 errors.append(
-                    (path, f"Invalid value: {describe(value)}: should be greater than {lo}")
+                    (
+                        path,
+                        f"Invalid value: {describe(value)}: {path} in body should be greater than {lo}",
+                    )
                 )
         elif value < lo:
             errors.append(
                 (
                     path,
-                    f"Invalid value: {describe(value)}: should be greater than or equal to {lo}",
+                    f"Invalid value: {describe(value)}: {path} in body should be greater than or equal to {lo}",
                 )
             )
     if hi is not None and value > hi:
         errors.append(
-            (path, f"Invalid value: {describe(value)}: should be less than or equal to {hi}")
+            (
+                path,
+                f"Invalid value: {describe(value)}: {path} in body should be less than or equal to {hi}",
+            )
         )
 
 
@@ -130,12 +152,15 @@ def _check_string(schema: Mapping[str, Any], value: str, path: str, errors: list
         errors.append(
             (
                 path,
-                f"Invalid value: {describe(value)}: should be at least {schema['minLength']} chars long",
+                f"Invalid value: {describe(value)}: {path} in body should be at least {schema['minLength']} chars long",
             )
         )
     if "pattern" in schema and re.search(schema["pattern"], value) is None:
         errors.append(
-            (path, f"Invalid value: {describe(value)}: should match '{schema['pattern']}'")
+            (
+                path,
+                f"Invalid value: {describe(value)}: {path} in body should match '{schema['pattern']}'",
+            )
         )
 
 
@@ -150,7 +175,7 @@ def _walk_array(
         errors.append(
             (
                 path,
-                f"Invalid value: {len(value)}: should have at least {schema['minItems']} items",
+                f"Invalid value: {len(value)}: {path} in body should have at least {schema['minItems']} items",
             )
         )
     items = schema.get("items", {})
@@ -191,9 +216,9 @@ def _walk_object(
         if key in props:
             out[key] = _walk(props[key], item, sub, errors)
         elif isinstance(extra, Mapping):
-            out[key] = _walk(extra, item, f"{path}[{key}]", errors)
+            out[key] = _walk(extra, item, sub, errors)
         elif props or extra is False:
-            errors.append((sub, "field not declared in schema"))
+            errors.append((sub, f'unknown field "{sub}"'))
         else:
             out[key] = item  # an object without properties (metadata) keeps what it holds
     for key, sub_schema in props.items():

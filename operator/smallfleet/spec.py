@@ -19,6 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from smallfleet.crd_schemas import SCHEMAS
+from smallfleet.schema import apply as apply_schema
+from smallfleet.schema import describe
+
 ModelFormat = Literal["onnx", "pytorch", "tensorflow", "tensorrt", "python"]
 DataType = Literal[
     "BOOL",
@@ -261,7 +265,7 @@ MSG_PARAM_KEYS: Final = (
 MSG_GPU_PRODUCT: Final = "gpuProduct needs gpus > 0: a CPU model cannot ask for a GPU product"
 MSG_CPU: Final = 'cpu must be a positive Kubernetes quantity such as "2" or "500m"'
 MSG_MEMORY: Final = 'memory must be a positive Kubernetes quantity such as "2Gi"'
-MSG_MIN_MAX: Final = "minReplicas ({min}) must not exceed maxReplicas ({max})"
+MSG_MIN_MAX: Final = "minReplicas must not exceed maxReplicas"
 MSG_SCALE_TO_ZERO: Final = (
     "minReplicas 0 (scale to zero) needs mode keda or none: the operator and an HPA read "
     "metrics from a running replica"
@@ -270,22 +274,27 @@ MSG_GPU_TARGET: Final = "target is a percentage for metric gpuUtilization and mu
 MSG_CAP_RANGE: Final = "carbonCap.maxReplicas must lie within [minReplicas, maxReplicas]"
 MSG_CAP_MODE: Final = "carbonCap needs a scaling mode: mode none keeps a fixed replica count"
 MSG_PINNED: Final = "policy pinned needs regions"
-MSG_SPREAD: Final = "spread ({spread}) must not exceed the number of regions ({regions})"
+MSG_SPREAD: Final = "spread must not exceed the number of regions"
 MSG_PENALTY_REGIONS: Final = "latencyPenalty may only name regions listed in regions"
 MSG_PENALTY_KEYS: Final = "latencyPenalty keys must be region names (lower case letters, digits and '-', at most 63 characters)"
 MSG_STEP_INPUT: Final = (
-    "step {step} reads a pipeline input that does not exist: a from without a dot must name "
-    "one of spec.inputs"
+    "a step reads a pipeline input that does not exist: a from without a dot must name one "
+    "of spec.inputs"
 )
 MSG_STEP_ORDER: Final = (
-    'step {step} reads from a step that is not listed before it: "<step>.<tensor>" must '
-    "name an earlier step"
+    'a step reads from a step that is not listed before it: "<step>.<tensor>" must name an '
+    "earlier step"
 )
 MSG_OUTPUT_STEP: Final = (
-    'output {output} comes from a step that does not exist: from must be "<step>.<tensor>" '
-    "of one of spec.steps"
+    'an output comes from a step that does not exist: from must be "<step>.<tensor>" of one '
+    "of spec.steps"
 )
-MSG_UNUSED_INPUT: Final = "pipeline input {input} is not read by any step"
+MSG_UNUSED_INPUT: Final = "a pipeline input is not read by any step"
+
+# Reasons, worded as the API server words each x-kubernetes-validations reason.
+INVALID: Final = "Invalid value"
+FORBIDDEN: Final = "Forbidden"
+REQUIRED: Final = "Required value"
 
 
 def _is_positive_quantity(value: object) -> bool:
@@ -300,13 +309,27 @@ class _Rules:
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
 
-    def check(self, path: str, message: str, ok: Callable[..., bool], *args: Any) -> None:
+    def check(
+        self,
+        path: str,
+        message: str,
+        ok: Callable[..., bool],
+        *args: Any,
+        reason: str = INVALID,
+        value: Any = None,
+    ) -> None:
+        """Record `message` at `path` unless `ok(*args)` holds.
+
+        Worded like the API server: the rule's reason first, then the refused
+        value when it is a scalar and the rule names no fieldPath.
+        """
         try:
             passed = ok(*args)
         except (TypeError, KeyError, AttributeError, ValueError, IndexError):
             return
         if not passed:
-            self.errors.append(FieldError(path, message))
+            shown = f"{describe(value)}: " if value is not None else ""
+            self.errors.append(FieldError(path, f"{reason}: {shown}{message}"))
 
 
 def _envelope(obj: Mapping[str, Any], kind: str, rules: _Rules) -> tuple[str, str]:
@@ -338,14 +361,11 @@ def _envelope(obj: Mapping[str, Any], kind: str, rules: _Rules) -> tuple[str, st
 
 
 def _structural(obj: Mapping[str, Any], kind: str, rules: _Rules) -> dict[str, Any]:
-    from smallfleet import schema
-    from smallfleet.crd_schemas import SCHEMAS
-
     body = {k: v for k, v in obj.items() if k in ("apiVersion", "kind", "metadata", "spec")}
     if "spec" not in body:
         rules.errors.append(FieldError("spec", "Required value"))
         return {}
-    checked, problems = schema.apply(SCHEMAS[kind]["properties"]["spec"], body["spec"], "spec")
+    checked, problems = apply_schema(SCHEMAS[kind]["properties"]["spec"], body["spec"], "spec")
     rules.errors.extend(FieldError(path, message) for path, message in problems)
     return checked if isinstance(checked, dict) else {}
 
@@ -361,16 +381,21 @@ def _tensor_rules(tensors: Any, path: str, rules: _Rules) -> None:
 
 def _resources_rules(res: Mapping[str, Any], path: str, rules: _Rules) -> None:
     rules.check(
-        f"{path}.gpuProduct", MSG_GPU_PRODUCT, lambda: "gpuProduct" not in res or res["gpus"] > 0
+        f"{path}.gpuProduct",
+        MSG_GPU_PRODUCT,
+        lambda: "gpuProduct" not in res or res["gpus"] > 0,
+        reason=FORBIDDEN,
     )
-    rules.check(f"{path}.cpu", MSG_CPU, lambda: _is_positive_quantity(res["cpu"]))
-    rules.check(f"{path}.memory", MSG_MEMORY, lambda: _is_positive_quantity(res["memory"]))
+    for key, message in (("cpu", MSG_CPU), ("memory", MSG_MEMORY)):
+        value = res.get(key)
+        if value is not None:
+            rules.check(f"{path}.{key}", message, _is_positive_quantity, value, value=value)
 
 
 def _scaling_rules(sc: Mapping[str, Any], path: str, rules: _Rules) -> None:
     rules.check(
         f"{path}.minReplicas",
-        MSG_MIN_MAX.format(min=sc.get("minReplicas"), max=sc.get("maxReplicas")),
+        f"{MSG_MIN_MAX} ({sc.get('minReplicas')} > {sc.get('maxReplicas')})",
         lambda: sc["minReplicas"] <= sc["maxReplicas"],
     )
     rules.check(
@@ -390,15 +415,22 @@ def _scaling_rules(sc: Mapping[str, Any], path: str, rules: _Rules) -> None:
             MSG_CAP_RANGE,
             lambda: sc["minReplicas"] <= cap["maxReplicas"] <= sc["maxReplicas"],
         )
-        rules.check(f"{path}.carbonCap", MSG_CAP_MODE, lambda: sc["mode"] != "none")
+        rules.check(
+            f"{path}.carbonCap", MSG_CAP_MODE, lambda: sc["mode"] != "none", reason=FORBIDDEN
+        )
 
 
 def _placement_rules(pl: Mapping[str, Any], path: str, rules: _Rules) -> None:
     regions = pl.get("regions") or []
-    rules.check(f"{path}.regions", MSG_PINNED, lambda: pl["policy"] != "pinned" or len(regions) > 0)
+    rules.check(
+        f"{path}.regions",
+        MSG_PINNED,
+        lambda: pl["policy"] != "pinned" or len(regions) > 0,
+        reason=REQUIRED,
+    )
     rules.check(
         f"{path}.spread",
-        MSG_SPREAD.format(spread=pl.get("spread"), regions=len(regions)),
+        f"{MSG_SPREAD} ({pl.get('spread')} > {len(regions)})",
         lambda: not regions or pl["spread"] <= len(regions),
     )
     penalty = pl.get("latencyPenalty")
@@ -430,32 +462,30 @@ def _small_model_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
     )
     uri = model.get("uri")
     if isinstance(uri, str):
-        rules.check(
-            "spec.model.uri",
-            MSG_URI_SCHEME,
-            lambda: re.match(r"^(s3|gs|https|http|pvc)://", uri) is not None,
-        )
-        rules.check(
-            "spec.model.uri",
-            MSG_URI_PATH,
-            lambda: (
-                not re.match(r"^(s3|gs|pvc)://", uri)
-                or re.match(r"^(s3|gs|pvc)://[^/]+/[^/]", uri) is not None
+        for message, ok in (
+            (MSG_URI_SCHEME, lambda u: re.match(r"^(s3|gs|https|http|pvc)://", u) is not None),
+            (
+                MSG_URI_PATH,
+                lambda u: (
+                    not re.match(r"^(s3|gs|pvc)://", u)
+                    or re.match(r"^(s3|gs|pvc)://[^/]+/[^/]", u) is not None
+                ),
             ),
-        )
-        rules.check(
-            "spec.model.uri",
-            MSG_URI_HOST,
-            lambda: (
-                not re.match(r"^https?://", uri) or re.match(r"^https?://[^/]+", uri) is not None
+            (
+                MSG_URI_HOST,
+                lambda u: (
+                    not re.match(r"^https?://", u) or re.match(r"^https?://[^/]+", u) is not None
+                ),
             ),
-        )
+        ):
+            rules.check("spec.model.uri", message, ok, uri, value=uri)
     batching = triton.get("dynamicBatching")
     if batching is not None:
         rules.check(
             "spec.triton.dynamicBatching",
             MSG_BATCHING,
             lambda: not batching["enabled"] or triton["maxBatchSize"] > 0,
+            reason=FORBIDDEN,
         )
         rules.check(
             "spec.triton.dynamicBatching.preferredBatchSizes",
@@ -483,6 +513,15 @@ def _source(ref: str) -> TensorSource:
     return TensorSource(tensor=tensor, step=step) if dot else TensorSource(tensor=ref)
 
 
+def _reads_earlier_steps(step: Mapping[str, Any], step_names: list[str]) -> bool:
+    here = step_names.index(step["name"])
+    for i in step["inputs"]:
+        src = _source(i["from"]).step
+        if src is not None and (src not in step_names or step_names.index(src) >= here):
+            return False
+    return True
+
+
 def _pipeline_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
     inputs, outputs, steps = spec.get("inputs", []), spec.get("outputs", []), spec.get("steps", [])
     try:
@@ -490,35 +529,33 @@ def _pipeline_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
         step_names = [s["name"] for s in steps]
     except (TypeError, KeyError):
         return
+    # The API server reports each of these rules once; offline, each offender is named.
     for s in steps:
         rules.check(
             "spec.steps",
-            MSG_STEP_INPUT.format(step=s.get("name")),
+            f"{MSG_STEP_INPUT} (step {s.get('name')})",
             lambda s: all("." in i["from"] or i["from"] in input_names for i in s["inputs"]),
             s,
         )
     for s in steps:
-
-        def earlier(s: Mapping[str, Any]) -> bool:
-            here = step_names.index(s["name"])
-            for i in s["inputs"]:
-                src = _source(i["from"]).step
-                if src is not None and (src not in step_names or step_names.index(src) >= here):
-                    return False
-            return True
-
-        rules.check("spec.steps", MSG_STEP_ORDER.format(step=s.get("name")), earlier, s)
+        rules.check(
+            "spec.steps",
+            f"{MSG_STEP_ORDER} (step {s.get('name')})",
+            _reads_earlier_steps,
+            s,
+            step_names,
+        )
     for o in outputs:
         rules.check(
             "spec.outputs",
-            MSG_OUTPUT_STEP.format(output=o.get("name")),
+            f"{MSG_OUTPUT_STEP} (output {o.get('name')})",
             lambda o: _source(o["from"]).step in step_names,
             o,
         )
     for p in inputs:
         rules.check(
             "spec.inputs",
-            MSG_UNUSED_INPUT.format(input=p.get("name")),
+            f"{MSG_UNUSED_INPUT} (input {p.get('name')})",
             lambda p: any(i["from"] == p["name"] for s in steps for i in s["inputs"]),
             p,
         )
@@ -546,7 +583,8 @@ def _pipeline_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
             rules.errors.append(
                 FieldError(
                     f"spec.outputs[{i}].name",
-                    f"output {o.get('name')} has the name of a pipeline input: the ensemble's tensor names must be unique",
+                    f"Invalid value: {describe(o.get('name'))}: output {o.get('name')} has the name "
+                    "of a pipeline input: the ensemble's tensor names must be unique",
                 )
             )
         src = o.get("from")
@@ -554,7 +592,8 @@ def _pipeline_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
             rules.errors.append(
                 FieldError(
                     f"spec.outputs[{i}].from",
-                    f"{src} already feeds output {seen[src]}: a Triton ensemble maps each step output to one tensor",
+                    f"Invalid value: {describe(src)}: {src} already feeds output {seen[src]}: "
+                    "a Triton ensemble maps each step output to one tensor",
                 )
             )
         elif isinstance(src, str):

@@ -230,3 +230,13 @@ def test_embedded_schemas_equal_the_crds() -> None:
     from smallfleet.crd_schemas import SCHEMAS
 
     assert {kind: schema(kind) for kind in CRDS} == SCHEMAS
+
+
+@pytest.mark.parametrize("kind", list(CRDS))
+def test_object_defaults_agree_with_their_fields_defaults(kind: str) -> None:
+    # An object default is spelled out (the API server checks rules against it as
+    # written): it must be what its fields' own defaults make of an empty object.
+    for path, node in walk(schema(kind)["properties"]["spec"], "spec"):
+        if node.get("type") == "object" and node.get("default"):
+            implied = {k: v["default"] for k, v in node["properties"].items() if "default" in v}
+            assert node["default"] == implied, path

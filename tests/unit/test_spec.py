@@ -150,7 +150,7 @@ BAD: Final[list[tuple[str, dict[str, Any], dict[str, Any], str, str]]] = [
         MODEL,
         {"spec__model__uri": "ftp://host/m.onnx"},
         "spec.model.uri",
-        "uri must start with s3://",
+        'Invalid value: "ftp://host/m.onnx": uri must start with s3://',
     ),
     (
         "pvc without path",
@@ -187,7 +187,7 @@ BAD: Final[list[tuple[str, dict[str, Any], dict[str, Any], str, str]]] = [
         MODEL,
         {"spec__scaling": {"minReplicas": 5, "maxReplicas": 2}},
         "spec.scaling.minReplicas",
-        "minReplicas (5) must not exceed maxReplicas (2)",
+        "Invalid value: minReplicas must not exceed maxReplicas (5 > 2)",
     ),
     (
         "max too high",
@@ -262,7 +262,7 @@ BAD: Final[list[tuple[str, dict[str, Any], dict[str, Any], str, str]]] = [
         MODEL,
         {"spec__resources": {"gpus": 0, "gpuProduct": "NVIDIA-L4"}},
         "spec.resources.gpuProduct",
-        "gpuProduct needs gpus > 0",
+        "Forbidden: gpuProduct needs gpus > 0",
     ),
     (
         "too many gpus",
@@ -290,7 +290,7 @@ BAD: Final[list[tuple[str, dict[str, Any], dict[str, Any], str, str]]] = [
         MODEL,
         {"spec__resources": {"cpu": 0.5}},
         "spec.resources.cpu",
-        "must be of type integer or string",
+        'Invalid value: "number": spec.resources.cpu in body must be of type integer,string: "number"',
     ),
     (
         "tensorrt on cpu",
@@ -304,7 +304,7 @@ BAD: Final[list[tuple[str, dict[str, Any], dict[str, Any], str, str]]] = [
         MODEL,
         {"spec__triton__maxBatchSize": 0, "spec__triton__dynamicBatching": {}},
         "spec.triton.dynamicBatching",
-        "dynamicBatching needs maxBatchSize > 0",
+        "Forbidden: dynamicBatching needs maxBatchSize > 0",
     ),
     (
         "preferred above max",
@@ -372,21 +372,21 @@ BAD: Final[list[tuple[str, dict[str, Any], dict[str, Any], str, str]]] = [
         MODEL,
         {"spec__scaling": {"bogus": 1}},
         "spec.scaling.bogus",
-        "field not declared in schema",
+        'unknown field "spec.scaling.bogus"',
     ),
     (
         "pinned without regions",
         MODEL,
         {"spec__placement": {"policy": "pinned"}},
         "spec.placement.regions",
-        "policy pinned needs regions",
+        "Required value: policy pinned needs regions",
     ),
     (
         "spread above regions",
         MODEL,
         {"spec__placement": {"regions": ["a", "b"], "spread": 3}},
         "spec.placement.spread",
-        "spread (3) must not exceed the number of regions (2)",
+        "spread must not exceed the number of regions (3 > 2)",
     ),
     (
         "duplicate region",
@@ -406,7 +406,7 @@ BAD: Final[list[tuple[str, dict[str, Any], dict[str, Any], str, str]]] = [
         "penalty negative",
         MODEL,
         {"spec__placement": {"latencyPenalty": {"b": -5}}},
-        "spec.placement.latencyPenalty[b]",
+        "spec.placement.latencyPenalty.b",
         "greater than or equal to 0",
     ),
     (
@@ -439,35 +439,35 @@ BAD: Final[list[tuple[str, dict[str, Any], dict[str, Any], str, str]]] = [
         PIPELINE,
         {"spec__steps__0__inputs__0__from": "tokens"},
         "spec.steps",
-        "step embed reads a pipeline input that does not exist",
+        "a pipeline input that does not exist: a from without a dot must name one of spec.inputs (step embed)",
     ),
     (
         "step reads later step",
         PIPELINE,
         {"spec__steps__0__inputs__0__from": "rank.hits"},
         "spec.steps",
-        "step embed reads from a step that is not listed before it",
+        'not listed before it: "<step>.<tensor>" must name an earlier step (step embed)',
     ),
     (
         "step reads itself",
         PIPELINE,
         {"spec__steps__1__inputs__0__from": "rank.hits"},
         "spec.steps",
-        "step rank reads from a step that is not listed before it",
+        "must name an earlier step (step rank)",
     ),
     (
         "step reads missing step",
         PIPELINE,
         {"spec__steps__1__inputs__0__from": "nope.x"},
         "spec.steps",
-        "step rank reads from a step",
+        "must name an earlier step (step rank)",
     ),
     (
         "output from missing step",
         PIPELINE,
         {"spec__outputs__0__from": "nope.hits"},
         "spec.outputs",
-        "output hits comes from a step that does not exist",
+        "of one of spec.steps (output hits)",
     ),
     (
         "output without step",
@@ -486,7 +486,7 @@ BAD: Final[list[tuple[str, dict[str, Any], dict[str, Any], str, str]]] = [
             ]
         },
         "spec.inputs",
-        "pipeline input extra is not read by any step",
+        "a pipeline input is not read by any step (input extra)",
     ),
     (
         "dotted input name",

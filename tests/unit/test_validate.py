@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Final
 
@@ -81,8 +82,8 @@ def test_problems_name_file_line_resource_and_path(tmp_path: Path) -> None:
     assert rc == 1
     assert out == [
         f'{f}:10: SmallModel/embed: spec.model.digest: Invalid value: "sha256:abc": '
-        "should match '^sha256:[a-f0-9]{64}$'",
-        f"{f}:18: SmallModel/embed: spec.scaling.minReplicas: minReplicas (5) must not exceed maxReplicas (2)",
+        "spec.model.digest in body should match '^sha256:[a-f0-9]{64}$'",
+        f"{f}:18: SmallModel/embed: spec.scaling.minReplicas: Invalid value: minReplicas must not exceed maxReplicas (5 > 2)",
     ]
 
 
@@ -200,3 +201,22 @@ def test_path_line(path: str, line: int) -> None:
     node = yaml.compose(DOC)
     assert node is not None
     assert path_line(node, path) == line
+
+
+BAD_MANIFESTS: Final = sorted((ROOT / "tests" / "e2e" / "bad_manifests").glob("*.yaml"))
+
+
+def test_there_are_enough_bad_manifests() -> None:
+    assert len(BAD_MANIFESTS) >= 15
+    kinds = {yaml.safe_load(p.read_text())["kind"] for p in BAD_MANIFESTS}
+    assert kinds == {"SmallModel", "ModelPipeline"}
+
+
+@pytest.mark.parametrize("path", BAD_MANIFESTS, ids=[p.stem for p in BAD_MANIFESTS])
+def test_bad_manifest_is_rejected_offline_with_the_api_servers_words(path: Path) -> None:
+    # The e2e suite checks the same expectation against the real API server.
+    expect = re.search(r"^# expect: (.+)$", path.read_text(), re.MULTILINE)
+    assert expect, f"{path.name} has no '# expect:' header"
+    rc, out = run([str(path)], external_models=True)
+    assert rc == 1
+    assert expect.group(1) in "\n".join(out), out
