@@ -6,8 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smallfleet.placement import cpu_cores, gpu_power, grams_per_hour, plan_move, power_watts
+from smallfleet.placement import (
+    cpu_cores,
+    estimate,
+    gpu_power,
+    grams_per_hour,
+    plan_move,
+    power_watts,
+)
 from smallfleet.placement.energy import DEFAULT_GPU, DEFAULT_UTILISATION
+from smallfleet.spec import Resources
 
 MOVES = [
     # existing ready, target, required, keep, create, delete, waiting
@@ -123,3 +131,13 @@ def test_property_power_is_bounded_by_idle_and_peak(u: float, replicas: int, gpu
         gpus_per_replica=gpus, replicas=replicas, gpu_product="H100", utilisation=u, pue=1.0
     )
     assert g.idle_watts * gpus * replicas - 1e-9 <= w <= g.max_watts * gpus * replicas + 1e-9
+
+
+def test_estimate_for_status() -> None:
+    e = estimate(
+        Resources(gpus=1, gpu_product="NVIDIA-H100-80GB-HBM3"), 2, 100.0, pue=1.0, utilisation=1.0
+    )
+    assert e.watts == pytest.approx(1380.0)
+    assert e.grams_per_hour == pytest.approx(138.0)
+    cpu = estimate(Resources(gpus=0, cpu="2"), 1, None, pue=1.2, utilisation=0.5)
+    assert cpu.watts == pytest.approx(12.0) and cpu.grams_per_hour is None

@@ -3,11 +3,18 @@
 Public surface for the runtime: `decide`, `plan_move`, the input values
 (`PlacementInput`, `NodeCapacity`, `CurrentPlacement`), the reading record
 (`CarbonReading`), the region table (`RegionTable`, `merge_zone_map`) and the
-energy estimates (`power_watts`, `grams_per_hour`).
+energy estimates (`estimate`, `power_watts`, `grams_per_hour`).
 """
 
 from smallfleet.placement.decide import Exclusion, PlacementDecision, decide
-from smallfleet.placement.energy import cpu_cores, gpu_power, grams_per_hour, power_watts
+from smallfleet.placement.energy import (
+    Estimate,
+    cpu_cores,
+    estimate,
+    gpu_power,
+    grams_per_hour,
+    power_watts,
+)
 from smallfleet.placement.moves import MovePlan, plan_move
 from smallfleet.placement.policies import (
     CurrentPlacement,
@@ -27,6 +34,7 @@ from smallfleet.placement.signals import CarbonReading
 __all__ = [
     "CarbonReading",
     "CurrentPlacement",
+    "Estimate",
     "Exclusion",
     "MovePlan",
     "NodeCapacity",
@@ -37,6 +45,7 @@ __all__ = [
     "RegionTable",
     "cpu_cores",
     "decide",
+    "estimate",
     "gpu_power",
     "grams_per_hour",
     "merge_zone_map",

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from smallfleet.spec import Resources
+
 DEFAULT_UTILISATION: Final = 0.30
 # A CPU model's share: watts per requested core at full load, above the
 # node's own idle draw (about 10 W per core for current server CPUs: a 64-core
@@ -113,3 +115,33 @@ def grams_per_hour(watts: float, intensity_g_per_kwh: float | None) -> float | N
     if intensity_g_per_kwh is None or intensity_g_per_kwh <= 0:
         return None
     return watts / 1000.0 * intensity_g_per_kwh
+
+
+@dataclass(frozen=True)
+class Estimate:
+    watts: float
+    grams_per_hour: float | None  # None when the region's intensity is unknown
+
+
+def estimate(
+    resources: Resources,
+    replicas: int,
+    intensity_g_per_kwh: float | None,
+    *,
+    pue: float,
+    utilisation: float | None = None,
+) -> Estimate:
+    """Power and emissions of one model in one region: the numbers for status and the gauges.
+
+    `utilisation` is Triton's GPU utilisation (0-1) when known. Sum the
+    results over a model's regions for its total, and over models for the fleet.
+    """
+    watts = power_watts(
+        gpus_per_replica=resources.gpus,
+        replicas=replicas,
+        gpu_product=resources.gpu_product,
+        utilisation=utilisation,
+        cpu_cores=cpu_cores(resources.cpu),
+        pue=pue,
+    )
+    return Estimate(watts, grams_per_hour(watts, intensity_g_per_kwh))
