@@ -114,7 +114,9 @@ def build(year: int = 2018) -> Path:
         if raw.exists():
             _log(f"[{i}/{len(COUNTRY_REGIONS)}] {country}: cached")
             continue
-        _log(f"[{i}/{len(COUNTRY_REGIONS)}] {country}: computing hourly XEF_EP intensity for {year}")
+        _log(
+            f"[{i}/{len(COUNTRY_REGIONS)}] {country}: computing hourly XEF_EP intensity for {year}"
+        )
         subprocess.run([str(python), "-c", _WORKER, str(year), country, str(raw)], check=True)
     rows: list[tuple[str, str, str, str, str]] = []
     start = datetime(year, 1, 1, tzinfo=UTC)
