@@ -20,6 +20,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from smallfleet.render.autoscalers import autoscaler_manifests
 from smallfleet.render.serverplan import ServerPlan
 from smallfleet.render.triton import (
     EXIT_TIMEOUT_SECONDS,
@@ -58,6 +59,9 @@ GPU_RESOURCE: Final = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
 
 REPOSITORY_PATH: Final = "/models"
+# Where `smallfleet fetch` finds pvc://CLAIM/... artifacts (its --pvc-root default).
+PVC_ROOT: Final = "/mnt/pvc"
+PVC_SCHEME: Final = "pvc://"
 CONFIG_PATH: Final = "/etc/smallfleet/config"
 RUN_AS: Final = 1000
 # Long enough for Triton's own drain of in-flight requests to finish first.
@@ -201,6 +205,23 @@ def _config_script(plan: ServerPlan) -> str:
     return "\n".join(lines)
 
 
+def _claim(uri: str) -> str | None:
+    if not uri.startswith(PVC_SCHEME):
+        return None
+    return uri[len(PVC_SCHEME) :].split("/", 1)[0] or None
+
+
+def _claim_mounts(uris: Sequence[str]) -> list[dict[str, Any]]:
+    claims = sorted({c for c in map(_claim, uris) if c})
+    return [
+        {"name": _claim_volume(c), "mountPath": f"{PVC_ROOT}/{c}", "readOnly": True} for c in claims
+    ]
+
+
+def _claim_volume(claim: str) -> str:
+    return _dns_label(f"claim-{claim}")
+
+
 def _init_containers(plan: ServerPlan) -> list[dict[str, Any]]:
     mounts = [
         {"name": "models", "mountPath": REPOSITORY_PATH},
@@ -229,7 +250,9 @@ def _init_containers(plan: ServerPlan) -> list[dict[str, Any]]:
                 "env": [{"name": "HOME", "value": "/tmp"}],
                 "resources": FETCH_RESOURCES,
                 "securityContext": _container_security(),
-                "volumeMounts": mounts,
+                # fetch writes why it refused an artifact there; a crash leaves its log instead.
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "volumeMounts": [*mounts, *_claim_mounts([m.artifact.uri])],
             }
         )
     # After the fetches, so the rendered config wins over any config.pbtxt an artifact carries.
@@ -361,6 +384,15 @@ def _deployment(
             {"name": "tmp", "emptyDir": {}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
             {"name": "config", "configMap": {"name": config_map_name(plan)}},
+            *(
+                {
+                    "name": _claim_volume(c),
+                    "persistentVolumeClaim": {"claimName": c, "readOnly": True},
+                }
+                for c in sorted(
+                    {c for m in plan.models if m.artifact for c in [_claim(m.artifact.uri)] if c}
+                )
+            ),
         ],
     }
     if plan.resources.gpus > 0:
@@ -453,7 +485,14 @@ def _autoscalers(
     plan: ServerPlan, deployments: Sequence[str], owner: Mapping[str, Any] | None
 ) -> list[dict[str, Any]]:
     """HPA or KEDA objects when the spec hands scaling to them (none otherwise)."""
-    return []
+    return autoscaler_manifests(
+        plan,
+        plan.scaling,
+        deployments,
+        common_labels(plan),
+        owner,
+        prometheus_url=plan.prometheus_url,
+    )
 
 
 def render_children(

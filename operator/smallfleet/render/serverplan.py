@@ -84,6 +84,7 @@ class ServerPlan:
     placement: Placement
     models: tuple[ModelEntry, ...]  # load order: ensembles after the models they call
     card: ModelCard | None = None  # a single model's card, summarised in annotations
+    prometheus_url: str | None = None  # where a KEDA scaler queries Triton's metrics
 
     @property
     def gpus(self) -> int:
@@ -121,6 +122,7 @@ def plan_for_model(spec: SmallModelSpec, settings: Settings) -> ServerPlan:
         placement=spec.placement,
         models=(_entry(spec, server_has_gpu=spec.resources.gpus > 0),),
         card=spec.card,
+        prometheus_url=settings.prometheus_url,
     )
 
 
@@ -277,4 +279,5 @@ def plan_for_pipeline(
             *(_entry(m, server_has_gpu=server_has_gpu) for m in steps_list),
             ensemble,
         ),
+        prometheus_url=settings.prometheus_url,
     )
