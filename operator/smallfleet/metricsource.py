@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 TRITON_METRICS_PORT: Final = 8002
 DEFAULT_TIMEOUT: Final = 2.0
+# Rates over the last 30 s of scrapes (taken every few seconds): measured on real traces
+# (bench/autoscaling.py), 5-s rates chase bursts and over-provision, 60-s rates react late.
+DEFAULT_RATE_WINDOW: Final = 30.0
 MAX_PARALLEL_SCRAPES: Final = 16
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 
@@ -78,9 +81,10 @@ class DirectSource:
 
     Call `sample(key, model, pod_ips)` once per scrape interval per model:
     `key` names the series (for example "namespace/name"), `model` is the
-    Triton model name, `pod_ips` the IPs of the model's ready pods. The first
-    scrape of a pod only records it; it counts from the second. Call
-    `forget(key)` when a model is deleted.
+    Triton model name, `pod_ips` the IPs of the model's ready pods. Each
+    pod's rate runs from its oldest scrape within `window` seconds to now.
+    The first scrape of a pod only records it; it counts from the second.
+    Call `forget(key)` when a model is deleted.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class DirectSource:
         *,
         port: int = TRITON_METRICS_PORT,
         timeout: float = DEFAULT_TIMEOUT,
+        window: float = DEFAULT_RATE_WINDOW,
         fetch: Callable[[str, float], str] = scrape,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -95,7 +100,8 @@ class DirectSource:
         self._timeout = timeout
         self._fetch = fetch
         self._clock = clock
-        self._seen: dict[tuple[str, str], _Seen] = {}
+        self._window = window
+        self._seen: dict[tuple[str, str], list[_Seen]] = {}
 
     def _one(self, ip: str) -> str | None:
         try:
@@ -128,10 +134,13 @@ class DirectSource:
                 continue
             if snap is None:
                 continue
-            prev = self._seen.get((key, ip))
-            self._seen[key, ip] = _Seen(at, snap)
-            if prev is not None and at > prev.at:
-                per_pod.append(rates(prev.snapshot, snap, at - prev.at))
+            history = self._seen.get((key, ip), [])
+            within = [h for h in history if h.at >= at - self._window]
+            # Scrapes sparser than the window: the rate runs from the previous one.
+            base = within[0] if within else (history[-1] if history else None)
+            if base is not None and at > base.at:
+                per_pod.append(rates(base.snapshot, snap, at - base.at))
+            self._seen[key, ip] = [*within, _Seen(at, snap)]
         for stale in [k for k in self._seen if k[0] == key and k[1] not in texts]:
             del self._seen[stale]
         return merge(per_pod, expected_replicas=len(texts))

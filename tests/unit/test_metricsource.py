@@ -219,10 +219,34 @@ def test_direct_source_rates_per_pod_and_sums(server: Callable[[Handler], _Serve
     partial = source.sample("ns/m", "minilm-l6", ["a", "b"])
     assert partial is not None
     assert (partial.replicas, partial.expected_replicas, partial.complete) == (1, 2, False)
-    assert partial.inferences_per_second == 0  # counters unchanged since the last scrape
+    # The rate runs from the oldest scrape within the window: both intervals, 4 s.
+    assert partial.inferences_per_second == pytest.approx((1321 - 815) / 4.0)
 
     down.add("a")
     assert source.sample("ns/m", "minilm-l6", ["a", "b"]) is None
     assert source.sample("ns/m", "absent-model", ["a"]) is None
     source.forget("ns/m")
     assert source.sample("ns/m", "minilm-l6", []) is None
+
+
+def test_direct_source_window(server: Callable[[Handler], _Server]) -> None:
+    """With a window shorter than the interval the rate spans the last interval only."""
+    counts = iter([100, 200, 200, 200])
+
+    def handle(path: str, params: dict[str, list[str]]) -> tuple[int, str]:
+        n = next(counts)
+        return 200, f'nv_inference_count{{model="m",version="1"}} {n}\n'
+
+    s = server(handle)
+    clock = [0.0]
+    source = DirectSource(
+        window=1.0,
+        fetch=lambda url, timeout: scrape(s.url + "/metrics", timeout),
+        clock=lambda: clock[0],
+    )
+    rates_seen = []
+    for _ in range(4):
+        sample = source.sample("k", "m", ["p"])
+        rates_seen.append(None if sample is None else sample.inferences_per_second)
+        clock[0] += 10.0
+    assert rates_seen == [None, 10.0, 0.0, 0.0]
