@@ -51,6 +51,10 @@ layers: venv ## import-linter: only the kube layer imports the client; the pure 
 chart-check: venv bins ## CRDs in the chart equal crds/; helm lint; helm template
 	@$(BIN)/python hack/check_chart.py
 
+.PHONY: openapi
+openapi: venv bins ## Refresh tests/data/openapi from a throwaway API server; dry-run the golden manifests
+	$(BIN)/python hack/dump_openapi.py --check-render
+
 .PHONY: docs
 docs: venv ## Regenerate the field reference from the CRD descriptions
 	$(BIN)/python hack/gen_reference.py

@@ -39,7 +39,10 @@ GROUP_VERSIONS: Final[dict[str, tuple[str, ...]]] = {
     "apis/apps/v1": ("io.k8s.api.apps.v1.Deployment",),
     "apis/policy/v1": ("io.k8s.api.policy.v1.PodDisruptionBudget",),
     "apis/autoscaling/v2": ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",),
+    # Served once KEDA's CRD is installed: the API server publishes CRD schemas too.
+    "apis/keda.sh/v1alpha1": ("sh.keda.v1alpha1.ScaledObject",),
 }
+KEDA_CRD: Final = "keda.sh_scaledobjects.yaml"
 GOLDEN: Final = REPO / "tests" / "unit" / "golden"
 REF_PREFIX: Final = "#/components/schemas/"
 
@@ -124,6 +127,20 @@ class Cluster:
         )
 
 
+def keda_crd(bin_dir: Path) -> Path:
+    """KEDA's ScaledObject CRD, as hack/build-bins.sh fetches it from KEDA's Go module."""
+    path = bin_dir / "crds" / "keda" / KEDA_CRD
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run `hack/build-bins.sh keda` first")
+    return path
+
+
+def install_crd(cluster: Cluster, crd: Path) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", str(crd))
+    name = yaml.safe_load(crd.read_text())["metadata"]["name"]
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+
+
 def dump(cluster: Cluster, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     version = json.loads(cluster.kubectl("version", "-o", "json"))["serverVersion"]["gitVersion"]
@@ -199,6 +216,7 @@ def main() -> int:
         cluster.delete()  # a leftover from an interrupted run
         cluster.create()
         try:
+            install_crd(cluster, keda_crd(bin_dir))
             dump(cluster, args.out)
             if args.check_render:
                 check_render(cluster)
