@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -375,15 +376,42 @@ def ensure(cache: Path | None = None) -> dict[str, object]:
     return write_env(cache)
 
 
+_MANIFEST_ARTIFACT: Final = re.compile(
+    r"(uri: \$\{ARTIFACTS_URL\}/(?P<file>[^\s]+)\s+digest: )sha256:[0-9a-f]{64}"
+)
+
+
+def sync_manifests(index: dict[str, dict[str, object]], manifests: Path) -> None:
+    """Rewrite the digests in test manifests that point at the local artifact store."""
+    digests = {str(entry["file"]): str(entry["digest"]) for entry in index.values()}
+    for path in sorted(manifests.glob("*.yaml")):
+        text = path.read_text()
+        new = _MANIFEST_ARTIFACT.sub(
+            lambda m: m.group(1) + digests.get(m.group("file"), m.group(0)[len(m.group(1)) :]),
+            text,
+        )
+        if new != text:
+            path.write_text(new)
+            say(f"updated digests in {path.relative_to(ROOT)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
         "--cache", type=Path, default=None, help="default: $SMALLFLEET_CACHE/triton"
     )
     parser.add_argument("--print-index", action="store_true", help="print artifacts/index.json")
+    parser.add_argument(
+        "--sync-manifests",
+        action="store_true",
+        help="write the artifacts' digests into tests/triton/manifests/*.yaml",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     env = ensure(args.cache)
+    if args.sync_manifests:
+        index = _read_index(Path(str(env["artifacts"]), "index.json"))
+        sync_manifests(index, ROOT / "tests" / "triton" / "manifests")
     if args.print_index:
         print(Path(str(env["artifacts"]), "index.json").read_text(), end="")
     say(f"ready in {time.monotonic() - started:.1f} s: {(args.cache or cache_dir()) / 'env.json'}")

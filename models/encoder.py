@@ -41,6 +41,7 @@ class Encoder:
             str(model_dir / "model.onnx"), options, providers=providers
         )
         self.feeds = {i.name for i in self.session.get_inputs()}
+        self.output = _sentence_output(self.session)
         self.dim = int(self.embed(["warm-up"]).shape[-1])
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -55,12 +56,26 @@ class Encoder:
             "attention_mask": mask,
             "token_type_ids": np.zeros_like(ids),
         }
-        (out,) = self.session.run(None, {k: v for k, v in available.items() if k in self.feeds})[:1]
+        (out,) = self.session.run(
+            [self.output], {k: v for k, v in available.items() if k in self.feeds}
+        )
         if out.ndim == 3:
             weights = mask[:, :, None].astype(np.float32)
             out = (out * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return np.ascontiguousarray(out / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _sentence_output(session: ort.InferenceSession) -> str:
+    """The graph output to use: a pooled [batch, width] one if there is one, else token states.
+
+    Exported sentence-transformers graphs often expose several outputs (token
+    ids, token states, pooled vectors); the width must be a fixed number.
+    """
+    outputs = session.get_outputs()
+    pooled = [o for o in outputs if len(o.shape) == 2 and isinstance(o.shape[-1], int)]
+    tokens = [o for o in outputs if len(o.shape) == 3 and isinstance(o.shape[-1], int)]
+    return str((pooled or tokens or outputs)[0].name)
 
 
 def decode(values: np.ndarray) -> list[str]:
