@@ -47,7 +47,7 @@ class Encoder:
     def embed(self, texts: list[str]) -> np.ndarray:
         """float32 [len(texts), dim], each row of unit length."""
         if not texts:
-            return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)  # set by the warm-up in __init__
         encodings = self.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)

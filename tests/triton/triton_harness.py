@@ -15,7 +15,6 @@ import contextlib
 import http.server
 import json
 import os
-import re
 import signal
 import socket
 import string
@@ -339,10 +338,3 @@ def serve_plan(env: TritonEnv, plan: ServerPlan, workdir: Path, **kwargs: Any) -
     """Build the plan's repository under `workdir` and start the rendered server on it."""
     repository = build_repository(plan, workdir / "models")
     return start_triton(env, repository, triton_args(plan, str(repository)), **kwargs)
-
-
-_FAILED_LOAD: Final = re.compile(r"failed to load '([^']+)'")
-
-
-def failed_models_in_log(log: str) -> set[str]:
-    return set(_FAILED_LOAD.findall(log))
