@@ -265,6 +265,8 @@ class Cluster:
     def helm(
         self, *args: str, check: bool = True, timeout: float = 300.0
     ) -> subprocess.CompletedProcess[str]:
+        if not os.access(self.bin_dir / "helm", os.X_OK):
+            ensure_binaries(("helm",))
         return _run(
             [self.bin_dir / "helm", f"--kubeconfig={self.kubeconfig}", *args],
             env=self.env,
@@ -534,7 +536,7 @@ def _component_log_tail(name: str, lines: int = 30) -> str:
 
 def up(name: str, kubeconfig: Path, bin_dir: Path | None = None) -> Cluster:
     """Start the cluster NAME (or reuse a healthy one), add the nodes, write KUBECONFIG."""
-    bin_dir = bin_dir or ensure_binaries()
+    bin_dir = bin_dir or ensure_binaries(("k8s", "kwok"))
     kubeconfig = kubeconfig.resolve()
     with _file_lock(CACHE / "clusters" / f"{name}.lock"):
         created = False
@@ -564,6 +566,8 @@ def up(name: str, kubeconfig: Path, bin_dir: Path | None = None) -> Cluster:
 
 def _create(name: str, bin_dir: Path) -> None:
     log(f"creating cluster {name!r} (kwokctl, binary runtime, nothing downloaded)")
+    # kwokctl has no --kubectl-binary flag: it finds kubectl on PATH, which
+    # _kwokctl points at the bin directory so it never downloads one.
     # kwokctl records the new context in this kubeconfig; a throwaway one keeps
     # the user's ~/.kube/config untouched. The real one is written afterwards.
     scratch = CACHE / "clusters" / f"{name}.kwokctl-kubeconfig"
@@ -580,7 +584,6 @@ def _create(name: str, bin_dir: Path) -> None:
         f"--kube-scheduler-binary={bin_dir / 'kube-scheduler'}",
         f"--etcd-binary={bin_dir / 'etcd'}",
         f"--kwok-controller-binary={bin_dir / 'kwok'}",
-        f"--kubectl-binary={bin_dir / 'kubectl'}",
         "--kube-authorization=true",
         "--wait=2m",
     ]
