@@ -229,6 +229,14 @@ class Result:
     decide_seconds: float = 0.0
 
 
+def by_constraint(models: list[Model]) -> list[Model]:
+    """Most constrained first, so unrestricted models do not take the only room a
+    residency-bound model has (the operator reconciles new models in creation order;
+    the benchmark places the whole fleet at once)."""
+    order = {"uk": 0, "eu": 1, None: 2}
+    return sorted(models, key=lambda m: (order[m.placement.residency], m.name))
+
+
 def _in_residency(model: Model, region: str) -> bool:
     want = model.placement.residency
     return not want or want in default_region_table().jurisdictions(region)
@@ -258,9 +266,7 @@ def run_static(
     cluster = Cluster.build()
     placed: dict[str, tuple[str, ...]] = {}
     regions = sorted(trace)
-    # Most constrained first, as a person balancing by hand would.
-    order = {"uk": 0, "eu": 1, None: 2}
-    for m in sorted(models, key=lambda m: (order[m.placement.residency], m.name)):
+    for m in by_constraint(models):
         if not spread:
             placed[m.name] = (DEFAULT_REGION[m.placement.residency],)
             continue
@@ -292,7 +298,7 @@ def run_decide(
     for i, hour in enumerate(hours):
         signals = readings(hour, trace, i)
         now = hour + timedelta(minutes=5)
-        for m in models:
+        for m in by_constraint(models):
             cur = current.get(m.name)
             t0 = time.perf_counter()
             d = decide(m.input(), signals, cluster.capacity(), cur, now, settings, regions=table)
