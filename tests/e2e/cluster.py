@@ -17,7 +17,7 @@ import signal
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -48,6 +48,7 @@ __all__ = [
     "ChartRelease",
     "Cluster",
     "ClusterError",
+    "OperatorFactory",
     "OperatorProcess",
     "cluster_name",
     "deployment_env",
@@ -128,6 +129,10 @@ class OperatorProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         return self.proc.returncode
+
+
+# What the `operator_process` fixture yields: call it with namespace= or all_namespaces=True.
+OperatorFactory = Callable[..., "OperatorProcess"]
 
 
 def start_operator(

@@ -23,7 +23,7 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import pytest
 from tests.e2e.cluster import (
     ChartRelease,
     Cluster,
+    OperatorFactory,
     OperatorProcess,
     cluster_name,
     install_chart,
@@ -38,8 +39,6 @@ from tests.e2e.cluster import (
     shared,
     start_operator,
 )
-
-OperatorFactory = Callable[..., OperatorProcess]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

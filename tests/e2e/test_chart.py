@@ -9,8 +9,11 @@ object created by a hook) installs, upgrades and uninstalls cleanly.
 from __future__ import annotations
 
 import ipaddress
+import json
 
-from tests.e2e.cluster import CHART, ChartRelease, Cluster
+import yaml
+from hack.cluster import REPO
+from tests.e2e.cluster import CHART, ChartRelease, Cluster, OperatorFactory, wait_ready
 
 
 def test_chart_installs_and_its_objects_exist(
@@ -72,3 +75,18 @@ def test_leader_election_variant_installs_upgrades_and_uninstalls(
     )
     # kopf's CRDs stay: other kopf operators may keep their peering objects in them.
     cluster.kubectl("get", "crd", "kopfpeerings.kopf.dev")
+
+
+def test_operator_serves_a_model_with_only_the_charts_rights(
+    cluster: Cluster, namespace: str, operator_process: OperatorFactory
+) -> None:
+    """The chart's RBAC is enough: the operator, as the chart's ServiceAccount, makes a model Ready."""
+    operator = operator_process(namespace)
+    assert "system:serviceaccount:" in operator.kubeconfig.read_text()
+    assert operator.env["SMALLFLEET_TRITON_IMAGE"]  # the chart's environment, not the shell's
+    model = yaml.safe_load((REPO / "examples" / "cpu-classifier.yaml").read_text())
+    model["metadata"]["namespace"] = namespace
+    cluster.apply_yaml(json.dumps(model) + "\n")
+    wait_ready(cluster, "smallmodel", model["metadata"]["name"], namespace, timeout=120)
+    assert "forbidden" not in operator.log().lower(), operator.log()
+    assert operator.metrics()
