@@ -16,6 +16,7 @@ the figures are noisy and much smaller than on a GPU; read the ratios.
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 import sys
 import tempfile
@@ -31,6 +32,7 @@ import numpy as np  # noqa: E402
 import tritonclient.http as httpclient  # noqa: E402
 from triton_harness import (  # noqa: E402
     TritonEnv,
+    TritonServer,
     load_manifests,
     parse_all,
     prepare_env,
@@ -65,6 +67,7 @@ class Cell:
     seconds: float
     p50_ms: float
     p99_ms: float
+    mean_batch: float  # inferences per model execution, from Triton's statistics
 
     @property
     def throughput(self) -> float:
@@ -126,6 +129,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def counts(server: TritonServer) -> tuple[int, int]:
+    """Triton's (inference_count, execution_count) of the model: their ratio is the batch size."""
+    status, body = server.get("/v2/models/minilm-l6/stats")
+    if status != 200:
+        raise RuntimeError(f"statistics answered {status}: {body!r}")
+    stats = json.loads(body)["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])
+
+
 def measure(env: TritonEnv, spec: SmallModelSpec, label: str, workdir: Path) -> list[Cell]:
     plan = plan_for_model(spec, Settings())
     server = serve_plan(env, plan, workdir / label)
@@ -134,9 +146,12 @@ def measure(env: TritonEnv, spec: SmallModelSpec, label: str, workdir: Path) -> 
     try:
         for concurrency in CONCURRENCY:
             drive(url, concurrency, WARMUP_SECONDS, MAX_REQUESTS_PER_CELL)
+            before = counts(server)
             latencies, errors, seconds = drive(
                 url, concurrency, SECONDS_PER_CELL, MAX_REQUESTS_PER_CELL
             )
+            after = counts(server)
+            executions = after[1] - before[1]
             cells.append(
                 Cell(
                     batching=label,
@@ -146,6 +161,7 @@ def measure(env: TritonEnv, spec: SmallModelSpec, label: str, workdir: Path) -> 
                     seconds=seconds,
                     p50_ms=1000 * statistics.median(latencies) if latencies else float("nan"),
                     p99_ms=1000 * percentile(latencies, 0.99),
+                    mean_batch=(after[0] - before[0]) / executions if executions else 0.0,
                 )
             )
     finally:
@@ -177,12 +193,12 @@ def main() -> int:
         )
         cells = measure(env, on, "on", Path(tmp)) + measure(env, off, "off", Path(tmp))
     print(
-        f"{'batching':>8} {'concurrency':>11} {'requests':>8} {'errors':>6} {'seq/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+        f"{'batching':>8} {'concurrency':>11} {'requests':>8} {'errors':>6} {'seq/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>10}"
     )
     for c in cells:
         print(
             f"{c.batching:>8} {c.concurrency:>11} {c.requests:>8} {c.errors:>6} "
-            f"{c.throughput:>8.1f} {c.p50_ms:>8.1f} {c.p99_ms:>8.1f}"
+            f"{c.throughput:>8.1f} {c.p50_ms:>8.1f} {c.p99_ms:>8.1f} {c.mean_batch:>10.1f}"
         )
     by = {(c.batching, c.concurrency): c for c in cells}
     for n in CONCURRENCY:
