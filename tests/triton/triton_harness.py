@@ -165,8 +165,14 @@ def build_repository(plan: ServerPlan, root: Path) -> Path:
             check=False,
         )
         if done.returncode != 0:
+            hint = (
+                " (models/ changed since the manifests were written: "
+                "run `python hack/triton_env.py --sync-manifests`)"
+                if "digest mismatch" in done.stderr
+                else ""
+            )
             raise TritonUnavailable(
-                f"smallfleet fetch of {entry.name} failed: {done.stderr.strip()}"
+                f"smallfleet fetch of {entry.name} failed: {done.stderr.strip()}{hint}"
             )
     for rel, text in model_repository(plan).items():
         target = root / rel
