@@ -233,7 +233,7 @@ def unpack(archive: Path, uri: str, into: Path, model_format: str | None) -> Non
     except (EOFError, OSError, zlib.error) as e:  # a gzip stream that breaks off
         raise FetchError(f"bad archive {uri}: {e}") from e
     if not is_tar:
-        if uri.endswith((".tar", ".tar.gz", ".tgz")):
+        if urllib.parse.urlsplit(uri).path.endswith((".tar", ".tar.gz", ".tgz")):
             raise FetchError(f"bad archive {uri}: not a readable tar file")
         target = into / single_file_name(uri, model_format)
         target.parent.mkdir(parents=True)
@@ -269,10 +269,15 @@ def place(staging: Path, dest: Path) -> None:
     # The digest marker goes last: it may only claim what is already in place.
     for entry in sorted(staging.iterdir(), key=lambda p: (p.name == DIGEST_MARKER, p.name)):
         target = dest / entry.name
+        old = staging / f".old-{entry.name}"
         if target.exists() or target.is_symlink():
-            old = staging / f".old-{entry.name}"
             target.rename(old)
-        entry.rename(target)
+        try:
+            entry.rename(target)
+        except OSError:
+            if old.exists() or old.is_symlink():
+                old.rename(target)  # put the previous version back
+            raise
 
 
 def fetch(
@@ -350,7 +355,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         summary = fetch(args.uri, args.digest, args.dest, args.format, args.timeout, args.pvc_root)
-    except FetchError as e:
+    except (FetchError, OSError) as e:  # OSError: the destination volume refused a write
         message = f"fetch failed: {e}"
         print(message, file=sys.stderr)
         write_termination_message(args.termination_log, message)

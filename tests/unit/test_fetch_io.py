@@ -250,3 +250,15 @@ def test_an_unwritable_termination_log_does_not_hide_the_reason(
     )
     assert rc == 1 and "digest mismatch" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_an_unwritable_destination_is_a_one_line_refusal(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    log = tmp_path / "termination-log"
+    rc = main(["fetch", "--uri", f"{server}/good.tar.gz", "--digest", digest(GOOD),
+               "--dest", str(tmp_path / "not-a-dir" / "m"), "--termination-log", str(log)])  # fmt: skip
+    assert rc == 1
+    assert log.read_text().startswith("fetch failed: ") and "not-a-dir" in log.read_text()
+    assert capsys.readouterr().err.count("\n") == 1
