@@ -19,6 +19,7 @@ from smallfleet.placement import (
     RegionTable,
     decide,
     merge_zone_map,
+    node_capacity,
     with_zone_overrides,
 )
 from smallfleet.placement.policies import replicas_that_fit
@@ -143,10 +144,10 @@ def test_exclusions_carry_reason_and_message() -> None:
     )
     reasons = {e.region: e.reason for e in d.excluded}
     assert reasons == {
-        "eu-north-1": "InsufficientCapacity",
-        "eu-west-1": "AboveIntensityCeiling",
-        "eu-west-2": "ResidencyMismatch",
-        "us-east-1": "ResidencyMismatch",
+        "eu-north-1": "NoCapacity",
+        "eu-west-1": "AboveMaxIntensity",
+        "eu-west-2": "Residency",
+        "us-east-1": "Residency",
     }
     assert not d.feasible
     assert d.reason == c.REASON_NO_FEASIBLE_REGION
@@ -285,22 +286,82 @@ def test_held_replicas_count_as_capacity_of_current_region() -> None:
     assert d.feasible and d.regions == ("eu-west-1",)
 
 
-def test_status_block() -> None:
-    d = decide(model(residency="eu"), SIGNALS, ALL_FREE, None, NOW, SETTINGS, regions=TABLE)
-    assert d.to_status(NOW) == {
+def test_status_blocks_follow_the_crd() -> None:
+    cap = [*ALL_FREE, NodeCapacity("t4", "eu-west-2", "Tesla-T4", 4, 0)]
+    d = decide(model(residency="eu", spread=2), SIGNALS, cap, None, NOW, SETTINGS, regions=TABLE)
+    replicas = {"eu-north-1": 2, "eu-west-1": 1}
+    assert d.placement_status(replicas, "2026-11-26T05:00:00Z") == {
         "regions": [
-            {
-                "region": "eu-north-1",
-                "zone": "SE-SE3",
-                "intensity": 40.0,
-                "signal": "average",
-                "source": "electricitymaps",
-                "ageSeconds": 60,
-            }
+            {"region": "eu-north-1", "replicas": 2, "intensity": 40.0},
+            {"region": "eu-west-1", "replicas": 1, "intensity": 300.0},
         ],
-        "moving": False,
-        "stale": False,
+        "excluded": [
+            {
+                "region": "eu-west-2",
+                "reason": "Residency",
+                "message": "residency eu required, region is in uk",
+            },
+            {
+                "region": "us-east-1",
+                "reason": "Residency",
+                "message": "residency eu required, region is in us",
+            },
+        ],
+        "lastMoveTime": "2026-11-26T05:00:00Z",
     }
+    res = Resources(gpus=1, gpu_product=H100)
+    carbon = d.carbon_status(NOW, res, replicas, pue=1.0, utilisation=1.0)
+    assert carbon == {
+        "energyWatts": 2070.0,
+        "stale": False,
+        "provider": "electricitymaps",
+        "signalKind": "average",
+        "ageSeconds": 60,
+        "observedAt": "2026-11-26T05:30:00Z",
+        "intensity": pytest.approx((40 * 2 + 300) / 3, abs=0.05),
+        "gramsCO2ePerHour": pytest.approx(1.38 * 40 + 0.69 * 300),
+    }
+
+
+def test_node_capacity_from_objects() -> None:
+    nodes = [
+        {
+            "metadata": {
+                "name": "g1",
+                "labels": {
+                    "topology.kubernetes.io/region": "eu-west-1",
+                    "nvidia.com/gpu.product": H100,
+                },
+            },
+            "status": {"allocatable": {"nvidia.com/gpu": "8"}},
+        },
+        {
+            "metadata": {"name": "c1", "labels": {"topology.kubernetes.io/region": "eu-west-1"}},
+            "status": {"allocatable": {}},
+        },
+        {"metadata": {"name": "nolabel"}, "status": {"allocatable": {"nvidia.com/gpu": "8"}}},
+        {
+            "metadata": {
+                "name": "cordoned",
+                "labels": {"topology.kubernetes.io/region": "eu-west-1"},
+            },
+            "spec": {"unschedulable": True},
+        },
+    ]
+    gpu_pod = {
+        "spec": {
+            "nodeName": "g1",
+            "containers": [{"resources": {"requests": {"nvidia.com/gpu": "2"}}}],
+        }
+    }
+    done = {**gpu_pod, "status": {"phase": "Succeeded"}}
+    limits_only = {
+        "spec": {"nodeName": "g1", "containers": [{"resources": {"limits": {"nvidia.com/gpu": 1}}}]}
+    }
+    assert node_capacity(nodes, [gpu_pod, done, limits_only]) == [
+        NodeCapacity("c1", "eu-west-1", None, 0, 0, cpu_only=True),
+        NodeCapacity("g1", "eu-west-1", H100, 8, 3),
+    ]
 
 
 def test_merge_zone_map_and_overrides() -> None:

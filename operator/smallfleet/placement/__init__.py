@@ -1,11 +1,12 @@
 """Carbon-aware placement: pure policies and the decision, fed by `smallfleet.providers`.
 
 Public surface for the runtime: `decide`, `plan_move`, the input values
-(`PlacementInput`, `NodeCapacity`, `CurrentPlacement`), the reading record
+(`PlacementInput`, `NodeCapacity` via `node_capacity`, `CurrentPlacement`), the reading record
 (`CarbonReading`), the region table (`RegionTable`, `merge_zone_map`) and the
 energy estimates (`estimate`, `power_watts`, `grams_per_hour`).
 """
 
+from smallfleet.placement.capacity import node_capacity
 from smallfleet.placement.decide import Exclusion, PlacementDecision, decide
 from smallfleet.placement.energy import (
     Estimate,
@@ -49,6 +50,7 @@ __all__ = [
     "gpu_power",
     "grams_per_hour",
     "merge_zone_map",
+    "node_capacity",
     "parse_region_table",
     "plan_move",
     "power_watts",

@@ -9,13 +9,19 @@ for a real improvement (`min_improvement_percent`) after a minimum dwell
 time, and never on a stale or fallback signal: then the current placement is
 held and `CarbonSignalStale` says why.
 
-How the runtime calls it, once per model per carbon refresh and on spec change:
+How the runtime calls it, per model on each carbon refresh and spec change:
 
+    table = with_zone_overrides(default_region_table(), configmap_data)   # once per refresh
+    signals = readings_by_region(provider.fetch(table.regions()))         # smallfleet.providers
+    capacity = node_capacity(nodes, pods)
+    model = PlacementInput("ns/name", spec.placement, spec.resources, replicas)
+    current = CurrentPlacement(regions_now, last_move_time, held_replicas) or None
     decision = decide(model, signals, capacity, current, now, settings, regions=table)
-    status["placement"] = decision.to_status(now)
-    conditions: decision.placed_condition(), decision.signal_condition()
-    then `plan_move(ready_by_region, decision.regions)` says which Deployments to
-    apply and which old ones may go.
+    step = plan_move(ready_by_region, decision.regions, required_ready=min_replicas)
+    apply step.keep + step.create; delete step.delete; record
+    decision.placed_condition(), decision.signal_condition(),
+    status.placement = decision.placement_status(replicas_by_region, last_move_time),
+    status.carbon = decision.carbon_status(now, resources, replicas_by_region, pue=settings.pue).
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from smallfleet import conditions as c
+from smallfleet.placement.energy import estimate
 from smallfleet.placement.policies import (
+    REASON_NOT_ALLOWED,
+    REASON_RESIDENCY,
     CurrentPlacement,
     NodeCapacity,
     PlacementInput,
@@ -38,7 +47,11 @@ from smallfleet.placement.policies import (
 from smallfleet.placement.regions import RegionTable
 from smallfleet.placement.signals import CarbonReading, EmissionsScope, SignalKind
 from smallfleet.settings import Settings
+from smallfleet.spec import Resources
 
+_MAX_REGIONS: Final = 32  # CRD maxItems of status.placement.regions
+_MAX_EXCLUDED: Final = 64
+_MAX_MESSAGE: Final = 1024
 # Preference among signal groups when two cover equally many regions.
 _KIND_ORDER: Final[dict[str, int]] = {"average": 0, "marginal": 1, "index": 2}
 _SCOPE_ORDER: Final[dict[str, int]] = {"lifecycle": 0, "operational": 1}
@@ -78,7 +91,7 @@ class PlacementDecision:
 
     def placed_condition(self) -> c.Condition:
         status: c.Status = "True" if self.feasible else "False"
-        return c.Condition(c.PLACED, status, self.reason, self.message)
+        return c.Condition(c.PLACED, status, self.reason, self.message[:_MAX_MESSAGE])
 
     def signal_condition(self) -> c.Condition:
         if self.stale:
@@ -89,22 +102,75 @@ class PlacementDecision:
             c.CARBON_SIGNAL_STALE, "False", c.REASON_SIGNAL_FRESH, "carbon signals are fresh"
         )
 
-    def to_status(self, now: datetime) -> dict[str, Any]:
-        """The `status.placement` block: regions with intensity, source and age."""
-        out: list[dict[str, Any]] = []
+    def placement_status(
+        self, replicas: Mapping[str, int], last_move_time: str | None = None
+    ) -> dict[str, Any]:
+        """`status.placement` as the CRD defines it: chosen regions, exclusions, last move."""
+        regions: list[dict[str, Any]] = []
         for region in self.regions:
+            entry: dict[str, Any] = {"region": region, "replicas": int(replicas.get(region, 0))}
             r = self.reading(region)
-            entry: dict[str, Any] = {"region": region}
             if r is not None and r.intensity is not None:
-                entry.update(
-                    zone=r.zone,
-                    intensity=round(r.intensity, 1),
-                    signal=r.kind,
-                    source=r.provider,
-                    ageSeconds=int(r.age(now).total_seconds()),
-                )
-            out.append(entry)
-        return {"regions": out, "moving": self.move, "stale": self.stale}
+                entry["intensity"] = round(r.intensity, 1)
+            regions.append(entry)
+        out: dict[str, Any] = {
+            "regions": regions[:_MAX_REGIONS],
+            "excluded": [
+                {"region": e.region, "reason": e.reason, "message": e.message[:_MAX_MESSAGE]}
+                for e in self.excluded[:_MAX_EXCLUDED]
+            ],
+        }
+        if last_move_time:
+            out["lastMoveTime"] = last_move_time
+        return out
+
+    def carbon_status(
+        self,
+        now: datetime,
+        resources: Resources,
+        replicas: Mapping[str, int],
+        *,
+        pue: float,
+        utilisation: float | None = None,
+    ) -> dict[str, Any]:
+        """`status.carbon`: the serving regions' signal and the estimated power and emissions.
+
+        Intensity is replica-weighted across regions; age, stale and
+        observedAt describe the oldest signal used.
+        """
+        watts = 0.0
+        grams = 0.0
+        known = True
+        weighted = 0.0
+        weight = 0
+        used: list[CarbonReading] = []
+        for region in self.regions:
+            n = int(replicas.get(region, 0))
+            r = self.reading(region)
+            intensity = r.intensity if r is not None and r.usable else None
+            e = estimate(resources, n, intensity, pue=pue, utilisation=utilisation)
+            watts += e.watts
+            if e.grams_per_hour is None:
+                known = known and n == 0
+            else:
+                grams += e.grams_per_hour
+            if r is not None and intensity is not None:
+                used.append(r)
+                weighted += intensity * n
+                weight += n
+        out: dict[str, Any] = {"energyWatts": round(watts, 1), "stale": self.stale}
+        if used:
+            oldest = max(used, key=lambda r: r.age(now))
+            out.update(
+                provider=",".join(sorted({r.provider for r in used})),
+                signalKind=oldest.kind,
+                ageSeconds=int(oldest.age(now).total_seconds()),
+                observedAt=oldest.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                intensity=round(weighted / weight if weight else used[0].intensity or 0.0, 1),
+            )
+            if known:
+                out["gramsCO2ePerHour"] = round(grams, 2)
+        return out
 
 
 def _group(
@@ -154,7 +220,7 @@ def decide(
             excluded.append(Exclusion(region, result.reason, result.message))
 
     if not feasible:
-        hard = {e.region for e in excluded if e.reason in ("NotAllowed", "ResidencyMismatch")}
+        hard = {e.region for e in excluded if e.reason in (REASON_NOT_ALLOWED, REASON_RESIDENCY)}
         serving = tuple(r for r in (current.regions if current else ()) if r not in hard)
         where = "; ".join(str(e) for e in excluded) or "the cluster has no nodes"
         return PlacementDecision(

@@ -18,11 +18,12 @@ from smallfleet.placement.regions import RegionTable
 from smallfleet.placement.signals import CarbonReading
 from smallfleet.spec import Placement, Resources
 
+# Exclusion reasons, as listed in the CRD's status.placement.excluded[].reason.
 REASON_OK: Final = "Feasible"
 REASON_NOT_ALLOWED: Final = "NotAllowed"
-REASON_RESIDENCY: Final = "ResidencyMismatch"
-REASON_NO_CAPACITY: Final = "InsufficientCapacity"
-REASON_ABOVE_CEILING: Final = "AboveIntensityCeiling"
+REASON_RESIDENCY: Final = "Residency"
+REASON_NO_CAPACITY: Final = "NoCapacity"
+REASON_ABOVE_CEILING: Final = "AboveMaxIntensity"
 REASON_NO_SIGNAL: Final = "NoSignal"
 UNBOUNDED: Final = 1 << 30  # CPU models: the scheduler, not placement, packs them
 
