@@ -6,6 +6,7 @@ tests/unit/test_render_golden.py` and review the diff like code.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from pathlib import Path
@@ -24,6 +25,7 @@ from smallfleet.render import (
 )
 from smallfleet.render.yamltext import dump
 from smallfleet.settings import Settings
+from smallfleet.spec import Scaling
 
 GOLDEN: Final = Path(__file__).parent / "golden"
 UPDATE: Final = os.environ.get("SMALLFLEET_UPDATE_GOLDEN") == "1"
@@ -50,6 +52,16 @@ def _plans() -> dict[str, tuple[ServerPlan, dict[str, int]]]:
         "gpu-onnx": (plan_for_model(GPU_ONNX, SETTINGS), {"eu-north-1": 2, "eu-west-1": 1}),
         "cpu-python": (plan_for_model(CPU_PYTHON, SETTINGS), {"": 1}),
         "pipeline": (plan_for_pipeline(PIPELINE, PIPELINE_MODELS, SETTINGS), {"eu-north-1": 1}),
+        "gpu-onnx-keda": (
+            plan_for_model(
+                dataclasses.replace(
+                    GPU_ONNX,
+                    scaling=Scaling(mode="keda", min_replicas=0, max_replicas=4, target=20.0),
+                ),
+                SETTINGS,
+            ),
+            {"eu-north-1": 1},
+        ),
     }
 
 
@@ -63,7 +75,7 @@ def _check(path: Path, text: str) -> None:
     )
 
 
-@pytest.mark.parametrize("case", ["gpu-onnx", "cpu-python", "pipeline"])
+@pytest.mark.parametrize("case", ["gpu-onnx", "cpu-python", "pipeline", "gpu-onnx-keda"])
 def test_manifests_match_golden(case: str) -> None:
     plan, regions = _plans()[case]
     owner = _owner(plan.owner_kind, plan.owner_name)

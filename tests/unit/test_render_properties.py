@@ -54,6 +54,7 @@ KIND_SCHEMAS: Final = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): (
         "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler"
     ),
+    ("keda.sh/v1alpha1", "ScaledObject"): "sh.keda.v1alpha1.ScaledObject",
 }
 DNS_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN: Final = re.compile(
