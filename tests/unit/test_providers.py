@@ -9,6 +9,7 @@ JSON, zero and null values, and a server too slow for the client's timeout.
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import logging
 import threading
@@ -21,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smallfleet.placement import RegionInfo, RegionTable
 from smallfleet.providers import (
@@ -35,6 +38,7 @@ from smallfleet.providers import (
     WattTimeProvider,
     build_provider,
 )
+from smallfleet.providers.http import redact
 from smallfleet.settings import Settings
 
 NOW = datetime(2026, 11, 26, 6, 10, tzinfo=UTC)
@@ -622,3 +626,21 @@ def test_build_provider_reads_secrets_from_env(server: Server) -> None:
     assert isinstance(build_provider(Settings(), env={}), StaticProvider)
     with pytest.raises(ProviderError):
         build_provider(Settings(carbon_provider="nope"), env={})
+
+
+@given(st.text(min_size=4, max_size=40), st.text(max_size=40), st.text(max_size=40))
+def test_property_redact_removes_every_secret(secret: str, before: str, after: str) -> None:
+    assert secret not in redact(before + secret + after + secret, [secret]).replace("***", "\0")
+
+
+def test_retry_after_as_http_date(server: Server) -> None:
+    clock = Clock()
+    when = datetime.fromtimestamp(clock.t + 12, tz=UTC)
+    server.on(
+        "/v3/carbon-intensity/latest",
+        Reply(503, {}, {"Retry-After": email.utils.format_datetime(when, usegmt=True)}),
+        em_zone_reply({"SE-SE3": 21.0}),
+    )
+    (r,) = em(server, clock).fetch(["eu-north-1"])
+    assert r.intensity == 21.0
+    assert clock.sleeps == [pytest.approx(12.0, abs=1.0)]
