@@ -644,3 +644,19 @@ def test_retry_after_as_http_date(server: Server) -> None:
     (r,) = em(server, clock).fetch(["eu-north-1"])
     assert r.intensity == 21.0
     assert clock.sleeps == [pytest.approx(12.0, abs=1.0)]
+
+
+def test_fallback_survives_a_failing_provider(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        name = "broken"
+
+        def fetch(self, regions: object) -> list[object]:
+            raise KeyError(TOKEN)
+
+    chain = FallbackProvider(
+        Broken(), StaticProvider(regions_table=TABLE, now=lambda: NOW), 3600, lambda: NOW
+    )  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        (r,) = chain.fetch(["eu-north-1"])
+    assert r.provider == "static" and r.intensity is not None
+    assert "KeyError" in caplog.text and TOKEN not in caplog.text

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from smallfleet.placement.signals import CarbonReading
-from smallfleet.providers.base import CarbonProvider
+from smallfleet.providers.base import CarbonProvider, log
 from smallfleet.providers.static import StaticProvider
 
 
@@ -33,7 +33,15 @@ class FallbackProvider:
 
     def fetch(self, regions: Sequence[str]) -> list[CarbonReading]:
         wanted = list(dict.fromkeys(regions))
-        live = {r.region: r for r in self.primary.fetch(wanted) if r.usable}
+        try:
+            live = {r.region: r for r in self.primary.fetch(wanted) if r.usable}
+        except Exception as e:  # a provider bug must not stop placement; the type says enough
+            log.warning(
+                "carbon provider %s failed (%s); using fallbacks",
+                self.primary.name,
+                type(e).__name__,
+            )
+            live = {}
         now = self.now()
         out: list[CarbonReading] = []
         for region in wanted:
