@@ -71,7 +71,8 @@ def apply(schema: Mapping[str, Any], value: Any, path: str) -> tuple[Any, list[P
 
     Defaults apply as the API server applies them: to a missing field whose
     parent object exists (an object default of {} brings its children's
-    defaults with it).
+    defaults with it). A null field counts as absent, as the API server prunes
+    it before defaulting.
     """
     errors: list[Problem] = []
     out = _walk(schema, value, path, errors)
@@ -214,6 +215,8 @@ def _walk_object(
     for key, item in value.items():
         sub = _join(path, str(key))
         if key in props:
+            if item is None and not props[key].get("nullable"):
+                continue  # the API server prunes a null field, then defaults it
             out[key] = _walk(props[key], item, sub, errors)
         elif isinstance(extra, Mapping):
             out[key] = _walk(extra, item, sub, errors)
@@ -225,7 +228,7 @@ def _walk_object(
         if key not in out and "default" in sub_schema:
             out[key] = _walk(sub_schema, _copy(sub_schema["default"]), _join(path, key), errors)
     for key in schema.get("required", []):
-        if key not in value:
+        if value.get(key) is None:
             errors.append((_join(path, key), "Required value"))
     return out
 

@@ -421,7 +421,8 @@ def _scaling_rules(sc: Mapping[str, Any], path: str, rules: _Rules) -> None:
 
 
 def _placement_rules(pl: Mapping[str, Any], path: str, rules: _Rules) -> None:
-    regions = pl.get("regions") or []
+    regions = pl.get("regions")
+    regions = regions if isinstance(regions, list) else []
     rules.check(
         f"{path}.regions",
         MSG_PINNED,
@@ -684,6 +685,19 @@ def _triton(d: Mapping[str, Any]) -> TritonSpec:
     )
 
 
+def _run_rules(
+    check: Callable[[Mapping[str, Any], _Rules], None], spec: Mapping[str, Any], rules: _Rules
+) -> None:
+    """Run the CEL-equivalent rules. A value of the wrong type may stop them, but only
+    when the structural check has already reported it (the API server, too, skips
+    rules on values that fail the schema)."""
+    try:
+        check(spec, rules)
+    except (TypeError, KeyError, AttributeError, ValueError):
+        if not rules.errors:
+            raise
+
+
 def parse_small_model(obj: Mapping[str, Any]) -> SmallModelSpec:
     """Parse a whole SmallModel resource (apiVersion, kind, metadata, spec) into typed values.
 
@@ -694,7 +708,7 @@ def parse_small_model(obj: Mapping[str, Any]) -> SmallModelSpec:
     name, namespace = _envelope(obj, SMALL_MODEL, rules)
     spec = _structural(obj, SMALL_MODEL, rules)
     if spec:
-        _small_model_rules(spec, rules)
+        _run_rules(_small_model_rules, spec, rules)
     if rules.errors:
         raise SpecError(SMALL_MODEL, name, rules.errors)
     return SmallModelSpec(
@@ -720,7 +734,7 @@ def parse_model_pipeline(obj: Mapping[str, Any]) -> ModelPipelineSpec:
     name, namespace = _envelope(obj, MODEL_PIPELINE, rules)
     spec = _structural(obj, MODEL_PIPELINE, rules)
     if spec:
-        _pipeline_rules(spec, rules)
+        _run_rules(_pipeline_rules, spec, rules)
     if rules.errors:
         raise SpecError(MODEL_PIPELINE, name, rules.errors)
     return ModelPipelineSpec(

@@ -716,3 +716,19 @@ def test_every_example_parses_and_its_pipelines_resolve() -> None:
 def test_field_error_shows_its_line() -> None:
     assert str(FieldError("spec.x", "bad", line=7)) == "line 7: spec.x: bad"
     assert str(FieldError("spec.x", "bad")) == "spec.x: bad"
+
+
+def test_null_fields_count_as_absent_like_the_api_server_prunes_them() -> None:
+    m = parse_small_model(edit(MODEL, spec__placement=None, spec__scaling={"maxReplicas": None}))
+    assert m.placement == Placement() and m.scaling == Scaling()
+    with pytest.raises(SpecError) as info:
+        parse_small_model(edit(MODEL, spec__card__owner=None))
+    assert [(e.path, e.message) for e in info.value.errors] == [
+        ("spec.card.owner", "Required value")
+    ]
+
+
+def test_a_wrongly_typed_value_is_reported_not_crashed_on() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_small_model(edit(MODEL, spec__placement={"regions": 3, "spread": 2}))
+    assert [e.path for e in info.value.errors] == ["spec.placement.regions"]

@@ -387,3 +387,74 @@ def test_negative_scaling_values_are_always_rejected(
         assert any(e.path == f"spec.scaling.{key}" for e in err.errors)
     else:
         raise AssertionError(f"{key}={value} was accepted")
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 5000)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+MODEL_PATHS: Final = [
+    ("spec",),
+    ("spec", "model"),
+    ("spec", "triton"),
+    ("spec", "triton", "dynamicBatching"),
+    ("spec", "triton", "inputs"),
+    ("spec", "resources"),
+    ("spec", "resources", "cpu"),
+    ("spec", "scaling"),
+    ("spec", "scaling", "carbonCap"),
+    ("spec", "placement"),
+    ("spec", "placement", "regions"),
+    ("spec", "placement", "latencyPenalty"),
+    ("spec", "card"),
+    ("metadata",),
+    ("metadata", "name"),
+]
+PIPELINE_PATHS: Final = [
+    ("spec", "inputs"),
+    ("spec", "outputs"),
+    ("spec", "steps"),
+    ("spec", "scaling"),
+]
+
+
+def _put(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node: Any = obj
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[path[-1]] = value
+
+
+@settings(max_examples=200, deadline=None)
+@given(small_models(), st.sampled_from(MODEL_PATHS), json_values)
+def test_any_value_anywhere_gives_a_spec_error_not_a_crash(
+    m: SmallModelSpec, path: tuple[str, ...], value: Any
+) -> None:
+    obj = to_resource(m)
+    _put(obj, path, value)
+    try:
+        parse_small_model(obj)
+    except SpecError as err:
+        assert err.errors
+
+
+@settings(max_examples=100, deadline=None)
+@given(pipelines(), st.sampled_from(PIPELINE_PATHS), json_values)
+def test_any_pipeline_value_gives_a_spec_error_not_a_crash(
+    p: ModelPipelineSpec, path: tuple[str, ...], value: Any
+) -> None:
+    obj = pipeline_resource(p)
+    _put(obj, path, value)
+    try:
+        parse_model_pipeline(obj)
+    except SpecError as err:
+        assert err.errors
