@@ -83,9 +83,11 @@ def _cell(text: str) -> str:
 
 def _rows(s: dict[str, Any], path: str, required: bool, out: list[str]) -> None:
     default = json.dumps(s["default"]) if "default" in s else ""
+    if isinstance(s.get("default"), dict) and s["default"]:
+        default = "each field's default"
     out.append(
         f"| `{path}` | {_cell(_type(s))} | {'yes' if required else ''} | "
-        f"{_cell(default and f'`{default}`')} | {_cell(_bounds(s))} | "
+        f"{_cell(default if ' ' in default else default and f'`{default}`')} | {_cell(_bounds(s))} | "
         f"{_cell(str(s.get('description', '')))} |"
     )
     for rule in s.get("x-kubernetes-validations", []):
