@@ -167,3 +167,14 @@ def test_quantity_examples() -> None:
 def test_default_scaling_renders_nothing() -> None:
     p = plan("scaling-operator.yaml")
     assert autoscaler_manifests(p, Scaling(), ["a"], LABELS, None) == []
+
+
+def test_gpu_utilisation_is_per_pod_not_per_model() -> None:
+    p = plan("scaling-hpa.yaml")
+    scaling = replace(p.scaling, metric="gpuUtilization")
+    [hpa] = autoscaler_manifests(p, scaling, ["d"], LABELS, None)
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["pods"]["metric"] == {"name": "nv_gpu_utilization_percent"}
+    [so] = autoscaler_manifests(p, replace(scaling, mode="keda"), ["d"], LABELS, None)
+    [trigger] = so["spec"]["triggers"]
+    assert "model=" not in trigger["metadata"]["query"]

@@ -95,10 +95,15 @@ def _owner_references(owner: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     ]
 
 
-def _scaled_models(plan: PlanLike) -> list[str]:
-    """The models whose load counts: every real model; an ensemble only routes between them."""
+def _scaled_models(plan: PlanLike, scaling: Scaling) -> list[str | None]:
+    """The models whose load counts: every real model; an ensemble only routes between them.
+
+    GPU utilisation belongs to the pod, not to a model: one metric, no model (None).
+    """
+    if scaling.metric == "gpuUtilization":
+        return [None]
     names = [m.name for m in plan.models if m.platform != ENSEMBLE_PLATFORM]
-    return names or [m.name for m in plan.models]
+    return list(names or [m.name for m in plan.models])
 
 
 def _metadata(
@@ -132,19 +137,19 @@ def _hpa(
     labels: Mapping[str, str],
     owner: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    metrics = [
-        {
+    def metric(model: str | None) -> dict[str, Any]:
+        named: dict[str, Any] = {"name": POD_METRICS[scaling.metric]}
+        if model is not None:
+            named["selector"] = {"matchLabels": {"model": model}}
+        return {
             "type": "Pods",
             "pods": {
-                "metric": {
-                    "name": POD_METRICS[scaling.metric],
-                    "selector": {"matchLabels": {"model": model}},
-                },
+                "metric": named,
                 "target": {"type": "AverageValue", "averageValue": quantity(scaling.target)},
             },
         }
-        for model in _scaled_models(plan)
-    ]
+
+    metrics = [metric(model) for model in _scaled_models(plan, scaling)]
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -173,15 +178,15 @@ def _scaled_object(
     triggers = [
         {
             "type": "prometheus",
-            "name": f"{model}-{scaling.metric}".lower()[:63],
+            "name": f"{model or 'pod'}-{scaling.metric}".lower()[:63],
             "metricType": KEDA_METRIC_TYPES[scaling.metric],
             "metadata": {
                 "serverAddress": prometheus_url,
-                "query": promql(scaling.metric, model, pods),
+                "query": promql(scaling.metric, model or "", pods),
                 "threshold": quantity(scaling.target),
             },
         }
-        for model in _scaled_models(plan)
+        for model in _scaled_models(plan, scaling)
     ]
     return {
         "apiVersion": "keda.sh/v1alpha1",
