@@ -37,6 +37,8 @@ from smallfleet.spec import (
     validate_pipeline_refs,
 )
 
+# libyaml's loader keeps line marks too, and scans YAML about ten times faster.
+_LOADER: Final[type[yaml.SafeLoader]] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SEGMENT: Final = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]")
 _MISSING_MODEL: Final = re.compile(r"^SmallModel \S+ not found in namespace ")
 
@@ -75,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def documents(file: str, text: str) -> Iterator[Document]:
     """Every non-empty document of a YAML stream, with its data and node tree."""
-    loader = yaml.SafeLoader(text)
+    loader = _LOADER(text)
     try:
         index = 0
         while loader.check_node():
