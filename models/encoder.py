@@ -44,6 +44,12 @@ class Encoder:
         self.output = _sentence_output(self.session)
         self.dim = int(self.embed(["warm-up"]).shape[-1])
 
+    @classmethod
+    def for_config(cls, model_dir: Path, config: dict) -> Encoder:
+        """An encoder with the model config's optional INTRA_OP_THREADS parameter applied."""
+        threads = config.get("parameters", {}).get("INTRA_OP_THREADS", {}).get("string_value")
+        return cls(model_dir, intra_op_threads=int(threads or 0))
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """float32 [len(texts), dim], each row of unit length."""
         if not texts:

@@ -36,8 +36,7 @@ class TritonPythonModel:
         query_dims = require(config, "input", "QUERY_EMBEDDING", "TYPE_FP32", (1,))
         require(config, "input", "PASSAGES", "TYPE_STRING", (1,))
         require(config, "output", "SCORES", "TYPE_FP32", (1,))
-        threads = config.get("parameters", {}).get("INTRA_OP_THREADS", {}).get("string_value", "0")
-        self.encoder = Encoder(HERE, intra_op_threads=int(threads or 0))
+        self.encoder = Encoder.for_config(HERE, config)
         if query_dims[0] not in (-1, self.encoder.dim):
             raise ValueError(
                 f"input QUERY_EMBEDDING must be [{self.encoder.dim}] (the encoder's width), "

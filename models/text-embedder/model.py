@@ -34,8 +34,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         require(config, "input", "TEXT", "TYPE_STRING", (1,))
         out_dims = require(config, "output", "EMBEDDING", "TYPE_FP32", (1, 2))
-        threads = config.get("parameters", {}).get("INTRA_OP_THREADS", {}).get("string_value", "0")
-        self.encoder = Encoder(HERE, intra_op_threads=int(threads or 0))
+        self.encoder = Encoder.for_config(HERE, config)
         if out_dims[-1] not in (-1, self.encoder.dim):
             raise ValueError(
                 f"output EMBEDDING must end in {self.encoder.dim} (the encoder's width), "

@@ -5,21 +5,18 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-from triton_harness import MANIFESTS, TritonEnv
+from triton_harness import MANIFESTS, TritonEnv, run_fetch
 
 from smallfleet.fetch import DIGEST_MARKER
 
 
 def fetch(uri: str, digest: str, dest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     log = dest.parent / "termination-log"
-    return subprocess.run(
-        [sys.executable, "-m", "smallfleet.cli", "fetch", "--uri", uri, "--digest", digest,
-         "--dest", str(dest), "--termination-log", str(log), *extra],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    return run_fetch(
+        "--uri", uri, "--digest", digest, "--dest", str(dest), *extra, termination_log=log
+    )
 
 
 def test_the_manifests_carry_the_artifacts_real_digests(triton_env: TritonEnv) -> None:

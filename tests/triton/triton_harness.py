@@ -136,33 +136,29 @@ def parse_all(
     return models, pipelines
 
 
+def run_fetch(*args: str, termination_log: Path) -> subprocess.CompletedProcess[str]:
+    """`smallfleet fetch ARGS` in a fresh process, as the init container runs it."""
+    command = [sys.executable, "-m", "smallfleet.cli", "fetch", *args]
+    return subprocess.run(
+        [*command, "--termination-log", str(termination_log)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def build_repository(plan: ServerPlan, root: Path) -> Path:
     """Lay out the model repository as the pod's init containers do: fetch, then configs."""
     root.mkdir(parents=True, exist_ok=True)
     for entry in plan.models:
         if entry.artifact is None:
             continue
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "smallfleet.cli",
-                "fetch",
-                "--uri",
-                entry.artifact.uri,
-                "--digest",
-                entry.artifact.digest,
-                "--format",
-                entry.artifact.format,
-                "--dest",
-                str(root / entry.name),
-                "--termination-log",
-                str(root.parent / f"{entry.name}.termination-log"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+        a = entry.artifact
+        done = run_fetch(
+            *("--uri", a.uri, "--digest", a.digest, "--format", a.format),
+            *("--dest", str(root / entry.name)),
+            termination_log=root.parent / f"{entry.name}.termination-log",
         )
         if done.returncode != 0:
             hint = (
