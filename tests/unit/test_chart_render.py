@@ -148,6 +148,7 @@ def test_pod_is_restricted() -> None:
 
 
 def test_deployment_env_reads_back_into_the_settings_given() -> None:
+    # Helm's --set turns floats into strings (the schema rightly refuses them); --set-json keeps numbers.
     objects = tuple(
         render(
             "--set", "triton.image=registry.example/tritonserver:25.01-py3",
@@ -158,10 +159,10 @@ def test_deployment_env_reads_back_into_the_settings_given() -> None:
             "--set", "carbon.maxAgeSeconds=900",
             "--set", "carbon.refreshSeconds=60",
             "--set", "carbon.regionZoneConfigMap=ops/zones",
-            "--set", "placement.pue=1.4",
+            "--set-json", "placement.pue=1.4",
             "--set", "placement.minImprovementPercent=25",
             "--set", "placement.minDwellSeconds=600",
-            "--set", "metrics.scrapeIntervalSeconds=2.5",
+            "--set-json", "metrics.scrapeIntervalSeconds=2.5",
             "--set", "metrics.prometheusUrl=http://127.0.0.1:9090",
             "--set", "metrics.port=9100",
             "--set", "health.port=9101",
