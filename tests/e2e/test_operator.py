@@ -14,17 +14,22 @@ import re
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from tests.e2e.cluster import SMALLFLEET, Cluster, ClusterError, OperatorProcess, wait_ready
-
-OperatorFactory = Callable[..., OperatorProcess]
+from tests.e2e.cluster import (
+    Cluster,
+    ClusterError,
+    OperatorFactory,
+    OperatorProcess,
+    wait_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
+SMALLFLEET = ROOT / ".venv" / "bin" / "smallfleet"
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 BAD_MANIFESTS = sorted((ROOT / "tests" / "e2e" / "bad_manifests").glob("*.yaml"))
 SHORT = {"SmallModel": "sm", "ModelPipeline": "mp"}

@@ -82,6 +82,13 @@ def _refresh(memo: Any, kind: str, namespace: str | None, name: str) -> None:
         )
 
 
+@kopf.on.login(registry=registry)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The credentials the Kubernetes client finds: in-cluster token, else KUBECONFIG."""
+    # kopf registers its default login handlers only in its default registry.
+    return kopf.login_via_client(**kwargs)
+
+
 # -- SmallModel ---------------------------------------------------------------
 
 
