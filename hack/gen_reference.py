@@ -142,6 +142,8 @@ def reference(crds: list[dict[str, Any]]) -> str:
 def schema_module(crds: list[dict[str, Any]]) -> str:
     data = {crd["spec"]["names"]["kind"]: _schema(crd) for crd in crds}
     blob = json.dumps(data, sort_keys=True, indent=1, ensure_ascii=True)
+    if '"""' in blob:
+        raise ValueError("a CRD holds three double quotes in a row; the embedding would break")
     return (
         '"""The CRDs\' OpenAPI schemas as data, generated from crds/ by hack/gen_reference.py.\n'
         "\n"
@@ -154,7 +156,7 @@ def schema_module(crds: list[dict[str, Any]]) -> str:
         "import json\n"
         "from typing import Any, Final\n"
         "\n"
-        f"_JSON: Final = r'''{blob}'''\n"
+        f'_JSON: Final = r"""{blob}"""\n'
         "\n"
         "SCHEMAS: Final[dict[str, dict[str, Any]]] = json.loads(_JSON)\n"
     )

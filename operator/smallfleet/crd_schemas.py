@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-_JSON: Final = r'''{
+_JSON: Final = r"""{
  "ModelPipeline": {
   "description": "ModelPipeline composes SmallModels of its namespace into one endpoint: a Triton ensemble whose steps pass tensors from the pipeline's inputs through each step to its outputs, in one server process.",
   "properties": {
@@ -1869,6 +1869,6 @@ _JSON: Final = r'''{
    }
   ]
  }
-}'''
+}"""
 
 SCHEMAS: Final[dict[str, dict[str, Any]]] = json.loads(_JSON)

@@ -272,13 +272,13 @@ def to_resource(m: SmallModelSpec) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(small_models())
 def test_small_model_round_trips(m: SmallModelSpec) -> None:
     assert parse_small_model(to_resource(m)) == m
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(small_models())
 def test_small_model_round_trips_through_yaml(m: SmallModelSpec) -> None:
     assert parse_small_model(yaml.safe_load(yaml.safe_dump(to_resource(m)))) == m
@@ -364,13 +364,13 @@ def pipeline_resource(p: ModelPipelineSpec) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(pipelines())
 def test_pipeline_round_trips(p: ModelPipelineSpec) -> None:
     assert parse_model_pipeline(pipeline_resource(p)) == p
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     small_models(),
     st.sampled_from(["minReplicas", "maxReplicas", "target", "tolerance"]),
@@ -434,7 +434,7 @@ def _put(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(small_models(), st.sampled_from(MODEL_PATHS), json_values)
 def test_any_value_anywhere_gives_a_spec_error_not_a_crash(
     m: SmallModelSpec, path: tuple[str, ...], value: Any
@@ -447,7 +447,7 @@ def test_any_value_anywhere_gives_a_spec_error_not_a_crash(
         assert err.errors
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(pipelines(), st.sampled_from(PIPELINE_PATHS), json_values)
 def test_any_pipeline_value_gives_a_spec_error_not_a_crash(
     p: ModelPipelineSpec, path: tuple[str, ...], value: Any
