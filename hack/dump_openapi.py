@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 import yaml  # noqa: E402
 
 from hack.cluster import KWOKCTL_CONFIG, ensure_binaries  # noqa: E402
+from smallfleet.plan import plan_changes  # noqa: E402
 
 CLUSTER: Final = "sf-render"
 # group-version path under /openapi/v3 -> the kinds smallfleet renders in it
@@ -203,6 +204,30 @@ def check_render(cluster: Cluster) -> None:
         )
         print(f"{golden.relative_to(REPO)} accepted by the API server (dry run, restricted PSS):")
         print("  " + result.strip().replace("\n", "\n  "))
+        round_trip(cluster, objects)
+
+
+def round_trip(cluster: Cluster, objects: list[dict[str, Any]]) -> None:
+    """Apply for real, read back what the server stored, and diff: nothing may need an update.
+
+    The server adds defaults and rewrites quantities; an apply plan that
+    mistook those for changes would re-apply every child on every resync.
+    """
+    stream = yaml.safe_dump_all(objects)
+    cluster.kubectl("apply", "--server-side", "--field-manager=smallfleet", "-f", "-", input=stream)
+    observed = json.loads(cluster.kubectl("get", "-o", "json", "-f", "-", input=stream))["items"]
+    changes = plan_changes(objects, observed)
+    pending = [c for c in changes if c.action != "noop"]
+    if pending:
+        raise SystemExit(
+            "the apply plan sees changes right after an apply:\n"
+            + "\n".join(
+                f"  {c.action} {c.obj['kind']} {c.obj['metadata']['name']}: {c.reason}"
+                for c in pending
+            )
+        )
+    print(f"  read back: {len(changes)} objects, all up to date for the apply plan")
+    cluster.kubectl("delete", "--wait=false", "-f", "-", input=stream)
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ MANAGED_BY: Final = "smallfleet"
 # Maps whose values are resource quantities, which the API server rewrites
 # into canonical form ("1000m" becomes "1").
 _QUANTITY_PARENTS: Final = frozenset({"requests", "limits", "capacity", "hard"})
+_QUANTITY_FIELDS: Final = frozenset({"sizeLimit", "averageValue"})  # "100000" comes back "100k"
 # Identity, not content: the version is whichever one the caller read with.
 _NOT_COMPARED: Final = frozenset({"apiVersion", "status"})
 # Creation order: what others refer to first (a Deployment mounts the ConfigMap).
@@ -114,7 +115,9 @@ def first_difference(desired: Any, observed: Any, path: Path = ()) -> Path | Non
         return None
     names = [p for p in path if isinstance(p, str)]
     quantity = bool(names) and (
-        names[-1] == "sizeLimit" or (len(names) > 1 and names[-2] in _QUANTITY_PARENTS)
+        names[-1] in _QUANTITY_FIELDS
+        or (len(names) > 1 and names[-2] in _QUANTITY_PARENTS)
+        or names[-2:] == ["target", "value"]
     )
     return None if _same_scalar(desired, observed, quantity) else path
 

@@ -150,6 +150,8 @@ def test_apps_version_change_is_the_same_object() -> None:
         ({"limits": {"memory": "1Gi"}}, {"limits": {"memory": "1073741824"}}, None),
         ({"limits": {"nvidia.com/gpu": 1}}, {"limits": {"nvidia.com/gpu": "1"}}, None),
         ({"emptyDir": {"sizeLimit": "512Mi"}}, {"emptyDir": {"sizeLimit": "0.5Gi"}}, None),
+        ({"target": {"averageValue": "100000"}}, {"target": {"averageValue": "100k"}}, None),
+        ({"target": {"value": "1500m"}}, {"target": {"value": "1.5"}}, None),
         ({"x": 1}, {"x": 1.0}, None),
         ({"x": True}, {"x": 1}, ("x",)),
         ({"x": {}}, {}, None),
