@@ -1,14 +1,20 @@
-"""Typed, validated views of SmallModel and ModelPipeline specs.
+"""Typed, validated views of SmallModel and ModelPipeline resources.
 
-The CRD schema and its CEL rules reject most bad input at the API server. What
-they cannot express (or what arrives from a file on disk, for `smallfleet
-validate` and `render`) is checked here, with the same field paths, so the
-operator, the CLI and the API server speak with one voice. Everything
-downstream (render, placement, autoscaling) works on these frozen values and
-never on raw dicts.
+The API server checks every resource against the CRD's schema and CEL rules
+before the operator sees it, but `smallfleet validate` and `render` read files
+that no API server has seen, and the operator must not trust that objects
+stored under older rules pass today's. So parsing here checks what the API
+server checks: the CRD's own schema (embedded in `crd_schemas`, interpreted by
+`schema`, defaults included) and its CEL rules, restated below with the same
+words and field paths so that the operator, the CLI and the API server speak
+with one voice. What no schema can express, the wiring between a pipeline and
+the SmallModels it names, is `validate_pipeline_refs`. Everything downstream
+(render, placement, autoscaling) works on these frozen values, never on raw
+dicts.
 
-The parsing functions (`parse_small_model`, `parse_model_pipeline`) raise
-`SpecError` carrying every problem found, each with a JSON path such as
+`parse_small_model` and `parse_model_pipeline` take a whole resource
+(apiVersion, kind, metadata, spec) and raise `SpecError` carrying every
+problem found, each a `FieldError` with a path such as
 `spec.scaling.maxReplicas`.
 """
 
