@@ -66,7 +66,12 @@ class Problem:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="YAML files ('-' reads stdin)")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="YAML files, or directories to search for *.yaml and *.yml ('-' reads stdin)",
+    )
     parser.add_argument(
         "--external-models",
         action="store_true",
@@ -193,6 +198,20 @@ def validate_documents(
     return problems, counts
 
 
+def expand(paths: Sequence[str]) -> list[str]:
+    """Files as given; a directory stands for its *.yaml and *.yml files, recursively, sorted."""
+    out: list[str] = []
+    for path in paths:
+        p = Path(path)
+        if path != "-" and p.is_dir():
+            out += sorted(
+                str(f) for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()
+            )
+        else:
+            out.append(path)
+    return out
+
+
 def _read(file: str, stdin: TextIO) -> str:
     return stdin.read() if file == "-" else Path(file).read_text()
 
@@ -211,6 +230,7 @@ def check_files(
     out = sys.stdout if out is None else out
     docs: list[Document] = []
     problems: list[Problem] = []
+    files = expand(files)
     for file in files:
         shown = "<stdin>" if file == "-" else file
         try:

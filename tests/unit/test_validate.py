@@ -220,3 +220,12 @@ def test_bad_manifest_is_rejected_offline_with_the_api_servers_words(path: Path)
     rc, out = run([str(path)], external_models=True)
     assert rc == 1
     assert expect.group(1) in "\n".join(out), out
+
+
+def test_a_directory_stands_for_its_yaml_files(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    write(tmp_path / "models", "m.yml", MODEL.format(digest="a" * 64, min=1))
+    write(tmp_path, "p.yaml", PIPELINE)
+    write(tmp_path, "notes.txt", "not yaml: [")
+    rc, out = run([str(tmp_path)])
+    assert (rc, out) == (0, ["OK: 1 SmallModel(s), 1 ModelPipeline(s) valid in 2 file(s)"])
