@@ -175,6 +175,27 @@ def check_render(cluster: Cluster) -> None:
         },
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(namespace))
+    # A control: the namespace must really refuse a pod that breaks the restricted profile.
+    root_pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "runs-as-root", "namespace": "models"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+    refused = subprocess.run(
+        [
+            str(cluster.bin / "kubectl"),
+            f"--kubeconfig={cluster.kubeconfig}",
+            *("apply", "--dry-run=server", "-f", "-"),
+        ],
+        input=json.dumps(root_pod),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if refused.returncode == 0 or "violates PodSecurity" not in refused.stderr:
+        raise SystemExit(f"restricted Pod Security is not enforced: {refused.stderr}")
     for golden in sorted(GOLDEN.glob("*.yaml")):
         objects = [o for o in yaml.safe_load_all(golden.read_text()) if o]
         pods = [

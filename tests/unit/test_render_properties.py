@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from smallfleet.plan import plan_changes
 from smallfleet.render import (
     UNPLACED,
     ServerPlan,
@@ -308,6 +309,8 @@ def _check(plan: ServerPlan, regions_: dict[str, int], owner: dict[str, Any] | N
     for child in children:
         problems = schema_errors(child) + name_errors(child)
         assert not problems, f"{child['kind']} {child['metadata']['name']}: {problems}"
+    # What was just rendered is, read back unchanged, up to date for the apply plan.
+    assert {c.action for c in plan_changes(children, children)} == {"noop"}
     # Deterministic: the same inputs (in any mapping order) give the same bytes.
     again = render_children(plan, owner=owner, regions=dict(reversed(list(regions_.items()))))
     assert dump(again) == dump(children)
