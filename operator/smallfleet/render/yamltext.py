@@ -12,7 +12,6 @@ from typing import Any
 
 import yaml
 
-
 # libyaml's emitter when PyYAML was built with it: the same text, many times faster.
 _Base: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
