@@ -115,9 +115,13 @@ def keda_crds(cluster: Cluster) -> list[str]:
     if not files:
         raise ClusterError(f"no KEDA CRDs in {crd_dir}: run `hack/build-bins.sh keda`")
     cluster.apply_yaml(crd_dir)
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh"
-    )
+
+    def established() -> bool:
+        crd = cluster.kubectl_json("get", "crd", "scaledobjects.keda.sh")
+        conds = crd.get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
+
+    cluster.wait_for(established, 60, "KEDA's ScaledObject CRD never became Established")
     return [f.name for f in files]
 
 
