@@ -19,6 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
+from test_spec_properties import small_models as parser_small_models
+from test_spec_properties import to_resource
 
 from smallfleet.plan import plan_changes
 from smallfleet.render import (
@@ -44,6 +46,7 @@ from smallfleet.spec import (
     Tensor,
     TensorSource,
     TritonSpec,
+    parse_small_model,
 )
 
 OPENAPI: Final = Path(__file__).resolve().parent.parent / "data" / "openapi"
@@ -356,3 +359,12 @@ def test_the_validator_rejects_a_misspelt_field() -> None:
     errors = schema_errors(d)
     assert any("readinesProbe" in e for e in errors), errors
     assert any(e.startswith("spec.replicas") for e in errors), errors
+
+
+@PROPERTY_SETTINGS
+@given(parser_small_models(), placements, owners)
+def test_every_spec_the_parser_accepts_renders_schema_valid_children(
+    spec: SmallModelSpec, regions_: dict[str, int], owner: dict[str, Any] | None
+) -> None:
+    """Specs from the parser's own generator, passed through their resource form and back."""
+    _check(plan_for_model(parse_small_model(to_resource(spec)), Settings()), regions_, owner)
