@@ -67,12 +67,12 @@ def _is_empty(value: Any) -> bool:
     return value is None or value == {} or value == []
 
 
-def _same_scalar(desired: Any, observed: Any, quantity: bool) -> bool:
+def _same_scalar(desired: Any, observed: Any, path: Path) -> bool:
     if desired == observed and type(desired) is type(observed):
         return True
     if isinstance(desired, bool) or isinstance(observed, bool):
         return False
-    if quantity:
+    if _holds_quantity(path):
         try:
             return parse_quantity(desired) == parse_quantity(observed)
         except (ValueError, TypeError):
@@ -86,40 +86,59 @@ def _same_scalar(desired: Any, observed: Any, quantity: bool) -> bool:
 
 
 Path = tuple[str | int, ...]
+_MISSING: Final = object()
 
 
 def first_difference(desired: Any, observed: Any, path: Path = ()) -> Path | None:
     """The path of the first field of `desired` that `observed` lacks or holds differently."""
+    found = _diff(desired, observed, path[-2:])
+    return None if found is None else (*path, *reversed(found))
+
+
+def _diff(desired: Any, observed: Any, keys: Path) -> list[str | int] | None:
+    """The differing path, innermost part first (built only on the way out, when found).
+
+    `keys` holds the last two path parts, which decide whether a scalar is a quantity.
+    """
+    # Scalars first: most nodes are, and `isinstance(x, Mapping)` is a slow ABC check.
+    if desired is None or isinstance(desired, str | int | float):
+        return None if _same_scalar(desired, observed, keys) else []
     if isinstance(desired, Mapping):
         if not isinstance(observed, Mapping):
-            return None if _is_empty(desired) and _is_empty(observed) else path
-        for k in desired:
-            sub = (*path, str(k))
-            if k not in observed:
-                if _is_empty(desired[k]):
+            return None if _is_empty(desired) and _is_empty(observed) else []
+        parent = keys[-1] if keys else ""
+        for k, d in desired.items():
+            o = observed.get(k, _MISSING)
+            if o is _MISSING:
+                if _is_empty(d):
                     continue
-                return sub
-            found = first_difference(desired[k], observed[k], sub)
+                return [str(k)]
+            found = _diff(d, o, (parent, str(k)))
             if found is not None:
+                found.append(str(k))
                 return found
         return None
     if isinstance(desired, list):
         if not isinstance(observed, list):
-            return None if _is_empty(desired) and _is_empty(observed) else path
+            return None if _is_empty(desired) and _is_empty(observed) else []
         if len(desired) != len(observed):
-            return path
+            return []
         for i, (d, o) in enumerate(zip(desired, observed, strict=True)):
-            found = first_difference(d, o, (*path, i))
+            found = _diff(d, o, keys)  # list items share their list's keys
             if found is not None:
+                found.append(i)
                 return found
         return None
-    names = [p for p in path if isinstance(p, str)]
-    quantity = bool(names) and (
+    return None if _same_scalar(desired, observed, keys) else []
+
+
+def _holds_quantity(keys: Path) -> bool:
+    names = [k for k in keys if isinstance(k, str)]
+    return bool(names) and (
         names[-1] in _QUANTITY_FIELDS
         or (len(names) > 1 and names[-2] in _QUANTITY_PARENTS)
         or names[-2:] == ["target", "value"]
     )
-    return None if _same_scalar(desired, observed, quantity) else path
 
 
 def format_path(path: Path) -> str:

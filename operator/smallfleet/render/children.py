@@ -318,13 +318,13 @@ def _deployment(
     region: str,
     replicas: int,
     owner: Mapping[str, Any] | None,
-    config_data: Mapping[str, str],
+    config_digest: str,
 ) -> dict[str, Any]:
     name = deployment_name(plan, region)
     labels = {**common_labels(plan), LABEL_REGION: region}
     selector = {**selector_labels(plan), LABEL_REGION: region}
     pod_annotations = {
-        ANNOTATION_CONFIG_HASH: config_hash(config_data),
+        ANNOTATION_CONFIG_HASH: config_digest,
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(METRICS_PORT),
         "prometheus.io/path": "/metrics",
@@ -506,7 +506,8 @@ def render_children(
     """
     data = _config_data(plan)
     ordered = sorted(regions.items())
-    deployments = [_deployment(plan, region, n, owner, data) for region, n in ordered]
+    digest = config_hash(data)
+    deployments = [_deployment(plan, region, n, owner, digest) for region, n in ordered]
     children = [
         _config_map(plan, owner, data),
         _service(plan, owner),
