@@ -432,3 +432,12 @@ def test_status_survives_an_operator_restart_unchanged(
     assert [(c["type"], c["status"], c["lastTransitionTime"]) for c in after] == [
         (c["type"], c["status"], c["lastTransitionTime"]) for c in before
     ]
+
+
+def test_all_namespaces_mode_serves_any_namespace(
+    cluster: Cluster, namespace: str, operator_process: OperatorFactory
+) -> None:
+    operator = operator_process(all_namespaces=True)
+    apply(cluster, namespace, documents(ROOT / "examples" / "cpu-classifier.yaml"))
+    wait_ready(cluster, "sm", "cpu-classifier", namespace)
+    assert "smallfleet_reconcile_duration_seconds_count" in operator.metrics()

@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
     kopf.configure(verbose=args.verbose)
     logging.getLogger("smallfleet").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if not args.verbose:
+        # Per-event "handler succeeded" lines and probe hits drown what matters at fleet scale.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     telemetry.setup_tracing()
     telemetry.serve_metrics(settings.metrics_port)
 

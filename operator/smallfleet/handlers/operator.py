@@ -196,10 +196,14 @@ def deployment_event(
     _refresh(memo, owner[0], namespace, owner[1])
 
 
-@kopf.on.event("", "v1", "pods", labels=MANAGED, registry=registry)
+def _pod_in_trouble(body: kopf.Body, **_: Any) -> bool:
+    return st.pod_problem(body) is not None
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED, when=_pod_in_trouble, registry=registry)
 def pod_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
     """A child pod reports a problem (unschedulable, failed fetch or load): surface it now."""
     owner = _owner(body.get("metadata", {}).get("labels") or {})
-    if not type or type == "DELETED" or owner is None or st.pod_problem(body) is None:
+    if not type or type == "DELETED" or owner is None:
         return
     _refresh(memo, owner[0], namespace, owner[1])
