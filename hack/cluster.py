@@ -23,6 +23,7 @@ import argparse
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import ipaddress
 import json
@@ -58,6 +59,7 @@ BUILD_TARGETS: Final[dict[str, tuple[str, ...]]] = {
     "k8s": ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd"),
     "kwok": ("kwok", "kwokctl"),
     "helm": ("helm",),
+    "keda": ("crds/keda/keda.sh_scaledobjects.yaml",),
 }
 REGIONS: Final = ("eu-north-1", "eu-west-1", "us-east-1")
 GPU_TAINT_KEY: Final = "nvidia.com/gpu"
@@ -88,7 +90,11 @@ def bin_dir_for_versions() -> Path:
 
 
 def _missing(bin_dir: Path, names: Sequence[str]) -> list[str]:
-    return [n for n in names if not os.access(bin_dir / n, os.X_OK)]
+    def present(name: str) -> bool:
+        path = bin_dir / name
+        return path.is_file() if name.endswith(".yaml") else os.access(path, os.X_OK)
+
+    return [n for n in names if not present(n)]
 
 
 def _build_running() -> list[int]:
@@ -382,9 +388,30 @@ def install_crds(cluster: Cluster) -> list[str]:
     if not files:
         raise ClusterError(f"no CRDs in {CRDS}: the API definitions are missing")
     cluster.apply_yaml(CRDS)
-    names = [f"crd/{f.name.removesuffix('.yaml')}" for f in files]
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
-    return [n.removeprefix("crd/") for n in names]
+    names = [f.name.removesuffix(".yaml") for f in files]
+    wait_established(cluster, names)
+    return names
+
+
+def wait_established(cluster: Cluster, names: Sequence[str], timeout: float = 60.0) -> None:
+    """Wait until each CRD is Established (`kubectl wait` fails while status is still empty)."""
+
+    def established(name: str) -> bool:
+        crd = cluster.kubectl_json("get", "crd", name)
+        conditions = crd.get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    for name in names:
+        cluster.wait_for(
+            functools.partial(established, name), timeout, f"CRD {name} never became Established"
+        )
+
+
+def install_keda_crds(cluster: Cluster) -> None:
+    """KEDA's CRDs (from its Go module), so ScaledObjects can be applied without KEDA running."""
+    crds = ensure_binaries(("keda",)) / "crds" / "keda"
+    cluster.apply_yaml(crds)
+    wait_established(cluster, ["scaledobjects.keda.sh"])
 
 
 def install_chart(
@@ -657,6 +684,7 @@ def _delete(name: str, bin_dir: Path) -> None:
         log(f"stopping stray process {pid} of cluster {name!r}")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    (CACHE / "clusters" / f"{name}.kwokctl-kubeconfig").unlink(missing_ok=True)
     leftover = KWOK_HOME / "clusters" / name
     if leftover.exists():
         shutil.rmtree(leftover, ignore_errors=True)
