@@ -25,7 +25,8 @@ Figures per trace and policy: time from a load step until the decided and
 until the ready replica count covers the new load at target; replica-seconds
 above need (need: the 60-s mean load divided by the target); seconds under
 capacity (60-s mean load above what ready replicas serve); direction changes
-of the replica count. The traces and their licenses are in bench/README.md;
+of the replica count, and flaps: reversals within 2 minutes of the move they
+undo, the oscillation a stabilisation window should prevent. The traces and their licenses are in bench/README.md;
 `hack/load_traces.py` fetches them into the cache.
 """
 
@@ -64,6 +65,7 @@ PROM_WINDOW: Final = 60
 HPA_TOLERANCE: Final = 0.1
 HPA_DOWN_WINDOW: Final = 300
 NEED_WINDOW: Final = 60
+FLAP_SECONDS: Final = 120
 
 
 @dataclass
@@ -212,6 +214,7 @@ class Result:
     over_replica_seconds: float
     under_capacity_seconds: int
     direction_changes: int
+    flaps: int  # reversals within FLAP_SECONDS of the previous move: oscillation
     replica_hours: float
 
 
@@ -229,6 +232,16 @@ def _moving_mean(values: Sequence[float], window: int) -> list[float]:
 def direction_changes(counts: Sequence[int]) -> int:
     moves = [b - a for a, b in itertools.pairwise(counts) if b != a]
     return sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
+
+
+def flaps(counts: Sequence[int]) -> int:
+    """Reversals that come within FLAP_SECONDS of the move they undo (counts are per second)."""
+    moves = [(t, b - a) for t, (a, b) in enumerate(itertools.pairwise(counts)) if b != a]
+    return sum(
+        1
+        for (t0, a), (t1, b) in itertools.pairwise(moves)
+        if (a > 0) != (b > 0) and t1 - t0 < FLAP_SECONDS
+    )
 
 
 def need_series(arrivals: Sequence[float]) -> list[int]:
@@ -273,6 +286,7 @@ def simulate(arrivals: Sequence[float], policy: Policy, steps: Sequence[int]) ->
         over_replica_seconds=over,
         under_capacity_seconds=under,
         direction_changes=changes,
+        flaps=flaps(desired_seq),
         replica_hours=sum(ready_seq) / 3600,
     )
 
@@ -313,7 +327,8 @@ def main() -> int:
     )
     header = (
         f"{'trace':32} {'policy':11} {'react decided':>13} {'react ready':>11} "
-        f"{'over replica-s':>14} {'under-cap s':>11} {'dir changes':>11} {'replica-h':>9}"
+        f"{'over replica-s':>14} {'under-cap s':>11} {'dir changes':>11} {'flaps':>5} "
+        f"{'replica-h':>9}"
     )
     verdicts: list[str] = []
     for name, (arrivals, steps) in traces().items():
@@ -323,12 +338,12 @@ def main() -> int:
             print(
                 f"{name:32} {p:11} {_fmt(r.reaction_decided, ' s'):>13} "
                 f"{_fmt(r.reaction_ready, ' s'):>11} {_fmt(r.over_replica_seconds):>14} "
-                f"{r.under_capacity_seconds:>11,} {r.direction_changes:>11} "
+                f"{r.under_capacity_seconds:>11,} {r.direction_changes:>11} {r.flaps:>5} "
                 f"{r.replica_hours:>9,.1f}"
             )
         print(
             f"{name:32} {'(need)':11} {'':>13} {'':>11} {'':>14} {'':>11} "
-            f"{direction_changes(need_series(arrivals)):>11} "
+            f"{direction_changes(need_series(arrivals)):>11} {flaps(need_series(arrivals)):>5} "
             f"{sum(need_series(arrivals)) / 3600:>9,.1f}"
         )
         sf, hpa = results["smallfleet"], results["hpa"]
@@ -345,6 +360,7 @@ def main() -> int:
             ),
             ("under-capacity <= HPA", sf.under_capacity_seconds <= hpa.under_capacity_seconds),
             ("direction changes <= HPA", sf.direction_changes <= hpa.direction_changes),
+            ("flaps (reversals within 2 min) <= HPA", sf.flaps <= hpa.flaps),
         ]
         if not steps:
             checks = checks[1:]  # no load step in this trace: no reaction time to compare

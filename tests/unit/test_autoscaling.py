@@ -418,3 +418,21 @@ def test_blind_period_restarts_the_scale_down_window() -> None:
         assert decision.desired == 4
     decision, _ = decide(scaling, state, load(100, ready=4), 100.0, current, None)
     assert decision.desired == 4  # metrics just came back: not yet a full window of evidence
+
+
+@pytest.mark.parametrize(
+    ("ips", "want", "reason"),
+    [
+        (1150, 12, d.SCALED_UP),  # more than 10% over target: up to ceil(need)
+        (1090, 10, d.WITHIN_TOLERANCE),  # within 10% over target: hold
+        (990, 10, d.WITHIN_TOLERANCE),  # just under target: hold
+        (870, 10, d.WITHIN_TOLERANCE),  # 9 replicas would run at 97%: less than 5% headroom
+        (800, 9, d.SCALED_DOWN),  # 9 replicas at 89%: enough headroom
+        (400, 9, d.SCALED_DOWN),  # one step down per decision
+    ],
+)
+def test_tolerance_band_and_scale_down_headroom(ips: float, want: int, reason: str) -> None:
+    scaling = replace(BASE, max_replicas=20, scale_down_stabilization_seconds=0)
+    warm = ScalerState(started=True)
+    decision, _ = decide(scaling, warm, load(ips, ready=10), 0.0, 10, None)
+    assert (decision.desired, decision.reason) == (want, reason), decision.message
