@@ -28,6 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
+from smallfleet.autoscaling import ScalerState, ScalingDecision, decide
+from smallfleet.settings import Settings
+from smallfleet.spec import Scaling
 from smallfleet.tritonmetrics import (
     LoadSample,
     MetricsParseError,
@@ -35,6 +38,7 @@ from smallfleet.tritonmetrics import (
     load_queries,
     merge,
     model_snapshot,
+    pod_regex,
     rates,
 )
 
@@ -230,3 +234,80 @@ def _value(body: object) -> float | None:
         known = [n for n in numbers if n is not None]
         return sum(known) if known else None
     return None
+
+
+class ScalingLoop:
+    """The operator's autoscaler for `scaling.mode: operator`: sample, decide, remember.
+
+    Keep one per operator process. For each SmallModel or ModelPipeline in
+    operator mode, call `step` every `Settings.scrape_interval_seconds` with
+    the ready pods of its Deployment; write `decision.desired` to the scale
+    subresource when `decision.changed`; call `forget(key)` when the resource
+    is deleted. Everything it remembers is in memory and rebuilds itself
+    after a restart (see `smallfleet.autoscaling.decision`).
+
+    With `Settings.prometheus_url` set it asks Prometheus (series labelled
+    with `namespace` and `pod`); otherwise it scrapes each pod's port 8002.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        direct: DirectSource | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._direct = direct or DirectSource(clock=clock)
+        self._prometheus = (
+            PrometheusSource(settings.prometheus_url) if settings.prometheus_url else None
+        )
+        self._clock = clock
+        self._states: dict[tuple[str, str], ScalerState] = {}
+
+    def step(
+        self,
+        key: str,
+        scaling: Scaling,
+        *,
+        models: Sequence[str],
+        pod_ips: Sequence[str],
+        current_replicas: int,
+        namespace: str = "",
+        deployment: str = "",
+        carbon_intensity: float | None = None,
+        max_batch_size: int = 0,
+    ) -> ScalingDecision:
+        """One decision for one server: the largest of its models' decisions.
+
+        `key` names the resource ("namespace/name"); `models` are the Triton
+        models whose load counts (a pipeline's steps, not its ensemble);
+        `namespace` and `deployment` select the pods' series in Prometheus.
+        """
+        if not models:
+            raise ValueError("a scaling step needs at least one model")
+        now = self._clock()
+        texts = None if self._prometheus else self._direct.texts(pod_ips)
+        decisions: list[ScalingDecision] = []
+        for model in models:
+            if self._prometheus is not None:
+                labels = {"namespace": namespace, "pod=~": pod_regex(deployment)}
+                sample = self._prometheus.sample(model, labels, ready_replicas=len(pod_ips))
+            else:
+                sample = self._direct.sample_from(f"{key}/{model}", model, texts or {}, now)
+            state = self._states.get((key, model), ScalerState())
+            decision, self._states[key, model] = decide(
+                scaling,
+                state,
+                sample,
+                now,
+                current_replicas,
+                carbon_intensity,
+                max_batch_size=max_batch_size,
+            )
+            decisions.append(decision)
+        return max(decisions, key=lambda d: d.desired)
+
+    def forget(self, key: str) -> None:
+        for k in [k for k in self._states if k[0] == key]:
+            del self._states[k]
+            self._direct.forget(f"{key}/{k[1]}")

@@ -17,13 +17,17 @@ from typing import Any
 
 import pytest
 
+from smallfleet.autoscaling import ScalingDecision
 from smallfleet.metricsource import (
     DirectSource,
     PrometheusSource,
+    ScalingLoop,
     ScrapeError,
     metrics_url,
     scrape,
 )
+from smallfleet.settings import Settings
+from smallfleet.spec import Scaling
 from smallfleet.tritonmetrics import load_queries
 
 DATA = Path(__file__).parent / "data"
@@ -250,3 +254,79 @@ def test_direct_source_window(server: Callable[[Handler], _Server]) -> None:
         rates_seen.append(None if sample is None else sample.inferences_per_second)
         clock[0] += 10.0
     assert rates_seen == [None, 10.0, 0.0, 0.0]
+
+
+def _triton_text(models: dict[str, tuple[float, float]]) -> str:
+    """Triton-style exposition: per model (cumulative inferences, pending)."""
+    lines = ["# TYPE nv_inference_count counter"]
+    lines += [f'nv_inference_count{{model="{m}",version="1"}} {c}' for m, (c, _) in models.items()]
+    lines += ["# TYPE nv_inference_request_success counter"]
+    lines += [
+        f'nv_inference_request_success{{model="{m}",version="1"}} {c}'
+        for m, (c, _) in models.items()
+    ]
+    lines += ["# TYPE nv_inference_pending_request_count gauge"]
+    lines += [
+        f'nv_inference_pending_request_count{{model="{m}",version="1"}} {p}'
+        for m, (_, p) in models.items()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_scaling_loop_direct(server: Callable[[Handler], _Server]) -> None:
+    """Two models on one server: the busier one decides; first scrape holds."""
+    counts = {"retrieve": (0.0, 0.0), "rerank": (0.0, 0.0)}
+    s = server(lambda path, params: (200, _triton_text(counts)))
+    clock = [0.0]
+    direct = DirectSource(
+        fetch=lambda url, timeout: scrape(s.url + "/metrics", timeout), clock=lambda: clock[0]
+    )
+    loop = ScalingLoop(Settings(), direct=direct, clock=lambda: clock[0])
+    scaling = Scaling(min_replicas=1, max_replicas=10, metric="inferencesPerSecond", target=10.0)
+
+    def step() -> ScalingDecision:
+        return loop.step(
+            "ns/rag",
+            scaling,
+            models=["retrieve", "rerank"],
+            pod_ips=["127.0.0.1"],
+            current_replicas=1,
+        )
+
+    first = step()
+    assert (first.desired, first.reason) == (1, "MetricsMissing")
+    counts.update(retrieve=(50.0, 0.0), rerank=(300.0, 0.0))
+    clock[0] = 10.0
+    busy = step()
+    assert busy.desired == 3  # rerank: 30 inferences/s over a target of 10 per replica
+    assert busy.value == pytest.approx(30.0)
+    loop.forget("ns/rag")
+    assert step().reason == "MetricsMissing"  # forgotten: starts over
+
+
+def test_scaling_loop_prometheus(server: Callable[[Handler], _Server]) -> None:
+    def handle(path: str, params: dict[str, list[str]]) -> tuple[int, str]:
+        q = params["query"][0]
+        if q.startswith("sum(rate(nv_inference_count{"):
+            return 200, vector("45")
+        if q.startswith("sum(rate(nv_inference_request_success{"):
+            return 200, vector("45")
+        if q.startswith("count(count by (pod)"):
+            return 200, vector("2")
+        return 200, vector()
+
+    s = server(handle)
+    loop = ScalingLoop(Settings(prometheus_url=s.url), clock=lambda: 0.0)
+    scaling = Scaling(min_replicas=1, max_replicas=10, metric="inferencesPerSecond", target=10.0)
+    decision = loop.step(
+        "ns/m",
+        scaling,
+        models=["m"],
+        pod_ips=["127.1.0.1", "127.1.0.2"],
+        current_replicas=2,
+        namespace="ns",
+        deployment="m-eu-west-1",
+    )
+    assert decision.desired == 5
+    assert any('pod=~"m-eu-west-1-[a-z0-9]+-[a-z0-9]+"' in q for q in s.queries)
+    assert any('namespace="ns"' in q for q in s.queries)
