@@ -288,13 +288,19 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def apply_examples(cluster: Cluster) -> tuple[set[tuple[str, str, str]], list[str]]:
-    """Apply every example file on its own, so one bad file does not hide the rest."""
+def apply_examples(cluster: Cluster, timeout: float) -> tuple[set[tuple[str, str, str]], list[str]]:
+    """Apply the example files one after another, each settling before the next.
+
+    One at a time, as a team would roll models out: each placement decision
+    then sees the GPUs the previous models already hold. A file that does not
+    apply is reported and the rest go on.
+    """
     applied: set[tuple[str, str, str]] = set()
     failures = []
     files = sorted(EXAMPLES.glob("*.yaml"))
     if not files:
         failures.append(f"no examples in {EXAMPLES}")
+    deadline = time.monotonic() + timeout
     for path in files:
         proc = cluster.kubectl(
             "apply",
@@ -307,11 +313,14 @@ def apply_examples(cluster: Cluster) -> tuple[set[tuple[str, str, str]], list[st
         if proc.returncode != 0:
             failures.append(f"{path.name}: {proc.stderr.strip()}")
             continue
+        names = set()
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") in ("SmallModel", "ModelPipeline"):
                 doc.setdefault("metadata", {}).setdefault("namespace", "default")
-                applied.add(_key(doc))
+                names.add(_key(doc))
+        applied |= names
         say(f"applied {path.relative_to(REPO)}")
+        wait_ready(cluster, names, max(deadline - time.monotonic(), 10.0))
     return applied, failures
 
 
@@ -327,7 +336,7 @@ def wait_ready(cluster: Cluster, names: set[tuple[str, str, str]], timeout: floa
             f"; waiting for {', '.join(waiting)}" if waiting else ""
         )
         if line != last:
-            say(line)
+            print(line, flush=True)
             last = line
         # Stalled resources wait for a person, not for time: stop waiting for them.
         settled = len(rows) == len(names) and all(r.ready == "True" or r.stalled for r in rows)
@@ -343,9 +352,8 @@ def demo_up(local: bool, timeout: float) -> int:
     STATE.mkdir(exist_ok=True)
     cluster, is_local = choose_cluster(local)
     start_operator(cluster, is_local)
-    names, failures = apply_examples(cluster)
-    say(f"waiting up to {timeout:.0f}s for {len(names)} models and pipelines to become Ready")
-    rows = wait_ready(cluster, names, timeout)
+    names, failures = apply_examples(cluster, timeout)
+    rows = fleet(cluster, names)
     print()
     print(table(rows))
     print()
@@ -389,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("command", nargs="?", default="up", choices=["up", "down"])
     parser.add_argument("--local", action="store_true", help="always use the local cluster")
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for Ready")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait for the whole fleet"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "down":
