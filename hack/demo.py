@@ -96,7 +96,8 @@ def choose_cluster(local: bool) -> tuple[Cluster, bool]:
             say(f"using your cluster (kubeconfig {kubeconfig})")
             return Cluster("external", kubeconfig, bin_dir), False
     name = cluster_name(DEFAULT_NAME)
-    say(f"no reachable kubeconfig: starting the local cluster {name!r} (3 regions, fake GPUs)")
+    why = "--local given" if local else "no reachable kubeconfig"
+    say(f"{why}: using the local cluster {name!r} (3 regions, fake GPUs)")
     STATE.mkdir(exist_ok=True)
     cluster = up(name, LOCAL_KUBECONFIG, bin_dir)
     # The demo cluster outlives the command; `make demo-down` removes it.
