@@ -297,23 +297,11 @@ class Cluster:
 
     def assert_loopback(self) -> None:
         """Fail loudly if any node, Service or pod address is outside 127.0.0.0/8."""
-        bad: list[str] = []
-        for node in self.kubectl_json("get", "nodes")["items"]:
-            for addr in node.get("status", {}).get("addresses", []):
-                if addr["type"] in ("InternalIP", "ExternalIP") and not _is_loopback(
-                    addr["address"]
-                ):
-                    bad.append(f"node {node['metadata']['name']} {addr['type']} {addr['address']}")
-        for svc in self.kubectl_json("get", "services", "-A")["items"]:
-            for ip in svc["spec"].get("clusterIPs") or [svc["spec"].get("clusterIP")]:
-                if ip and ip != "None" and not _is_loopback(ip):
-                    meta = svc["metadata"]
-                    bad.append(f"service {meta['namespace']}/{meta['name']} ClusterIP {ip}")
-        for pod in self.kubectl_json("get", "pods", "-A")["items"]:
-            for entry in pod.get("status", {}).get("podIPs") or []:
-                if not _is_loopback(entry["ip"]):
-                    meta = pod["metadata"]
-                    bad.append(f"pod {meta['namespace']}/{meta['name']} IP {entry['ip']}")
+        bad = non_loopback_addresses(
+            self.kubectl_json("get", "nodes")["items"],
+            self.kubectl_json("get", "services", "-A")["items"],
+            self.kubectl_json("get", "pods", "-A")["items"],
+        )
         if bad:
             raise ClusterError(
                 "cluster addresses outside 127.0.0.0/8 (refusing to send traffic to them; "
@@ -357,6 +345,31 @@ class Cluster:
         path.write_text(yaml.safe_dump(config))
         path.chmod(0o600)
         return path
+
+
+def non_loopback_addresses(
+    nodes: Sequence[dict[str, Any]],
+    services: Sequence[dict[str, Any]],
+    pods: Sequence[dict[str, Any]],
+) -> list[str]:
+    """Every node, Service and pod address that is not in 127.0.0.0/8, described."""
+    bad: list[str] = []
+    for node in nodes:
+        for addr in node.get("status", {}).get("addresses", []):
+            if addr["type"] in ("InternalIP", "ExternalIP") and not _is_loopback(addr["address"]):
+                bad.append(f"node {node['metadata']['name']} {addr['type']} {addr['address']}")
+    for svc in services:
+        spec = svc.get("spec", {})
+        for ip in spec.get("clusterIPs") or [spec.get("clusterIP")]:
+            if ip and ip != "None" and not _is_loopback(ip):
+                meta = svc["metadata"]
+                bad.append(f"service {meta['namespace']}/{meta['name']} ClusterIP {ip}")
+    for pod in pods:
+        for entry in pod.get("status", {}).get("podIPs") or []:
+            if not _is_loopback(entry["ip"]):
+                meta = pod["metadata"]
+                bad.append(f"pod {meta['namespace']}/{meta['name']} IP {entry['ip']}")
+    return bad
 
 
 def _is_loopback(address: str) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hack.cluster import non_loopback_addresses
 from tests.e2e.cluster import ChartRelease, Cluster
 
 REGIONS = ("eu-north-1", "eu-west-1", "us-east-1")
@@ -206,3 +207,45 @@ def test_chart_role_denies_what_it_does_not_grant(
 
 def _yaml(obj: dict[str, Any]) -> str:
     return json.dumps(obj) + "\n"
+
+
+def _node(ip: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "n"},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
+    }
+
+
+def _service(*ips: str) -> dict[str, Any]:
+    return {"metadata": {"name": "s", "namespace": "ns"}, "spec": {"clusterIPs": list(ips)}}
+
+
+def _pod(ip: str) -> dict[str, Any]:
+    return {"metadata": {"name": "p", "namespace": "ns"}, "status": {"podIPs": [{"ip": ip}]}}
+
+
+@pytest.mark.parametrize(
+    ("nodes", "services", "pods", "flagged"),
+    [
+        ([_node("127.0.0.1")], [_service("127.2.0.1")], [_pod("127.1.0.7")], []),
+        ([_node("10.0.0.4")], [], [], ["node n InternalIP 10.0.0.4"]),
+        ([], [_service("127.2.0.9", "fd00::1")], [], ["service ns/s ClusterIP fd00::1"]),
+        ([], [_service("None")], [], []),  # headless
+        ([], [], [_pod("10.0.0.1")], ["pod ns/p IP 10.0.0.1"]),
+        ([], [], [_pod("not-an-ip")], ["pod ns/p IP not-an-ip"]),
+        (
+            [_node("::1")],
+            [],
+            [_pod("192.168.1.2")],
+            ["pod ns/p IP 192.168.1.2", "node n InternalIP ::1"],
+        ),
+    ],
+)
+def test_non_loopback_addresses_are_all_reported(
+    nodes: list[dict[str, Any]],
+    services: list[dict[str, Any]],
+    pods: list[dict[str, Any]],
+    flagged: list[str],
+) -> None:
+    # Pure: the rule assert_loopback enforces, without a cluster.
+    assert sorted(non_loopback_addresses(nodes, services, pods)) == sorted(flagged)
