@@ -48,7 +48,7 @@ def test_chart_installs_and_its_objects_exist(
 def test_leader_election_variant_installs_upgrades_and_uninstalls(
     cluster: Cluster, namespace: str
 ) -> None:
-    release = "sf-peering"
+    release, second = "sf-peering", f"{namespace}-2"
     args = ("--namespace", namespace, "--set", "replicas=2", "--set", f"watchNamespace={namespace}")
     cluster.helm("install", release, str(CHART), *args, "--wait", "--timeout=2m")
     try:
@@ -68,7 +68,16 @@ def test_leader_election_variant_installs_upgrades_and_uninstalls(
             "upgrade", release, str(CHART), *args, "--set", "carbon.refreshSeconds=120", "--wait"
         )
         assert cluster.kubectl_json("get", "kopfpeering", "smallfleet", "-n", namespace)
+        # A second release finds kopf's CRDs owned by the first and leaves them alone.
+        cluster.kubectl("create", "namespace", second)
+        cluster.helm(
+            "install", "sf-second", str(CHART), "--namespace", second, "--set", "replicas=2",
+            "--set", f"watchNamespace={second}", "--wait", "--timeout=2m",
+        )  # fmt: skip
+        assert cluster.kubectl_json("get", "kopfpeering", "smallfleet", "-n", second)
     finally:
+        cluster.helm("uninstall", "sf-second", "--namespace", second, "--wait", check=False)
+        cluster.kubectl("delete", "namespace", second, "--wait=false", check=False)
         cluster.helm("uninstall", release, "--namespace", namespace, "--wait")
     assert (
         cluster.kubectl("get", "clusterrole", f"{release}-smallfleet", check=False).returncode != 0
