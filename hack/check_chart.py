@@ -8,13 +8,14 @@ strictly and rendered with several value sets (all namespaces, one namespace,
 several replicas with peering), and every rendered object must carry the
 standard app.kubernetes.io labels that tools select on.
 
-Usage: python hack/check_chart.py [--sync]
+Usage: python hack/check_chart.py [--sync]   (SMALLFLEET_HELM=PATH checks with another Helm)
 """
 
 from __future__ import annotations
 
 import argparse
 import filecmp
+import os
 import re
 import shutil
 import subprocess
@@ -55,6 +56,10 @@ VALUE_SETS: Final[dict[str, tuple[str, ...]]] = {
 
 
 def helm_binary() -> Path:
+    """The pinned Helm 4, or SMALLFLEET_HELM (for example a Helm 3 to check compatibility)."""
+    override = os.environ.get("SMALLFLEET_HELM")
+    if override:
+        return Path(override)
     return ensure_binaries(("helm",)) / "helm"
 
 
