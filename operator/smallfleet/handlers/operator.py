@@ -16,6 +16,9 @@ Kubernetes client they use is synchronous.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -41,16 +44,60 @@ PIPELINES: Final = (GROUP, VERSION, "modelpipelines")
 MANAGED: Final = {LABEL_MANAGED_BY: MANAGED_BY}
 RESYNC_SECONDS: Final = 60.0
 MAX_BACKOFF_SECONDS: Final = 60.0
+PERIODIC_TICK_SECONDS: Final = 1.0
 
 registry: Final = kopf.OperatorRegistry()
 
 
 @dataclass
 class Runtime:
-    """What every handler shares; passed to kopf as its `memo`."""
+    """What every handler shares; passed to kopf as its `memo`.
+
+    Periodic work (the status resync here; carbon refresh and autoscaling
+    register theirs with `every`) runs in one background thread rather than
+    as kopf timers: kopf guards each timer with a finalizer on the resource,
+    and a finalizer would block deleting a model, or its namespace, whenever
+    the operator is not running.
+    """
 
     reconciler: Reconciler
     generations: dict[tuple[str, str], Any] = field(default_factory=dict)
+    tasks: list[Periodic] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def every(self, seconds: float, fn: Callable[[], None], name: str) -> None:
+        """Run `fn` every `seconds` in the background thread (first run after one period)."""
+        self.tasks.append(Periodic(name, seconds, fn, time.monotonic() + seconds))
+
+    def run_periodic(self) -> None:
+        while not self.stop.wait(PERIODIC_TICK_SECONDS):
+            now = time.monotonic()
+            for task in self.tasks:
+                if now < task.due:
+                    continue
+                task.due = now + task.seconds
+                try:
+                    task.fn()
+                except Exception:  # one failing task must not stop the others
+                    log.exception("periodic task %s failed", task.name)
+
+    def resync(self) -> None:
+        """Refresh every known resource's status from its children (the safety net)."""
+        for kind, namespace, name in self.reconciler.known():
+            if self.stop.is_set():
+                return
+            try:
+                self.reconciler.refresh(kind, namespace, name)
+            except KubeError as exc:
+                log.warning("resync of %s %s/%s failed: %s", kind, namespace, name, exc)
+
+
+@dataclass
+class Periodic:
+    name: str
+    seconds: float
+    fn: Callable[[], None]
+    due: float
 
 
 def _runtime(memo: Any) -> Runtime:
@@ -80,6 +127,18 @@ def _refresh(memo: Any, kind: str, namespace: str | None, name: str) -> None:
         log.warning(
             "refresh of %s %s/%s failed, the resync will retry: %s", kind, namespace, name, exc
         )
+
+
+@kopf.on.startup(registry=registry)
+def start_periodic(memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    runtime.every(RESYNC_SECONDS, runtime.resync, "resync")
+    threading.Thread(target=runtime.run_periodic, name="smallfleet-periodic", daemon=True).start()
+
+
+@kopf.on.cleanup(registry=registry)
+def stop_periodic(memo: Any, **_: Any) -> None:
+    _runtime(memo).stop.set()
 
 
 @kopf.on.login(registry=registry)
@@ -136,11 +195,6 @@ def smallmodel_event(
         log.warning("pipelines using %s/%s not updated, the resync will: %s", namespace, name, exc)
 
 
-@kopf.timer(*MODELS, registry=registry, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def smallmodel_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    _refresh(memo, SMALL_MODEL, namespace, name)
-
-
 # -- ModelPipeline ------------------------------------------------------------
 
 
@@ -170,11 +224,6 @@ def modelpipeline_event(type: str, namespace: str | None, name: str, memo: Any, 
         _runtime(memo).reconciler.forget(MODEL_PIPELINE, namespace, name)
 
 
-@kopf.timer(*PIPELINES, registry=registry, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def modelpipeline_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    _refresh(memo, MODEL_PIPELINE, namespace, name)
-
-
 # -- children -----------------------------------------------------------------
 
 
@@ -193,7 +242,10 @@ def deployment_event(
     owner = _owner(body.get("metadata", {}).get("labels") or {})
     if not type or owner is None:
         return  # the initial listing: the resume handlers cover it
-    _refresh(memo, owner[0], namespace, owner[1])
+    if type == "DELETED" or _runtime(memo).reconciler.deployment_changed(
+        owner[0], namespace, owner[1], body
+    ):
+        _refresh(memo, owner[0], namespace, owner[1])
 
 
 def _pod_in_trouble(body: kopf.Body, **_: Any) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -60,6 +61,7 @@ CHILD_KINDS: Final = (
 )
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
+NODES_TTL: Final = 10.0
 
 
 def utcnow() -> str:
@@ -83,6 +85,7 @@ class _Memo:
     deployments: frozenset[str]
     digest: str | None
     status: dict[str, Any] = field(default_factory=dict)
+    states: dict[str, st.DeploymentState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,7 @@ class Reconciler:
         self._locks: dict[Key, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._memo: dict[Key, _Memo] = {}
+        self._nodes: tuple[float, list[dict[str, Any]]] | None = None
 
     def lock(self, key: Key) -> threading.Lock:
         with self._locks_guard:
@@ -248,6 +252,10 @@ class Reconciler:
         with self._locks_guard:
             self._locks.pop(key, None)
         telemetry.record_state(*key, None)
+
+    def known(self) -> list[Key]:
+        """Every resource reconciled since start and not deleted since."""
+        return sorted(self._memo)
 
     # -- entry points ------------------------------------------------------
 
@@ -290,6 +298,7 @@ class Reconciler:
                     meta,
                 )
                 names = {d["metadata"]["name"] for d in deployments}
+                memo.states = {d["metadata"]["name"]: st.deployment_state(d) for d in deployments}
                 if names == memo.deployments:
                     pods = self.kube.pods(namespace, _owner_selector(kind, name))
                     derived = st.derive(
@@ -303,6 +312,31 @@ class Reconciler:
                         rec.result = outcome.result
                         return outcome
         return self.reconcile(body)
+
+    def deployment_changed(
+        self, kind: str, namespace: str | None, name: str, deployment: Mapping[str, Any]
+    ) -> bool:
+        """Whether a child Deployment's event says something its owner's status does not know yet.
+
+        Most events of a Deployment (its own status bookkeeping, our applies)
+        change nothing the owner reports; skipping them keeps a burst of
+        creations from costing a status refresh per event.
+        """
+        memo = self._memo.get((kind, namespace or "", name))
+        if memo is None:
+            return True
+        refs = deployment.get("metadata", {}).get("ownerReferences") or []
+        if not any(r.get("uid") == memo.uid for r in refs):
+            return True
+        dep_name = str(deployment.get("metadata", {}).get("name"))
+        return memo.states.get(dep_name) != st.deployment_state(deployment)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The cluster's nodes, listed at most once per NODES_TTL seconds (they rarely change)."""
+        now = time.monotonic()
+        if self._nodes is None or now - self._nodes[0] > NODES_TTL:
+            self._nodes = (now, self.kube.nodes())
+        return self._nodes[1]
 
     # -- the work ----------------------------------------------------------
 
@@ -324,7 +358,7 @@ class Reconciler:
         observed = self._owned(observed, meta)
         observed_deployments = [o for o in observed if o["kind"] == "Deployment"]
         regions = self.choose_regions(
-            RegionRequest(plan, body, observed_deployments, self.kube.nodes, self._all_pods)
+            RegionRequest(plan, body, observed_deployments, self.nodes, self._all_pods)
         )
         owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": meta}
         desired = render_children(plan, owner=owner, regions=regions)
@@ -385,6 +419,7 @@ class Reconciler:
             generation=int(meta.get("generation") or 0),
             deployments=frozenset(current),
             digest=digest,
+            states={n: st.deployment_state(d) for n, d in current.items()},
         )
         return self._write_status(key, body, derived)
 
