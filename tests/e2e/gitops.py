@@ -376,6 +376,7 @@ def flux_controllers(kubectl: Kubectl, bindir: Path) -> Iterator[Flux]:
     flux = Flux(kubectl=kubectl, workdir=workdir)
     try:
         storage = free_port()
+        (workdir / "storage").mkdir()
         flux.processes.append(
             _start_controller(
                 "source-controller",
