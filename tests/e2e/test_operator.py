@@ -441,3 +441,20 @@ def test_all_namespaces_mode_serves_any_namespace(
     apply(cluster, namespace, documents(ROOT / "examples" / "cpu-classifier.yaml"))
     wait_ready(cluster, "sm", "cpu-classifier", namespace)
     assert "smallfleet_reconcile_duration_seconds_count" in operator.metrics()
+
+
+def test_deleting_needs_no_running_operator(
+    cluster: Cluster, namespace: str, operator_process: OperatorFactory
+) -> None:
+    """No finalizer of the operator's: a model (or its namespace) goes while the operator is down."""
+    first = operator_process(namespace)
+    apply(cluster, namespace, documents(ROOT / "examples" / "cpu-classifier.yaml"))
+    wait_ready(cluster, "sm", "cpu-classifier", namespace)
+    assert not get(cluster, "SmallModel", "cpu-classifier", namespace)["metadata"].get("finalizers")
+    first.stop()
+    cluster.kubectl("delete", "sm", "cpu-classifier", "-n", namespace, "--timeout=30s")
+    cluster.wait_for(
+        lambda: not children(cluster, namespace, "SmallModel", "cpu-classifier"),
+        90,
+        "children outlived their SmallModel",
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -174,7 +174,12 @@ def smallmodel_delete(namespace: str | None, name: str, memo: Any, **_: Any) -> 
 
 @kopf.on.event(*MODELS, registry=registry)
 def smallmodel_event(
-    type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+    type: str,
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    memo: Any,
+    **kwargs: Any,
 ) -> None:
     """Re-reconcile the pipelines that name this model when it appears, changes or goes."""
     runtime = _runtime(memo)
@@ -189,13 +194,23 @@ def smallmodel_event(
     else:
         runtime.generations[key] = generation
     try:
-        for pipeline in runtime.reconciler.pipelines_using(namespace, name):
-            runtime.reconciler.reconcile(pipeline)
+        index: kopf.Index[tuple[str, str], str] = kwargs["pipelines_by_model"]
+        for pipeline in sorted(set(index.get(key, ()))):
+            runtime.reconciler.reconcile_named(MODEL_PIPELINE, key[0], pipeline)
     except KubeError as exc:
         log.warning("pipelines using %s/%s not updated, the resync will: %s", namespace, name, exc)
 
 
 # -- ModelPipeline ------------------------------------------------------------
+
+
+@kopf.index(*PIPELINES, registry=registry)
+def pipelines_by_model(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str], str]:
+    """(namespace, SmallModel) -> the pipelines whose steps name it, kept by kopf from the watch."""
+    steps = spec.get("steps") or []
+    return {(namespace or "", str(s.get("model"))): name for s in steps if isinstance(s, Mapping)}
 
 
 @kopf.on.create(*PIPELINES, registry=registry)

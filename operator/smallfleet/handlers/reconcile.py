@@ -288,9 +288,12 @@ class Reconciler:
                 and memo.generation == meta.get("generation")
             )
             if fresh and memo is not None:
-                stuck = st.summary(memo.status.get("conditions") or []) == c.STALLED
-                if stuck and not memo.deployments:
-                    return Outcome("stalled")  # spec or apply problem: waits for a spec change
+                stalled = c.get_condition(memo.status.get("conditions") or [], c.STALLED) or {}
+                if (
+                    stalled.get("status") == "True"
+                    and stalled.get("reason") == c.REASON_INVALID_SPEC
+                ):
+                    return Outcome("stalled")  # only a change of the spec can help
                 deployments = self._owned(
                     self.kube.list_objects(
                         "apps/v1", "Deployment", namespace, labels=_owner_selector(kind, name)
@@ -405,7 +408,10 @@ class Reconciler:
             self.kube.delete(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"])
             current.pop(obj["metadata"]["name"], None)
 
-        pods = self.kube.pods(namespace, _owner_selector(kind, name))
+        # Deployments created just now have no pods yet: nothing to list.
+        pods = (
+            self.kube.pods(namespace, _owner_selector(kind, name)) if observed_deployments else []
+        )
         digest = _digest(plan)
         derived = st.derive(
             deployments=list(current.values()), pods=pods, expected=wanted, digest=digest
@@ -515,15 +521,9 @@ class Reconciler:
         stalled = c.get_condition(new["conditions"], c.STALLED)
         return Outcome(result, str((stalled or {}).get("message", "")))
 
-    # -- pipelines that depend on a model -----------------------------------
-
-    def pipelines_using(self, namespace: str | None, model: str) -> list[dict[str, Any]]:
-        """ModelPipelines in `namespace` with a step naming SmallModel `model`."""
-        return [
-            p
-            for p in self.kube.list_objects(API_VERSION, MODEL_PIPELINE, namespace)
-            if any(
-                isinstance(s, Mapping) and s.get("model") == model
-                for s in (p.get("spec") or {}).get("steps") or []
-            )
-        ]
+    def reconcile_named(self, kind: str, namespace: str, name: str) -> Outcome | None:
+        """Full reconcile of a resource known by name (None when it is gone)."""
+        body = self.kube.get(API_VERSION, kind, namespace, name)
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        return self.reconcile(body)

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -27,6 +28,7 @@ from smallfleet import telemetry
 FIELD_MANAGER: Final = "smallfleet"
 REPORTING_COMPONENT: Final = "smallfleet.io/operator"
 DEFAULT_TIMEOUT: Final = 30.0
+ABSENT_KIND_TTL: Final = 60.0
 PERMANENT_STATUSES: Final = frozenset({400, 403, 405, 406, 413, 415, 422})
 
 
@@ -130,6 +132,7 @@ class Kube:
         self.api = api
         self.timeout = timeout
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
+        self._absent: dict[tuple[str, str], float] = {}
 
     @classmethod
     def from_config(cls, kubeconfig: str | None = None) -> Kube:
@@ -231,6 +234,9 @@ class Kube:
     ) -> list[dict[str, Any]]:
         """Items of a kind (an uninstalled kind, such as KEDA's, lists as empty)."""
         info = kind_info(api_version, kind)
+        absent_since = self._absent.get((api_version, kind))
+        if absent_since is not None and time.monotonic() - absent_since < ABSENT_KIND_TTL:
+            return []
         query: list[tuple[str, str]] = []
         if labels:
             selector = (
@@ -248,6 +254,8 @@ class Kube:
             try:
                 body = self.request("GET", info.path(namespace), query=page, verb=f"list {kind}")
             except NotFound:
+                # The kind is not served (KEDA not installed): ask again only after a while.
+                self._absent[(api_version, kind)] = time.monotonic()
                 return []
             for item in body.get("items") or []:
                 item.setdefault("apiVersion", api_version)
