@@ -580,6 +580,9 @@ _JSON: Final = r"""{
     ]
    },
    "status": {
+    "default": {
+     "observedGeneration": 0
+    },
     "description": "The observed state, written by the operator only.",
     "properties": {
      "artifact": {
@@ -1574,6 +1577,9 @@ _JSON: Final = r"""{
     ]
    },
    "status": {
+    "default": {
+     "observedGeneration": 0
+    },
     "description": "The observed state, written by the operator only.",
     "properties": {
      "artifact": {
