@@ -362,8 +362,22 @@ def install_flux_crds(kubectl: Kubectl, bindir: Path) -> None:
     crds = bindir / "crds" / "flux"
     if not crds.is_dir() or not any(crds.glob("*.yaml")):
         raise GitOpsError(f"Flux CRDs missing in {crds}: run `hack/build-bins.sh flux`")
+    apply_crds(kubectl, crds)
+
+
+def apply_crds(kubectl: Kubectl, crds: Path) -> None:
+    """Apply a directory of CRDs server-side and wait until each is Established."""
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds), timeout=120)
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds), timeout=90)
+
+    def established() -> bool:
+        # `kubectl wait` fails outright on a CRD whose conditions are not written yet.
+        out = kubectl(
+            "get", "-f", str(crds), "-o",
+            'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{" "}{end}',
+        ).stdout.split()  # fmt: skip
+        return len(out) == len(list(crds.glob("*.yaml"))) and set(out) == {"True"}
+
+    wait_until(f"CRDs in {crds} Established", established, 60, 0.5)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from tests.e2e.gitops import (
     GitOpsError,
     GitServer,
     Kubectl,
+    apply_crds,
     argocd_health,
     assert_loopback_only,
     assert_loopback_url,
@@ -120,10 +121,7 @@ def keda_crds(cluster: Cluster) -> None:
     crd_dir = cluster.bin_dir / "crds" / "keda"
     if not any(crd_dir.glob("*.yaml")):
         raise ClusterError(f"no KEDA CRDs in {crd_dir}: run `hack/build-bins.sh keda`")
-    cluster.apply_yaml(crd_dir)
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh"
-    )
+    apply_crds(Kubectl(cluster.bin_dir / "kubectl", cluster.kubeconfig), crd_dir)
 
 
 @pytest.fixture(scope="module")
