@@ -63,6 +63,14 @@ def helm_binary() -> Path:
     return ensure_binaries(("helm",)) / "helm"
 
 
+def kube_version() -> str:
+    """The Kubernetes version the project pins; charts are linted and rendered for it."""
+    for line in (REPO / "hack" / "versions.env").read_text().splitlines():
+        if line.startswith("KUBERNETES_VERSION="):
+            return line.split("=", 1)[1].strip()
+    raise RuntimeError("KUBERNETES_VERSION missing from hack/versions.env")
+
+
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([str(helm_binary()), *args], capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
@@ -74,7 +82,10 @@ def render(
     *set_args: str, release: str = "smallfleet", namespace: str = "smallfleet-system"
 ) -> list[dict[str, Any]]:
     """`helm template` the chart (hooks included) and return its objects."""
-    out = helm("template", release, str(CHART), "--namespace", namespace, *set_args).stdout
+    out = helm(
+        "template", release, str(CHART), "--namespace", namespace,
+        f"--kube-version={kube_version()}", *set_args,
+    ).stdout  # fmt: skip
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
@@ -168,7 +179,9 @@ def check_chart() -> list[str]:
     problems = check_crds()
     problems += undocumented_values((CHART / "values.yaml").read_text())
     for name, args in VALUE_SETS.items():
-        lint = helm("lint", "--strict", str(CHART), *args, check=False)
+        lint = helm(
+            "lint", "--strict", f"--kube-version={kube_version()}", str(CHART), *args, check=False
+        )
         if lint.returncode != 0:
             problems.append(f"helm lint --strict ({name}) failed:\n{lint.stdout}{lint.stderr}")
             continue
