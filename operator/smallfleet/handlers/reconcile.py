@@ -354,10 +354,14 @@ class Reconciler:
             return self._stall(key, body, reason, _message(exc))
 
         observed: list[dict[str, Any]] = []
-        for api_version, child_kind in CHILD_KINDS:
-            observed += self.kube.list_objects(
-                api_version, child_kind, namespace, labels=_owner_selector(kind, name)
-            )
+        # A resource never reconciled has nothing stale to prune, and applying is
+        # idempotent, so children left by an interrupted first attempt are simply
+        # applied again: skip the lists, the costliest part of a burst of creations.
+        if (body.get("status") or {}).get("observedGeneration") is not None:
+            for api_version, child_kind in CHILD_KINDS:
+                observed += self.kube.list_objects(
+                    api_version, child_kind, namespace, labels=_owner_selector(kind, name)
+                )
         observed = self._owned(observed, meta)
         observed_deployments = [o for o in observed if o["kind"] == "Deployment"]
         regions = self.choose_regions(
