@@ -415,7 +415,7 @@ _JSON: Final = r"""{
        },
        "scaleUpStabilizationSeconds": {
         "default": 0,
-        "description": "Look-back window before scaling up; the highest recommendation in it wins.",
+        "description": "Look-back window before scaling up; the lowest recommendation in it wins, so a brief spike does not add replicas.",
         "maximum": 3600,
         "minimum": 0,
         "type": "integer"
@@ -1283,7 +1283,7 @@ _JSON: Final = r"""{
        },
        "scaleUpStabilizationSeconds": {
         "default": 0,
-        "description": "Look-back window before scaling up; the highest recommendation in it wins.",
+        "description": "Look-back window before scaling up; the lowest recommendation in it wins, so a brief spike does not add replicas.",
         "maximum": 3600,
         "minimum": 0,
         "type": "integer"
