@@ -30,10 +30,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if name == chosen:
-            add: Callable[[argparse.ArgumentParser], None] = importlib.import_module(module).add_arguments
+            add: Callable[[argparse.ArgumentParser], None] = importlib.import_module(
+                module
+            ).add_arguments
             add(p)
     args = parser.parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = importlib.import_module(COMMANDS[args.command][0]).run
+    run: Callable[[argparse.Namespace], int] = importlib.import_module(
+        COMMANDS[args.command][0]
+    ).run
     return run(args)
 
 
