@@ -293,7 +293,10 @@ class FluxProcess:
     health_port: int
 
     def log_tail(self, lines: int = 60) -> str:
-        return _tail(self.log, lines)
+        # Routine polling lines would hide what matters.
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        kept = [ln for ln in text.splitlines() if "no changes since last reconciliation" not in ln]
+        return "\n".join(kept[-lines:])
 
 
 @dataclass
