@@ -14,10 +14,18 @@ exposes them, and both policies read them:
   the fleet's /metrics text, with rates over the last 30 s (so it sees
   demand: served inferences plus the growth of the queue).
 - hpa: the HorizontalPodAutoscaler algorithm with Kubernetes' defaults
-  (15 s sync, 10% tolerance, no scale-up window, 300 s scale-down window,
-  scale-up limited to max(+100%, +4 pods) per 15 s), reading the per-pod
+  (15 s sync, 10% tolerance, no scale-up window, 300 s scale-down window
+  keeping the highest recommendation, scale-up limited to max(+100%, +4
+  pods) per 15 s, scale-down by up to 100% per 15 s), reading the per-pod
   rate of `nv_inference_count` as a Prometheus metrics adapter serves it
-  (`rate(...[1m])` over 15 s scrapes).
+  (`rate(...[1m])` over 15 s scrapes). Where the model simplifies, it
+  favours the HPA: the adapter answers with the scrape of the same second
+  (no staleness), and a starting pod is simply not counted, where the real
+  controller counts a running pod without metrics as using nothing during
+  a scale-up, which can only hold the count back. The readiness delays
+  (`--horizontal-pod-autoscaler-initial-readiness-delay`, CPU
+  initialisation period) apply to CPU metrics only, so the one delay
+  modelled is the replica's own start (`STARTUP_SECONDS`, for every policy).
 - hpa-demand: the same HPA algorithm fed smallfleet's 5-s demand signal at
   its 15 s sync, to separate what the policy does from what the signal does.
 
@@ -25,8 +33,11 @@ Figures per trace and policy: time from a load step until the decided and
 until the ready replica count covers the new load at target; replica-seconds
 above need (need: the 60-s mean load divided by the target); seconds under
 capacity (60-s mean load above what ready replicas serve); direction changes
-of the replica count, and flaps: reversals within 2 minutes of the move they
-undo, the oscillation a stabilisation window should prevent. The traces and their licenses are in bench/README.md;
+of the decided replica count (a move up after a move down or the reverse;
+several moves the same way count as none), and flaps: reversals within 2
+minutes of the move they undo, the oscillation a stabilisation window should
+prevent. The "(need)" row counts the same for the need itself: how often the
+load's own 60-s mean turns. The traces and their licenses are in bench/README.md;
 `hack/load_traces.py` fetches them into the cache.
 """
 
@@ -324,6 +335,15 @@ def main() -> int:
     print(
         f"capacity model: {SERVICE_RATE:g} inferences/s per replica, target {TARGET:g}, "
         f"new replica ready after {STARTUP_SECONDS} s"
+    )
+    print(
+        "over replica-s: ready replicas above need (60-s mean load / target), summed per second; "
+        "under-cap s: seconds the 60-s mean load exceeds what ready replicas serve"
+    )
+    print(
+        f"dir changes: reversals of the decided count (up after down or down after up); "
+        f"flaps: reversals within {FLAP_SECONDS} s of the move they undo; "
+        "(need): the same counts for the need itself"
     )
     header = (
         f"{'trace':32} {'policy':11} {'react decided':>13} {'react ready':>11} "
