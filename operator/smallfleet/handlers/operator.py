@@ -107,9 +107,9 @@ def _runtime(memo: Any) -> Runtime:
     return runtime
 
 
-def _reconcile(memo: Any, body: Any, retry: int) -> None:
+def _reconcile(memo: Any, body: Any, retry: int, *, once: bool = False) -> None:
     try:
-        outcome = _runtime(memo).reconciler.reconcile(body)
+        outcome = _runtime(memo).reconciler.reconcile(body, once=once)
     except Transient as exc:
         telemetry.ERRORS.labels(kind=body.get("kind", ""), error_class="transient").inc()
         raise kopf.TemporaryError(str(exc), delay=min(MAX_BACKOFF_SECONDS, 2.0**retry)) from exc
@@ -153,7 +153,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.create(*MODELS, registry=registry)
 def smallmodel_create(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
-    _reconcile(memo, body, retry)
+    _reconcile(memo, body, retry, once=True)
 
 
 @kopf.on.update(*MODELS, registry=registry)
@@ -215,7 +215,7 @@ def pipelines_by_model(
 
 @kopf.on.create(*PIPELINES, registry=registry)
 def modelpipeline_create(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
-    _reconcile(memo, body, retry)
+    _reconcile(memo, body, retry, once=True)
 
 
 @kopf.on.update(*PIPELINES, registry=registry)

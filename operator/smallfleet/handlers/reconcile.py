@@ -259,11 +259,24 @@ class Reconciler:
 
     # -- entry points ------------------------------------------------------
 
-    def reconcile(self, body: Mapping[str, Any]) -> Outcome:
-        """Full reconcile of a SmallModel or ModelPipeline body."""
+    def reconcile(self, body: Mapping[str, Any], *, once: bool = False) -> Outcome:
+        """Full reconcile of a SmallModel or ModelPipeline body.
+
+        `once`: do nothing if this very generation of this very object was
+        already reconciled by this process. kopf can deliver a creation twice
+        when the status write's watch event overtakes its own bookkeeping.
+        """
         kind = str(body["kind"])
         meta = body["metadata"]
         key = (kind, str(meta["namespace"]), str(meta["name"]))
+        memo = self._memo.get(key)
+        if (
+            once
+            and memo is not None
+            and memo.uid == meta.get("uid")
+            and memo.generation == meta.get("generation")
+        ):
+            return Outcome("skipped")
         with self.lock(key), telemetry.reconcile_timer(*key) as rec:
             outcome = self._reconcile(key, body)
             rec.result = outcome.result
@@ -357,7 +370,7 @@ class Reconciler:
         # A resource never reconciled has nothing stale to prune, and applying is
         # idempotent, so children left by an interrupted first attempt are simply
         # applied again: skip the lists, the costliest part of a burst of creations.
-        if (body.get("status") or {}).get("observedGeneration") is not None:
+        if (body.get("status") or {}).get("observedGeneration"):  # the CRD defaults it to 0
             for api_version, child_kind in CHILD_KINDS:
                 observed += self.kube.list_objects(
                     api_version, child_kind, namespace, labels=_owner_selector(kind, name)
