@@ -278,7 +278,12 @@ class Reconciler:
         ):
             return Outcome("skipped")
         with self.lock(key), telemetry.reconcile_timer(*key) as rec:
-            outcome = self._reconcile(key, body)
+            try:
+                outcome = self._reconcile(key, body)
+            except BaseException:
+                # Half done: the retry must not be mistaken for a repeat of a finished one.
+                self._memo.pop(key, None)
+                raise
             rec.result = outcome.result
             return outcome
 
