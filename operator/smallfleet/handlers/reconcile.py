@@ -320,7 +320,9 @@ class Reconciler:
                 )
                 names = {d["metadata"]["name"] for d in deployments}
                 memo.states = {d["metadata"]["name"]: st.deployment_state(d) for d in deployments}
-                if names == memo.deployments:
+                # Nothing applied yet (a missing model, a refused object): only a full
+                # reconcile can tell whether that has changed.
+                if names == memo.deployments and memo.deployments:
                     pods = self.kube.pods(namespace, _owner_selector(kind, name))
                     derived = st.derive(
                         deployments=deployments,
