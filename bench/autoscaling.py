@@ -32,7 +32,9 @@ exposes them, and both policies read them:
 Figures per trace and policy: time from a load step until the decided and
 until the ready replica count covers the new load at target; replica-seconds
 above need (need: the 60-s mean load divided by the target); seconds under
-capacity (60-s mean load above what ready replicas serve); direction changes
+capacity (60-s mean load above what ready replicas serve), seconds above the
+band (60-s mean load per ready replica above target + 10%: hotter than asked
+for, the price of not chasing every rise); direction changes
 of the decided replica count (a move up after a move down or the reverse;
 several moves the same way count as none), and flaps: reversals within 2
 minutes of the move they undo, the oscillation a stabilisation window should
@@ -224,6 +226,7 @@ class Result:
     reaction_ready: float | None
     over_replica_seconds: float
     under_capacity_seconds: int
+    above_band_seconds: int  # 60-s mean load per ready replica above target + tolerance
     direction_changes: int
     flaps: int  # reversals within FLAP_SECONDS of the previous move: oscillation
     replica_hours: float
@@ -267,6 +270,7 @@ def simulate(arrivals: Sequence[float], policy: Policy, steps: Sequence[int]) ->
     ready_seq: list[int] = []
     over = 0.0
     under = 0
+    above_band = 0
     for now, a in enumerate(arrivals):
         fleet.tick(now, a)
         new = policy(now, fleet)
@@ -277,6 +281,7 @@ def simulate(arrivals: Sequence[float], policy: Policy, steps: Sequence[int]) ->
         need = max(MIN_REPLICAS, math.ceil(mean[now] / TARGET))
         over += max(0, fleet.replicas - need)
         under += mean[now] > fleet.replicas * SERVICE_RATE
+        above_band += mean[now] > fleet.replicas * TARGET * (1 + HPA_TOLERANCE)
     decided, ready = [], []
     for t0 in steps:
         plateau = sum(arrivals[t0 : t0 + 600]) / len(arrivals[t0 : t0 + 600])
@@ -296,6 +301,7 @@ def simulate(arrivals: Sequence[float], policy: Policy, steps: Sequence[int]) ->
         reaction_ready=avg(ready) if steps else None,
         over_replica_seconds=over,
         under_capacity_seconds=under,
+        above_band_seconds=above_band,
         direction_changes=changes,
         flaps=flaps(desired_seq),
         replica_hours=sum(ready_seq) / 3600,
@@ -341,13 +347,17 @@ def main() -> int:
         "under-cap s: seconds the 60-s mean load exceeds what ready replicas serve"
     )
     print(
+        "above band s: seconds the 60-s mean load per ready replica exceeds the target by more "
+        f"than the {HPA_TOLERANCE:.0%} tolerance (hotter than asked, not yet under capacity)"
+    )
+    print(
         f"dir changes: reversals of the decided count (up after down or down after up); "
         f"flaps: reversals within {FLAP_SECONDS} s of the move they undo; "
         "(need): the same counts for the need itself"
     )
     header = (
         f"{'trace':32} {'policy':11} {'react decided':>13} {'react ready':>11} "
-        f"{'over replica-s':>14} {'under-cap s':>11} {'dir changes':>11} {'flaps':>5} "
+        f"{'over replica-s':>14} {'under-cap s':>11} {'above band s':>12} {'dir changes':>11} {'flaps':>5} "
         f"{'replica-h':>9}"
     )
     verdicts: list[str] = []
@@ -358,11 +368,12 @@ def main() -> int:
             print(
                 f"{name:32} {p:11} {_fmt(r.reaction_decided, ' s'):>13} "
                 f"{_fmt(r.reaction_ready, ' s'):>11} {_fmt(r.over_replica_seconds):>14} "
-                f"{r.under_capacity_seconds:>11,} {r.direction_changes:>11} {r.flaps:>5} "
+                f"{r.under_capacity_seconds:>11,} {r.above_band_seconds:>12,} "
+                f"{r.direction_changes:>11} {r.flaps:>5} "
                 f"{r.replica_hours:>9,.1f}"
             )
         print(
-            f"{name:32} {'(need)':11} {'':>13} {'':>11} {'':>14} {'':>11} "
+            f"{name:32} {'(need)':11} {'':>13} {'':>11} {'':>14} {'':>11} {'':>12} "
             f"{direction_changes(need_series(arrivals)):>11} {flaps(need_series(arrivals)):>5} "
             f"{sum(need_series(arrivals)) / 3600:>9,.1f}"
         )
