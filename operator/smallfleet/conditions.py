@@ -60,6 +60,7 @@ REASON_SIGNAL_FRESH: Final = "SignalFresh"
 REASON_SIGNAL_STALE: Final = "SignalStale"
 REASON_OPERATOR_SCALING: Final = "OperatorScaling"
 REASON_EXTERNAL_SCALER: Final = "ExternalScaler"  # HPA or KEDA owns replicas
+REASON_FIXED_REPLICAS: Final = "FixedReplicas"  # scaling mode none: the spec's count
 REASON_RECONCILED: Final = "Reconciled"
 
 

@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
     from smallfleet import telemetry
     from smallfleet.handlers.operator import Runtime, registry
+    from smallfleet.handlers.placement import install as install_placement
     from smallfleet.handlers.reconcile import Reconciler
+    from smallfleet.handlers.scaling import Autoscaler
     from smallfleet.kube import Kube
     from smallfleet.settings import from_env
 
@@ -88,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
     ks.execution.max_workers = 8
 
     runtime = Runtime(reconciler=Reconciler(Kube.from_config(), settings))
+    install_placement(runtime, settings)
+    autoscaler = Autoscaler(runtime.reconciler)
+    runtime.reconciler.decided_replicas = autoscaler.replicas
+    runtime.every(settings.scrape_interval_seconds, autoscaler.run, "autoscale")
     try:
         kopf.run(
             registry=registry,

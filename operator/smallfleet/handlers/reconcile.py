@@ -40,6 +40,7 @@ from smallfleet.render.children import (
     LABEL_REGION,
     MANAGED_BY,
     NODE_REGION_LABEL,
+    deployment_name,
 )
 from smallfleet.render.serverplan import ServerPlan
 from smallfleet.settings import Settings
@@ -100,6 +101,9 @@ class RegionRequest:
 
 
 RegionChooser = Callable[[RegionRequest], dict[str, int]]
+# Conditions and fields a part plugged in beside the region chooser adds to a
+# reconciled resource's status: (key, body, its Deployments) -> Derived or None.
+StatusExtra = Callable[[Key, Mapping[str, Any], Sequence[Mapping[str, Any]]], st.Derived | None]
 
 
 def _current_replicas(plan: ServerPlan, deployments: Sequence[Mapping[str, Any]]) -> int:
@@ -241,6 +245,12 @@ class Reconciler:
         self._locks_guard = threading.Lock()
         self._memo: dict[Key, _Memo] = {}
         self._nodes: tuple[float, list[dict[str, Any]]] | None = None
+        self.status_extra: StatusExtra = lambda _key, _body, _deployments: None
+        # Replicas the operator's autoscaler set on a Deployment (plan, namespace, name), so
+        # that applying the spec again keeps them; None: no opinion (see handlers.scaling).
+        self.decided_replicas: Callable[[ServerPlan, str, str], int | None] = (
+            lambda _plan, _namespace, _deployment: None
+        )
 
     def lock(self, key: Key) -> threading.Lock:
         with self._locks_guard:
@@ -388,6 +398,11 @@ class Reconciler:
             RegionRequest(plan, body, observed_deployments, self.nodes, self._all_pods)
         )
         owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": meta}
+        regions = dict(regions)
+        for region in list(regions):
+            decided = self.decided_replicas(plan, namespace, deployment_name(plan, region))
+            if decided is not None:
+                regions[region] = decided
         desired = render_children(plan, owner=owner, regions=regions)
         wanted = frozenset(d["metadata"]["name"] for d in desired if d["kind"] == "Deployment")
 
@@ -444,6 +459,13 @@ class Reconciler:
         if kind == MODEL_PIPELINE:
             extra["models"] = sorted({m.name for m in plan.models if not m.is_ensemble})
         derived = st.Derived(derived.conditions, {**derived.fields, **extra})
+        more = self.status_extra(key, body, list(current.values()))
+        if more is not None:
+            types = {x.type for x in more.conditions}
+            derived = st.Derived(
+                tuple(x for x in derived.conditions if x.type not in types) + more.conditions,
+                {**derived.fields, **more.fields},
+            )
         self._memo[key] = _Memo(
             uid=str(meta.get("uid")),
             generation=int(meta.get("generation") or 0),
@@ -457,6 +479,10 @@ class Reconciler:
         return self.kube.list_objects(
             "v1", "Pod", None, fields="status.phase!=Succeeded,status.phase!=Failed"
         )
+
+    def plan(self, kind: str, body: Mapping[str, Any]) -> ServerPlan:
+        """The server plan of a SmallModel or ModelPipeline body (SpecError when it has none)."""
+        return self._plan(kind, body)
 
     def _plan(self, kind: str, body: Mapping[str, Any]) -> ServerPlan:
         if kind == SMALL_MODEL:

@@ -1,0 +1,452 @@
+"""The operator's own autoscaler at run time: scrape, decide, scale, report.
+
+`scaling.mode: operator` leaves replicas to the operator. Every
+`Settings.scrape_interval_seconds` the periodic thread calls `Autoscaler.run`,
+which, for each SmallModel and ModelPipeline the reconciler knows, takes each
+region's Deployment and its ready pods, asks `metricsource.ScalingLoop` for a
+decision, and writes a changed count through the Deployment's `/scale`
+subresource — the same write an HPA makes, so `kubectl scale` habits and
+RBAC carry over.
+
+Two writers of one field must not fight. The reconciler renders `replicas`
+in operator mode (server-side apply owns the field), so a resync would put
+back the count from the spec. It therefore asks `Autoscaler.replicas` what
+the autoscaler last decided for a Deployment, and the autoscaler scales and
+records under the resource's reconcile lock, so a reconcile sees either the
+count before a decision or the one after it, never an apply racing a scale.
+
+Status goes under `status.scaling` and the `ScalingActive` condition; an
+Event marks each change of count; `smallfleet_scaling_*` metrics and a span
+per decision show the same from outside. Pods the scheduler cannot place (no
+GPU free in the region) are counted as `pendingReplicas` and named in the
+condition's message: the count the metrics ask for is kept, so they start
+as soon as a GPU frees up.
+
+The carbon cap needs the current grid intensity of each region:
+`Autoscaler.intensity` is that hook (region -> gCO2eq/kWh or None); the
+placement wiring sets it to its latest readings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from smallfleet import conditions as c
+from smallfleet import spec as specs
+from smallfleet import status as st
+from smallfleet import telemetry
+from smallfleet.autoscaling import ScalingDecision
+from smallfleet.autoscaling.decision import METRICS_MISSING, SCALED_DOWN, SCALED_UP
+from smallfleet.handlers.reconcile import (
+    API_VERSION,
+    MODEL_PIPELINE,
+    SMALL_MODEL,
+    Reconciler,
+    utcnow,
+)
+from smallfleet.kube import KubeError
+from smallfleet.metricsource import ScalingLoop
+from smallfleet.render.children import (
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    MANAGED_BY,
+)
+from smallfleet.render.serverplan import ServerPlan
+
+log = logging.getLogger("smallfleet.scaling")
+
+# Status is rewritten when the decision changes, else at most this often (value, time).
+STATUS_REFRESH_SECONDS: Final = 30.0
+EXTERNAL: Final = {
+    "hpa": "replicas are set by the HorizontalPodAutoscaler",
+    "keda": "replicas are set by the KEDA ScaledObject",
+}
+
+DESIRED: Final = telemetry.gauge(
+    "scaling_desired_replicas",
+    "Replicas the operator's autoscaler wants, per Deployment.",
+    ("kind", "namespace", "name", "deployment"),
+)
+DECISIONS: Final = telemetry.counter(
+    "scaling_decisions",
+    "Autoscaling decisions, by direction (up, down, hold).",
+    ("kind", "namespace", "name", "direction"),
+)
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+
+
+@dataclass(frozen=True)
+class RegionStep:
+    """One Deployment's share of a step: what it runs and what was decided."""
+
+    deployment: str
+    region: str
+    current: int
+    total: int
+    ready: int
+    pending: int
+    pending_message: str
+    decision: ScalingDecision | None  # None: no ready pod to ask yet
+
+
+def _is_ready(pod: Mapping[str, Any]) -> bool:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return False
+
+
+def _unschedulable(pod: Mapping[str, Any]) -> str | None:
+    if (pod.get("status") or {}).get("phase") != "Pending":
+        return None
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
+            return str(cond.get("message") or "unschedulable")
+    return None
+
+
+def _selected(pod: Mapping[str, Any], match: Mapping[str, str]) -> bool:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in match.items())
+
+
+def _direction(decision: ScalingDecision) -> str:
+    if decision.desired > decision.current:
+        return "up"
+    if decision.desired < decision.current:
+        return "down"
+    return "hold"
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.4g}")
+
+
+class Autoscaler:
+    """Runs the operator-mode scaling loop over every resource the reconciler knows."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        loop: ScalingLoop | None = None,
+        *,
+        intensity: Callable[[str], float | None] | None = None,
+        now: Callable[[], str] = utcnow,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.reconciler = reconciler
+        self.kube = reconciler.kube
+        self.loop = loop or ScalingLoop(reconciler.settings)
+        self.intensity: Callable[[str], float | None] = intensity or (lambda _region: None)
+        self.now = now
+        self.clock = clock
+        # (namespace, deployment) -> replicas last decided; read by the reconciler's render.
+        self._decided: dict[tuple[str, str], int] = {}
+        self._keys: dict[Key, set[str]] = {}  # resource -> its ScalingLoop keys
+        self._written: dict[Key, float] = {}
+
+    # -- the reconciler's side -------------------------------------------------
+
+    def replicas(self, plan: ServerPlan, namespace: str, deployment: str) -> int | None:
+        """The count the autoscaler last set on this Deployment, within min..max; None if none."""
+        if plan.scaling.mode != "operator":
+            return None
+        found = self._decided.get((namespace, deployment))
+        if found is None:
+            return None
+        return max(plan.scaling.min_replicas, min(plan.scaling.max_replicas, found))
+
+    # -- the periodic pass -----------------------------------------------------
+
+    def run(self) -> None:
+        """One pass: every known SmallModel and ModelPipeline (called by `Runtime.every`)."""
+        known = [k for k in self.reconciler.known() if k[0] in (SMALL_MODEL, MODEL_PIPELINE)]
+        for key in set(self._keys) - set(known):
+            self.forget(*key)
+        for key in known:
+            try:
+                self.step(*key)
+            except KubeError as exc:
+                log.warning("scaling %s %s/%s skipped this round: %s", *key, exc)
+            except specs.SpecError:
+                continue  # the reconciler reports it as Stalled
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        key = (kind, namespace, name)
+        for loop_key in self._keys.pop(key, set()):
+            self.loop.forget(loop_key)
+            deployment = loop_key.split("/", 1)[1]
+            self._decided.pop((namespace, deployment), None)
+            with contextlib.suppress(KeyError):  # never decided: no series to drop
+                DESIRED.remove(kind, namespace, name, deployment)
+        self._written.pop(key, None)
+
+    def step(self, kind: str, namespace: str, name: str) -> list[RegionStep]:
+        """Decide (and scale) every region of one resource; write its scaling status."""
+        key = (kind, namespace, name)
+        body = self.kube.get(API_VERSION, kind, namespace, name)
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            self.forget(*key)
+            return []
+        plan = self.reconciler.plan(kind, body)
+        mode = plan.scaling.mode
+        if mode != "operator":
+            self.forget(*key)
+            self._report_fixed(key, body, mode)
+            return []
+        owner_labels = {
+            LABEL_MANAGED_BY: MANAGED_BY,
+            LABEL_OWNER_KIND: kind,
+            LABEL_OWNER_NAME: name,
+        }
+        uid = body["metadata"].get("uid")
+        deployments = [
+            d
+            for d in self.kube.list_objects("apps/v1", "Deployment", namespace, labels=owner_labels)
+            if any(r.get("uid") == uid for r in d["metadata"].get("ownerReferences") or [])
+        ]
+        pods = self.kube.pods(namespace, owner_labels) if deployments else []
+        models = [m.name for m in plan.models if not m.is_ensemble]
+        batch = max((m.max_batch_size for m in plan.models if not m.is_ensemble), default=0)
+        steps: list[RegionStep] = []
+        loop_keys: set[str] = set()
+        for dep in sorted(deployments, key=lambda d: str(d["metadata"]["name"])):
+            dep_name = str(dep["metadata"]["name"])
+            region = st.region_of(dep)
+            match = (dep.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+            mine = [p for p in pods if _selected(p, match)]
+            ips = [
+                str(p["status"]["podIP"])
+                for p in mine
+                if _is_ready(p) and (p.get("status") or {}).get("podIP")
+            ]
+            unplaced = [m for m in (_unschedulable(p) for p in mine) if m is not None]
+            current = int(dep.get("spec", {}).get("replicas") or 0)
+            state = st.deployment_state(dep)
+            loop_key = f"{namespace}/{dep_name}"
+            loop_keys.add(loop_key)
+            decision = None
+            if models and current > 0:
+                decision = self._decide(
+                    key, plan, loop_key, dep_name, region, models, ips, batch, current
+                )
+                decision = self._apply(key, body, dep_name, decision)
+            steps.append(
+                RegionStep(
+                    deployment=dep_name,
+                    region=region,
+                    current=current,
+                    total=state.total,
+                    ready=state.ready,
+                    pending=len(unplaced),
+                    pending_message=unplaced[0] if unplaced else "",
+                    decision=decision,
+                )
+            )
+        for gone in self._keys.get(key, set()) - loop_keys:
+            self.loop.forget(gone)
+            self._decided.pop((namespace, gone.split("/", 1)[1]), None)
+        self._keys[key] = loop_keys
+        self._report(key, plan, steps)
+        return steps
+
+    # -- pieces ------------------------------------------------------------------
+
+    def _decide(
+        self,
+        key: Key,
+        plan: ServerPlan,
+        loop_key: str,
+        deployment: str,
+        region: str,
+        models: Sequence[str],
+        ips: Sequence[str],
+        batch: int,
+        current: int,
+    ) -> ScalingDecision:
+        kind, namespace, name = key
+        with telemetry.span(
+            "autoscale decide",
+            **{"smallfleet.kind": kind, "smallfleet.name": f"{namespace}/{name}"},
+            deployment=deployment,
+            region=region,
+            ready=len(ips),
+        ):
+            return self.loop.step(
+                loop_key,
+                plan.scaling,
+                models=models,
+                pod_ips=ips,
+                current_replicas=current,
+                namespace=namespace,
+                deployment=deployment,
+                carbon_intensity=self.intensity(region),
+                max_batch_size=batch,
+            )
+
+    def _apply(
+        self,
+        key: Key,
+        body: Mapping[str, Any],
+        deployment: str,
+        decision: ScalingDecision,
+    ) -> ScalingDecision:
+        kind, namespace, name = key
+        direction = _direction(decision)
+        DECISIONS.labels(kind=kind, namespace=namespace, name=name, direction=direction).inc()
+        DESIRED.labels(kind=kind, namespace=namespace, name=name, deployment=deployment).set(
+            decision.desired
+        )
+        with self.reconciler.lock(key):
+            if decision.changed:
+                with telemetry.span(
+                    "autoscale scale",
+                    deployment=deployment,
+                    replicas=decision.desired,
+                    direction=direction,
+                ):
+                    self.kube.scale(namespace, deployment, decision.desired)
+                log.info(
+                    "%s %s/%s: %s %d -> %d (%s)",
+                    kind,
+                    namespace,
+                    name,
+                    deployment,
+                    decision.current,
+                    decision.desired,
+                    decision.message,
+                )
+            self._decided[namespace, deployment] = decision.desired
+        if decision.changed:
+            self._event(body, deployment, decision)
+        return decision
+
+    def _event(self, body: Mapping[str, Any], deployment: str, d: ScalingDecision) -> None:
+        reason = SCALED_UP if d.desired > d.current else SCALED_DOWN
+        value = "no value" if d.value is None else f"{_round(d.value)}"
+        message = (
+            f"{deployment}: {d.current} -> {d.desired} replicas: "
+            f"{d.metric} {value} vs target {_round(d.target)}; {d.message}"
+        )
+        owner = {"apiVersion": API_VERSION, "kind": body["kind"], "metadata": body["metadata"]}
+        try:
+            self.kube.event(owner, type_="Normal", reason=reason, message=message, action="Scale")
+        except Exception as exc:  # an Event is a courtesy; never fail a decision on it
+            log.warning("could not record scaling event: %s", exc)
+
+    def _report(self, key: Key, plan: ServerPlan, steps: Sequence[RegionStep]) -> None:
+        decisions = [s.decision for s in steps if s.decision is not None]
+        pending = sum(s.pending for s in steps)
+        scaling: dict[str, Any] = {
+            "mode": "operator",
+            "desiredReplicas": sum(
+                s.decision.desired if s.decision is not None else s.current for s in steps
+            ),
+            "currentReplicas": sum(s.total for s in steps),
+            "readyReplicas": sum(s.ready for s in steps),
+            "effectiveMaxReplicas": max(
+                (d.effective_max for d in decisions), default=plan.scaling.max_replicas
+            ),
+            "pendingReplicas": pending,
+        }
+        last = max(decisions, key=lambda d: (d.changed, d.desired), default=None)
+        if last is not None:
+            decision: dict[str, Any] = {
+                "metric": last.metric,
+                "target": last.target,
+                "reason": f"{last.reason}: {last.message}"[:1024],
+            }
+            if last.value is not None:
+                decision["value"] = _round(last.value)
+            scaling["lastDecision"] = decision
+        if not steps:
+            cond = c.Condition(c.SCALING_ACTIVE, "False", c.REASON_PENDING, "no Deployment yet")
+        elif last is None or last.reason == METRICS_MISSING:
+            cond = c.Condition(
+                c.SCALING_ACTIVE,
+                "False",
+                METRICS_MISSING,
+                "no Triton metrics from the ready pods yet" if last is None else last.message,
+            )
+        else:
+            message = (
+                f"{scaling['desiredReplicas']} replicas wanted, {scaling['readyReplicas']} ready"
+            )
+            if pending:
+                first = next(s for s in steps if s.pending)
+                message += (
+                    f"; {pending} Pending in {first.region or 'the cluster'} "
+                    f"(no room on a fitting node): {first.pending_message}"
+                )
+            cond = c.Condition(c.SCALING_ACTIVE, "True", c.REASON_OPERATOR_SCALING, message)
+        self._write(key, scaling, cond, changed=any(d.changed for d in decisions))
+
+    def _report_fixed(self, key: Key, body: Mapping[str, Any], mode: str) -> None:
+        message = EXTERNAL.get(mode)
+        if message is None:
+            cond = c.Condition(
+                c.SCALING_ACTIVE, "False", c.REASON_FIXED_REPLICAS, "scaling mode none"
+            )
+        else:
+            cond = c.Condition(c.SCALING_ACTIVE, "False", c.REASON_EXTERNAL_SCALER, message)
+        self._write(key, {"mode": mode}, cond, changed=False, body=body)
+
+    def _write(
+        self,
+        key: Key,
+        scaling: Mapping[str, Any],
+        cond: c.Condition,
+        *,
+        changed: bool,
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
+        kind, namespace, name = key
+        with self.reconciler.lock(key):
+            fresh = self.kube.get(API_VERSION, kind, namespace, name)
+            if fresh is None:
+                return
+            status = fresh.get("status") or {}
+            old = dict(status.get("scaling") or {})
+            new = {**old, **scaling}
+            if "lastDecision" in scaling:
+                new["lastDecision"] = {**scaling["lastDecision"], "time": self.now()}
+            generation = int(fresh["metadata"].get("generation") or 0)
+            conditions = c.set_condition(
+                status.get("conditions") or [], cond, now=self.now(), observed_generation=generation
+            )
+            before = c.get_condition(status.get("conditions") or [], c.SCALING_ACTIVE) or {}
+            moved = (
+                changed
+                or before.get("status") != cond.status
+                or before.get("reason") != cond.reason
+                or before.get("message") != cond.message
+                or _without_volatile(old) != _without_volatile(new)
+            )
+            due = self.clock() - self._written.get(key, float("-inf")) >= STATUS_REFRESH_SECONDS
+            if not moved and not (due and "lastDecision" in scaling):
+                return
+            patch: dict[str, Any] = {"scaling": new}
+            if conditions != status.get("conditions"):
+                patch["conditions"] = conditions
+            self.kube.patch_status(API_VERSION, kind, namespace, name, patch)
+            self._written[key] = self.clock()
+
+
+def _without_volatile(scaling: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(scaling)
+    last = dict(out.get("lastDecision") or {})
+    last.pop("time", None)
+    last.pop("value", None)
+    out["lastDecision"] = last
+    return out
