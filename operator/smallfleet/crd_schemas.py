@@ -864,6 +864,11 @@ _JSON: Final = r"""{
         "maxLength": 16,
         "type": "string"
        },
+       "pendingReplicas": {
+        "description": "Replicas the scheduler cannot place yet (no room on a node that fits, such as no free GPU in the region).",
+        "minimum": 0,
+        "type": "integer"
+       },
        "readyReplicas": {
         "description": "Replicas that are ready.",
         "minimum": 0,
@@ -1851,6 +1856,11 @@ _JSON: Final = r"""{
         "description": "The scaling mode in force.",
         "maxLength": 16,
         "type": "string"
+       },
+       "pendingReplicas": {
+        "description": "Replicas the scheduler cannot place yet (no room on a node that fits, such as no free GPU in the region).",
+        "minimum": 0,
+        "type": "integer"
        },
        "readyReplicas": {
         "description": "Replicas that are ready.",
