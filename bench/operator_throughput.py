@@ -256,23 +256,40 @@ def plain_handled(obj: Mapping[str, Any]) -> bool:
     return bool(((obj.get("status") or {}).get("create") or {}).get("deployment"))
 
 
-def api_requests(cluster: Cluster) -> Counter[tuple[str, str, str, str]]:
-    """apiserver_request_total by (verb, group, resource, subresource), from the API server."""
+RequestKey = tuple[str, str, str, str]  # verb, group, resource, subresource
+
+
+@dataclass(frozen=True)
+class ApiSnapshot:
+    """The API server's request counters at one moment."""
+
+    requests: Counter[RequestKey]
+    seconds: float  # summed duration of every request but WATCH (long-lived by design)
+
+    def __sub__(self, earlier: ApiSnapshot) -> ApiSnapshot:
+        return ApiSnapshot(self.requests - earlier.requests, self.seconds - earlier.seconds)
+
+
+def api_snapshot(cluster: Cluster) -> ApiSnapshot:
+    """apiserver_request_total and request durations by (verb, group, resource, subresource)."""
     text = cluster.kubectl("get", "--raw", "/metrics", timeout=60).stdout
-    totals: Counter[tuple[str, str, str, str]] = Counter()
+    totals: Counter[RequestKey] = Counter()
+    seconds = 0.0
     for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
+        total = line.startswith("apiserver_request_total{")
+        if not total and not line.startswith("apiserver_request_duration_seconds_sum{"):
             continue
         labels_text, value = line.rsplit(" ", 1)
         labels = dict(re.findall(r'(\w+)="([^"]*)"', labels_text))
-        key = (labels.get("verb", ""), labels.get("group", ""), labels.get("resource", ""))
-        totals[(*key, labels.get("subresource", ""))] += int(float(value))
-    return totals
+        if total:
+            key = (labels.get("verb", ""), labels.get("group", ""), labels.get("resource", ""))
+            totals[(*key, labels.get("subresource", ""))] += int(float(value))
+        elif labels.get("verb") != "WATCH":
+            seconds += float(value)
+    return ApiSnapshot(totals, seconds)
 
 
-def operator_writes(
-    requests: Counter[tuple[str, str, str, str]], plural: str
-) -> Counter[tuple[str, str, str, str]]:
+def operator_writes(requests: Counter[RequestKey], plural: str) -> Counter[RequestKey]:
     """The write requests an operator makes for its objects (see CHILD_RESOURCES)."""
     return Counter(
         {
@@ -295,7 +312,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def reads(requests: Counter[tuple[str, str, str, str]]) -> Counter[str]:
+def reads(requests: Counter[RequestKey]) -> Counter[str]:
     """GET and LIST requests by resource (from every client: the controllers mostly watch)."""
     out: Counter[str] = Counter()
     for (verb, _, resource, sub), n in requests.items():
@@ -326,7 +343,9 @@ class Result:
     rss_mib: float = float("nan")
     cpu_s: float = float("nan")
     reads: Counter[str] = field(default_factory=Counter)
-    writes: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+    writes: Counter[RequestKey] = field(default_factory=Counter)
+    api: ApiSnapshot = field(default_factory=lambda: ApiSnapshot(Counter(), 0.0))
+    api_handled: ApiSnapshot | None = None  # from the first apply until every one was handled
     note: str = ""
 
 
@@ -437,16 +456,16 @@ def run_baseline(cluster: Cluster, api: kubernetes.client.ApiClient, workdir: Pa
         def alive() -> str | None:
             return None if proc.poll() is None else f"plain kopf exited {proc.returncode}"
 
-        before, cpu = api_requests(cluster), cpu_seconds(proc.pid)
+        before, cpu = api_snapshot(cluster), cpu_seconds(proc.pid)
         started = time.monotonic()
         apply_all(cluster, [plain_app(i) for i in range(OBJECTS)])
         result.handled_s = wait_count(watcher, "handled", OBJECTS, alive, started)
         result.handled = watcher.count("handled")
         result.rss_mib = peak_rss_mib(proc.pid)
         result.cpu_s = cpu_seconds(proc.pid) - cpu
-        requests = api_requests(cluster) - before
-        result.writes = operator_writes(requests, PLAIN[2])
-        result.reads = reads(requests)
+        result.api = result.api_handled = api_snapshot(cluster) - before
+        result.writes = operator_writes(result.api.requests, PLAIN[2])
+        result.reads = reads(result.api.requests)
         if watcher.error is not None and result.handled_s is None:
             result.note = f"last watch error: {watcher.error}"
     return result
@@ -467,12 +486,13 @@ def run_smallfleet(cluster: Cluster, api: kubernetes.client.ApiClient, workdir: 
                     return None
                 return f"smallfleet exited {operator.proc.returncode}:\n{operator.log()[-3000:]}"
 
-            before, cpu = api_requests(cluster), cpu_seconds(operator.pid)
+            before, cpu = api_snapshot(cluster), cpu_seconds(operator.pid)
             started = time.monotonic()
             apply_all(cluster, [small_model(i) for i in range(OBJECTS)])
             result.handled_s = wait_count(watcher, "handled", OBJECTS, alive, started)
             result.handled = watcher.count("handled")
             if result.handled_s is not None:
+                result.api_handled = api_snapshot(cluster) - before
                 missing = missing_children(cluster)
                 if missing:
                     result.note = f"handled, but children missing: {missing}"
@@ -480,9 +500,9 @@ def run_smallfleet(cluster: Cluster, api: kubernetes.client.ApiClient, workdir: 
             result.ready = watcher.count("ready")
             result.rss_mib = peak_rss_mib(operator.pid)
             result.cpu_s = cpu_seconds(operator.pid) - cpu
-            requests = api_requests(cluster) - before
-            result.writes = operator_writes(requests, SM[2])
-            result.reads = reads(requests)
+            result.api = api_snapshot(cluster) - before
+            result.writes = operator_writes(result.api.requests, SM[2])
+            result.reads = reads(result.api.requests)
             if watcher.error is not None and result.ready_s is None:
                 result.note += f" last watch error: {watcher.error}"
     finally:
@@ -540,10 +560,25 @@ def report(results: list[Result]) -> None:
     print(
         "handled: status written for the current generation (plain kopf: the handler's result; "
         "smallfleet: observedGeneration, children applied). Ready: condition Ready=True "
-        "(smallfleet only). CPU: the operator process's user+system time until the last wait "
-        "ended. writes/obj: write requests on the custom kind (the bench's own applies left out) "
+        "(smallfleet only). CPU, writes and the breakdowns below count from the first apply "
+        "until the last wait ended (plain kopf: handled; smallfleet: Ready); CPU is the operator "
+        "process's user+system time. writes/obj: write requests on the custom kind (the bench's "
+        "own applies left out) "
         "and on Deployments, Services, ConfigMaps and PDBs."
     )
+    print(
+        "\nAPI server during each side (every client, WATCH left out): what one object costs the "
+        "cluster, and how long a request took on average"
+    )
+    print(f"{'operator':<12}{'until':<9}{'requests/obj':>14}{'mean request ms':>17}")
+    for r in results:
+        windows = [("handled", r.api_handled), ("Ready", r.api if r.ready_s else None)]
+        for until, snapshot in windows:
+            if snapshot is None or (until == "Ready" and snapshot is r.api_handled):
+                continue
+            count = sum(n for k, n in snapshot.requests.items() if k[0] != "WATCH" and n > 0)
+            mean_ms = 1000 * snapshot.seconds / count if count else float("nan")
+            print(f"{r.side:<12}{until:<9}{count / r.objects:>14.1f}{mean_ms:>17.0f}")
     _breakdown(
         "API write requests per object by verb and resource (Events include the controllers')",
         results,
