@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from smallfleet.handlers.operator import Runtime, registry
     from smallfleet.handlers.placement import install as install_placement
     from smallfleet.handlers.reconcile import Reconciler
-    from smallfleet.handlers.scaling import Autoscaler
+    from smallfleet.handlers.scaling import Autoscaler, intensity_from
     from smallfleet.kube import Kube
     from smallfleet.settings import from_env
 
@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     ks.execution.max_workers = 8
 
     runtime = Runtime(reconciler=Reconciler(Kube.from_config(), settings))
-    install_placement(runtime, settings)
-    autoscaler = Autoscaler(runtime.reconciler)
+    placer = install_placement(runtime, settings)
+    autoscaler = Autoscaler(runtime.reconciler, intensity=intensity_from(placer.signals))
     runtime.reconciler.decided_replicas = autoscaler.replicas
     runtime.every(settings.scrape_interval_seconds, autoscaler.run, "autoscale")
     try:

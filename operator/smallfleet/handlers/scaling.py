@@ -42,6 +42,7 @@ from smallfleet import status as st
 from smallfleet import telemetry
 from smallfleet.autoscaling import ScalingDecision
 from smallfleet.autoscaling.decision import METRICS_MISSING, SCALED_DOWN, SCALED_UP
+from smallfleet.handlers.placement import CarbonSignals
 from smallfleet.handlers.reconcile import (
     API_VERSION,
     MODEL_PIPELINE,
@@ -131,6 +132,26 @@ def _direction(decision: ScalingDecision) -> str:
 
 def _round(value: float) -> float:
     return float(f"{value:.4g}")
+
+
+def intensity_from(signals: CarbonSignals) -> Callable[[str], float | None]:
+    """The carbon cap's input: a region's latest grid intensity from the placement's readings.
+
+    Only readings in gCO2eq/kWh count: `carbonCap.aboveIntensity` is in those
+    units, and a 0-100 index is not. No usable reading: None, so no cap.
+    """
+
+    def intensity(region: str) -> float | None:
+        try:
+            reading = signals.latest().readings.get(region)
+        except Exception as exc:  # no reading must never stop scaling: decide uncapped
+            log.warning("no carbon reading for %s: %s", region, exc)
+            return None
+        if reading is None or not reading.usable or reading.kind == "index":
+            return None
+        return reading.intensity
+
+    return intensity
 
 
 class Autoscaler:
