@@ -361,20 +361,29 @@ def test_a_full_region_sends_the_model_to_the_next_feasible_one(
     cluster.wait_for(
         lambda: _gpu_pods_on(cluster, node) >= 4, 60, f"the filler never took every GPU of {node}"
     )
-    apply(cluster, namespace, model("overflow", regions=["eu-north-1", "eu-west-1", "us-east-1"]))
-    wait_ready(cluster, "sm", "overflow", namespace, timeout=TIMEOUT)
-    obj = get_sm(cluster, "overflow", namespace)
-    assert placed_regions(obj) == ["eu-west-1"], obj["status"]
-    assert pod_regions(cluster, namespace, "overflow") == ["eu-west-1"]
-    north = excluded(obj)["eu-north-1"]
-    assert north["reason"] == "NoCapacity" and "0 of 1 replicas fit" in north["message"], north
+    try:
+        apply(
+            cluster, namespace, model("overflow", regions=["eu-north-1", "eu-west-1", "us-east-1"])
+        )
+        wait_ready(cluster, "sm", "overflow", namespace, timeout=TIMEOUT)
+        obj = get_sm(cluster, "overflow", namespace)
+        assert placed_regions(obj) == ["eu-west-1"], obj["status"]
+        assert pod_regions(cluster, namespace, "overflow") == ["eu-west-1"]
+        north = excluded(obj)["eu-north-1"]
+        assert north["reason"] == "NoCapacity" and "0 of 1 replicas fit" in north["message"], north
+    finally:
+        # The nodes are shared by every test of the session: give the GPUs back now.
+        cluster.kubectl("delete", "deployment", "gpu-filler", "-n", namespace, "--wait=true")
+        cluster.wait_for(
+            lambda: _gpu_pods_on(cluster, node) < 4, 60, f"the filler never left {node}"
+        )
 
 
 def test_provider_outage_holds_placement_and_reports_a_stale_signal(
     cluster: Cluster, namespace: str, operator: OperatorProcess, grid: GridApi
 ) -> None:
     grid.set(eu_north_1=40, eu_west_1=300, us_east_1=400)
-    apply(cluster, namespace, model("steady"))
+    apply(cluster, namespace, model("steady", regions=["eu-north-1", "eu-west-1"]))
     wait_ready(cluster, "sm", "steady", namespace, timeout=TIMEOUT)
     assert placed_regions(get_sm(cluster, "steady", namespace)) == ["eu-north-1"]
 
