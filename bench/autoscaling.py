@@ -22,7 +22,10 @@ exposes them, and both policies read them:
   favours the HPA: the adapter answers with the scrape of the same second
   (no staleness), and a starting pod is simply not counted, where the real
   controller counts a running pod without metrics as using nothing during
-  a scale-up, which can only hold the count back. The readiness delays
+  a scale-up, which can only hold the count back; and the scale-up limit
+  is the documented default policy pair, which allows at least what the
+  controller's built-in max(2x, 4 pods) allows when an HPA sets no
+  `behavior`. The readiness delays
   (`--horizontal-pod-autoscaler-initial-readiness-delay`, CPU
   initialisation period) apply to CPU metrics only, so the one delay
   modelled is the replica's own start (`STARTUP_SECONDS`, for every policy).
