@@ -374,11 +374,17 @@ def apply_crds(kubectl: Kubectl, crds: Path) -> None:
 
     def established() -> bool:
         # `kubectl wait` fails outright on a CRD whose conditions are not written yet.
-        out = kubectl(
-            "get", "-f", str(crds), "-o",
-            'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{" "}{end}',
-        ).stdout.split()  # fmt: skip
-        return len(out) == len(list(crds.glob("*.yaml"))) and set(out) == {"True"}
+        out = kubectl("get", "-f", str(crds), "-o", "json", check=False)
+        if out.returncode != 0:
+            return False
+        items = json.loads(out.stdout).get("items", [])
+        done = [
+            c
+            for crd in items
+            for c in (crd.get("status") or {}).get("conditions") or []
+            if c.get("type") == "Established" and c.get("status") == "True"
+        ]
+        return len(done) == len(list(crds.glob("*.yaml")))
 
     wait_until(f"CRDs in {crds} Established", established, 60, 0.5)
 
