@@ -224,7 +224,7 @@ class Autoscaler:
         mode = plan.scaling.mode
         if mode != "operator":
             self.forget(*key)
-            self._report_fixed(key, body, mode)
+            self._report_fixed(key, mode)
             return []
         owner_labels = {
             LABEL_MANAGED_BY: MANAGED_BY,
@@ -413,7 +413,7 @@ class Autoscaler:
             cond = c.Condition(c.SCALING_ACTIVE, "True", c.REASON_OPERATOR_SCALING, message)
         self._write(key, scaling, cond, changed=any(d.changed for d in decisions))
 
-    def _report_fixed(self, key: Key, body: Mapping[str, Any], mode: str) -> None:
+    def _report_fixed(self, key: Key, mode: str) -> None:
         message = EXTERNAL.get(mode)
         if message is None:
             cond = c.Condition(
@@ -421,7 +421,7 @@ class Autoscaler:
             )
         else:
             cond = c.Condition(c.SCALING_ACTIVE, "False", c.REASON_EXTERNAL_SCALER, message)
-        self._write(key, {"mode": mode}, cond, changed=False, body=body)
+        self._write(key, {"mode": mode}, cond, changed=False)
 
     def _write(
         self,
@@ -430,7 +430,6 @@ class Autoscaler:
         cond: c.Condition,
         *,
         changed: bool,
-        body: Mapping[str, Any] | None = None,
     ) -> None:
         kind, namespace, name = key
         with self.reconciler.lock(key):
@@ -439,9 +438,12 @@ class Autoscaler:
                 return
             status = fresh.get("status") or {}
             old = dict(status.get("scaling") or {})
-            new = {**old, **scaling}
+            # Another mode's fields would mislead (a desired count nobody acts on): replace them.
+            new = {**old, **scaling} if scaling.get("mode") == "operator" else dict(scaling)
             if "lastDecision" in scaling:
                 new["lastDecision"] = {**scaling["lastDecision"], "time": self.now()}
+                if "value" not in scaling["lastDecision"]:
+                    new["lastDecision"]["value"] = None  # the merge patch clears an old value
             generation = int(fresh["metadata"].get("generation") or 0)
             conditions = c.set_condition(
                 status.get("conditions") or [], cond, now=self.now(), observed_generation=generation
@@ -455,9 +457,13 @@ class Autoscaler:
                 or _without_volatile(old) != _without_volatile(new)
             )
             due = self.clock() - self._written.get(key, float("-inf")) >= STATUS_REFRESH_SECONDS
-            if not moved and not (due and "lastDecision" in scaling):
+            # Only a new value refreshes the time: a steady state costs no writes.
+            value_moved = (old.get("lastDecision") or {}).get("value") != (
+                new.get("lastDecision") or {}
+            ).get("value")
+            if not moved and not (due and value_moved):
                 return
-            patch: dict[str, Any] = {"scaling": new}
+            patch: dict[str, Any] = {"scaling": {**dict.fromkeys(old), **new}}
             if conditions != status.get("conditions"):
                 patch["conditions"] = conditions
             self.kube.patch_status(API_VERSION, kind, namespace, name, patch)
