@@ -593,7 +593,8 @@ def test_drift_is_repaired_by_whoever_owns_it_without_a_fight(
     report(
         capsys,
         f"drift: hand edit reverted by Flux in {revert_s:.1f}s (interval {sync.interval}); "
-        f"writes over a quiet minute: {dict(counter.writes)} by {dict(counter.writers)}",
+        f"writes over a quiet minute: {dict(counter.writes)} by {dict(counter.writers)}, "
+        f"changing {dict(counter.changed)}",
     )
     for key, n in counter.writes.items():
         assert n <= 2, (
