@@ -77,20 +77,21 @@ def grid() -> Iterator[GridApi]:
         api.server.close()
 
 
+def operator_env(grid: GridApi, dwell_s: int = DWELL_S) -> dict[str, str]:
+    return {
+        "SMALLFLEET_CARBON_PROVIDER": "electricitymaps",
+        "SMALLFLEET_CARBON_PROVIDER_URL": grid.server.url,
+        "SMALLFLEET_ELECTRICITYMAPS_TOKEN": TOKEN,
+        "SMALLFLEET_CARBON_REFRESH_SECONDS": "2",
+        "SMALLFLEET_CARBON_MAX_AGE_SECONDS": str(MAX_AGE_S),
+        "SMALLFLEET_MIN_DWELL_SECONDS": str(dwell_s),
+        "SMALLFLEET_MIN_IMPROVEMENT_PERCENT": "10",
+    }
+
+
 @pytest.fixture
 def operator(operator_process: OperatorFactory, namespace: str, grid: GridApi) -> OperatorProcess:
-    return operator_process(
-        namespace,
-        env={
-            "SMALLFLEET_CARBON_PROVIDER": "electricitymaps",
-            "SMALLFLEET_CARBON_PROVIDER_URL": grid.server.url,
-            "SMALLFLEET_ELECTRICITYMAPS_TOKEN": TOKEN,
-            "SMALLFLEET_CARBON_REFRESH_SECONDS": "2",
-            "SMALLFLEET_CARBON_MAX_AGE_SECONDS": str(MAX_AGE_S),
-            "SMALLFLEET_MIN_DWELL_SECONDS": str(DWELL_S),
-            "SMALLFLEET_MIN_IMPROVEMENT_PERCENT": "10",
-        },
-    )
+    return operator_process(namespace, env=operator_env(grid))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -441,3 +442,32 @@ def test_no_feasible_region_says_which_and_why(
         "eu-west-1": "NotAllowed",
         "us-east-1": "Residency",
     }, json.dumps(obj["status"], indent=1)
+
+
+def test_a_restart_keeps_the_dwell_time(
+    cluster: Cluster, namespace: str, operator_process: OperatorFactory, grid: GridApi
+) -> None:
+    """The last move time lives in status, so a restarted operator does not move early."""
+    grid.set(eu_north_1=40, eu_west_1=300, us_east_1=400)
+    first = operator_process(namespace, env=operator_env(grid, dwell_s=3600))
+    apply(cluster, namespace, model("dweller"))
+    wait_ready(cluster, "sm", "dweller", namespace, timeout=TIMEOUT)
+    before = get_sm(cluster, "dweller", namespace)["status"]["placement"]
+    assert [r["region"] for r in before["regions"]] == ["eu-north-1"]
+    first.stop()
+
+    grid.set(eu_north_1=500, eu_west_1=30)
+    operator_process(namespace, env=operator_env(grid, dwell_s=3600))
+    obj = wait_status(
+        cluster, "dweller", namespace, "the restarted operator never saw the new intensities",
+        lambda o: o.get("status", {}).get("carbon", {}).get("intensity") == 500.0,
+        timeout=60,
+    )  # fmt: skip
+    time.sleep(3 * 2)
+    obj = get_sm(cluster, "dweller", namespace)
+    assert placed_regions(obj) == ["eu-north-1"]
+    assert obj["status"]["placement"]["lastMoveTime"] == before["lastMoveTime"]
+    assert "minimum dwell" in condition(obj, "Placed")["message"], condition(obj, "Placed")
+    assert [d["metadata"]["name"] for d in deployments(cluster, namespace, "dweller")] == [
+        "dweller-eu-north-1"
+    ]

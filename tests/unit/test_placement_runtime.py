@@ -16,6 +16,7 @@ from smallfleet.handlers.placement import (
     Signals,
     current_placement,
     evaluate,
+    only_full,
     placement_status,
     ready_by_region,
 )
@@ -215,3 +216,19 @@ def test_property_never_outside_residency(
     for region in ev.decision.regions:
         assert residency is None or residency in table.jurisdictions(region)
     assert len(ev.decision.regions) <= 1
+
+
+@pytest.mark.parametrize(
+    ("placement", "product", "only_room_missing"),
+    [
+        ({}, "NVIDIA-B200", True),  # allowed everywhere, fits nowhere: the scheduler may say why
+        ({"residency": "eu"}, "NVIDIA-B200", False),  # us-east-1 is excluded by a rule
+        ({"regions": ("eu-north-1",)}, "NVIDIA-B200", False),
+    ],
+)
+def test_only_full(placement: dict[str, Any], product: str, only_room_missing: bool) -> None:
+    p = plan(**placement)
+    p = dataclasses.replace(p, resources=dataclasses.replace(p.resources, gpu_product=product))
+    ev = evaluate(p, owner(), [], NODES, [], signals(eu_north_1=40), SETTINGS, NOW)
+    assert not ev.decision.feasible
+    assert only_full(ev.decision) is only_room_missing

@@ -49,6 +49,7 @@ from smallfleet.placement import (
     plan_move,
     with_zone_overrides,
 )
+from smallfleet.placement.policies import REASON_NO_CAPACITY
 from smallfleet.providers import (
     CarbonProvider,
     ProviderError,
@@ -64,6 +65,7 @@ from smallfleet.render.children import (
     LABEL_REGION,
     MANAGED_BY,
     NODE_REGION_LABEL,
+    UNPLACED,
 )
 from smallfleet.render.serverplan import ServerPlan
 from smallfleet.settings import Settings
@@ -242,12 +244,14 @@ def _region(deployment: Mapping[str, Any]) -> str:
     return str((deployment.get("metadata", {}).get("labels") or {}).get(LABEL_REGION) or "")
 
 
-def ready_by_region(deployments: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """Region -> ready replicas of the model's placed Deployments."""
+def ready_by_region(
+    deployments: Sequence[Mapping[str, Any]], *, unplaced: bool = False
+) -> dict[str, int]:
+    """Region -> ready replicas of the model's placed Deployments (and UNPLACED's, if asked)."""
     out: dict[str, int] = {}
     for d in deployments:
         region = _region(d)
-        if region:
+        if region or unplaced:
             out[region] = out.get(region, 0) + int(d.get("status", {}).get("readyReplicas") or 0)
     return out
 
@@ -359,6 +363,15 @@ def placement_status(
     return st.Derived(tuple(conds), fields)
 
 
+def only_full(decision: PlacementDecision) -> bool:
+    """No region is feasible, and only for want of room: no rule of the spec excludes any."""
+    return (
+        not decision.feasible
+        and bool(decision.excluded)
+        and all(e.reason == REASON_NO_CAPACITY for e in decision.excluded)
+    )
+
+
 def _owner_key(owner: Mapping[str, Any]) -> Key:
     meta = owner.get("metadata") or {}
     return (str(owner.get("kind", "")), str(meta.get("namespace") or ""), str(meta.get("name")))
@@ -410,8 +423,14 @@ class Placer:
         decision = ev.decision
         if decision.move and ev.current is not None:
             self._moved(req.owner, ev)
-        if set(ready_by_region(req.deployments)) - set(decision.regions):
+        if decision.regions and set(ready_by_region(req.deployments, unplaced=True)) - set(
+            decision.regions
+        ):
             self._moving[key] = decision.regions
+        if not decision.regions and only_full(decision):
+            # Every region is allowed and merely full: an unpinned server lets the
+            # scheduler say what is missing, and run it wherever room appears first.
+            return {UNPLACED: ev.replicas}
         return dict.fromkeys(decision.regions, ev.replicas)
 
     def status_extra(
@@ -456,7 +475,7 @@ class Placer:
             if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                 continue
             try:
-                plan = reconciler._plan(kind, body)
+                plan = reconciler.plan(kind, body)
             except Exception:  # an invalid spec is the reconcile's to report
                 continue
             uid = body["metadata"].get("uid")
@@ -493,7 +512,7 @@ class Placer:
             except KubeError as exc:
                 log.warning("move of %s %s/%s not checked: %s", kind, namespace, name, exc)
                 continue
-            ready = ready_by_region(found)
+            ready = ready_by_region(found, unplaced=True)
             wanted = replicas_by_region(found)
             need = max([wanted.get(r, 1) for r in target] or [1])
             step = plan_move(ready, target, required_ready=need)
@@ -519,8 +538,8 @@ class Placer:
             have = c.get_condition(conds, want.type) or {}
             if (have.get("status"), have.get("reason")) != (want.status, want.reason):
                 return True
-        running = set(ready_by_region(deployments)) | {_region(d) for d in deployments}
-        return bool(running - set(ev.decision.regions) - {""})
+        running = set(ready_by_region(deployments, unplaced=True))
+        return bool(ev.decision.regions) and bool(running - set(ev.decision.regions))
 
     def _moved(self, owner: Mapping[str, Any], ev: Evaluation) -> None:
         assert ev.current is not None
