@@ -204,18 +204,19 @@ def test_pods_land_on_the_requested_hardware(
     assert 'smallfleet_resources{condition="Ready",kind="SmallModel"}' in metrics
 
 
-def test_unknown_gpu_product_is_stalled_with_the_schedulers_message(
+def test_unknown_gpu_product_is_stalled_naming_it(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
+    """No node has the product: placement (or else the scheduler) says so, and it is Stalled."""
     (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
     doc["metadata"]["name"] = "needs-b200"
     doc["spec"]["resources"] = {"gpus": 1, "gpuProduct": "NVIDIA-B200", "cpu": "1", "memory": "1Gi"}
     apply(cluster, namespace, [doc])
-    obj = wait_condition(
-        cluster, "SmallModel", "needs-b200", namespace, "Stalled", "True", "Unschedulable"
-    )
-    message = condition(obj, "Stalled")["message"]
-    assert re.search(r"0/\d+ nodes are available", message), message
+    obj = wait_condition(cluster, "SmallModel", "needs-b200", namespace, "Stalled", "True")
+    stalled = condition(obj, "Stalled")
+    assert stalled["reason"] in ("NoFeasibleRegion", "Unschedulable"), stalled
+    message = stalled["message"]
+    assert "NVIDIA-B200" in message or re.search(r"0/\d+ nodes are available", message), message
     assert condition(obj, "Ready")["status"] == "False"
     assert condition(obj, "Reconciling")["status"] == "False"
     proc = cluster.kubectl(
@@ -424,14 +425,20 @@ def test_status_survives_an_operator_restart_unchanged(
     first = operator_process(namespace)
     apply(cluster, namespace, documents(ROOT / "examples" / "cpu-classifier.yaml"))
     wait_ready(cluster, "sm", "cpu-classifier", namespace)
-    before = get(cluster, "SmallModel", "cpu-classifier", namespace)["status"]["conditions"]
+
+    def mine(obj: dict[str, Any]) -> list[tuple[str, str, str]]:
+        conditions = obj["status"]["conditions"]
+        return [
+            (c["type"], c["status"], c["lastTransitionTime"])
+            for c in conditions
+            if c["type"] in ("Ready", "Reconciling", "Stalled")
+        ]
+
+    before = mine(get(cluster, "SmallModel", "cpu-classifier", namespace))
     first.stop()
     operator_process(namespace)
     time.sleep(5)
-    after = get(cluster, "SmallModel", "cpu-classifier", namespace)["status"]["conditions"]
-    assert [(c["type"], c["status"], c["lastTransitionTime"]) for c in after] == [
-        (c["type"], c["status"], c["lastTransitionTime"]) for c in before
-    ]
+    assert mine(get(cluster, "SmallModel", "cpu-classifier", namespace)) == before
 
 
 def test_all_namespaces_mode_serves_any_namespace(
@@ -458,3 +465,21 @@ def test_deleting_needs_no_running_operator(
         90,
         "children outlived their SmallModel",
     )
+
+
+def test_pods_the_scheduler_cannot_place_are_stalled_with_its_message(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """GPUs are free but no node has the memory: only the real scheduler knows, and says so."""
+    (doc,) = documents(ROOT / "examples" / "minilm-embedder.yaml")
+    doc["metadata"]["name"] = "needs-memory"
+    doc["spec"]["resources"]["memory"] = "900Gi"
+    apply(cluster, namespace, [doc])
+    obj = wait_condition(
+        cluster, "SmallModel", "needs-memory", namespace, "Stalled", "True", "Unschedulable"
+    )
+    message = condition(obj, "Stalled")["message"]
+    assert re.search(r"0/\d+ nodes are available", message), message
+    assert "Insufficient memory" in message, message
+    assert condition(obj, "Ready")["status"] == "False"
+    assert condition(obj, "Reconciling")["status"] == "False"
