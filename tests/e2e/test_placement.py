@@ -256,6 +256,7 @@ def test_cleaner_region_moves_the_model_make_before_break(
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
+        changed = time.monotonic()
         grid.set(eu_north_1=500, eu_west_1=60)
         wait_status(
             cluster, "mover", namespace, "never moved to eu-west-1",
@@ -268,6 +269,10 @@ def test_cleaner_region_moves_the_model_make_before_break(
     finally:
         stop.set()
         watcher.join(timeout=10)
+    print(
+        f"move finished {time.monotonic() - changed:.1f}s after the intensities changed "
+        f"(refresh 2s, dwell {DWELL_S}s), {len(samples)} samples of readyReplicas"
+    )
     assert not errors, errors
     old, new = "mover-eu-north-1", "mover-eu-west-1"
     assert any(new in s for s in samples) and any(old in s for s in samples), samples

@@ -404,6 +404,7 @@ class Placer:
         self.reconciler: Reconciler | None = None
         self._choices: dict[Key, _Choice] = {}
         self._moving: dict[Key, tuple[str, ...]] = {}
+        self._announced: dict[Key, tuple[str, ...]] = {}  # the last move announced by an Event
         self._pods: tuple[float, list[dict[str, Any]]] | None = None
         self._emissions: dict[Key, float] = {}
 
@@ -421,7 +422,13 @@ class Placer:
         )  # fmt: skip
         self._choices[key] = _Choice(ev, req.plan)
         decision = ev.decision
-        if decision.move and ev.current is not None:
+        if (
+            decision.move
+            and ev.current is not None
+            and self._announced.get(key) != decision.regions
+        ):
+            # A reconcile of a body read before the last status write decides the same move again.
+            self._announced[key] = decision.regions
             self._moved(req.owner, ev)
         if decision.regions and set(ready_by_region(req.deployments, unplaced=True)) - set(
             decision.regions
@@ -491,7 +498,7 @@ class Placer:
                 log.info(
                     "%s %s/%s: placement changed: %s", kind, namespace, name, ev.decision.message
                 )
-                reconciler.reconcile(body)
+                reconciler.reconcile_named(kind, namespace, name)  # the freshest body
 
     def finish_moves(self) -> None:
         """Reconcile models whose move can complete: every target region is Ready."""
@@ -613,6 +620,7 @@ class Placer:
     def _forget(self, key: Key) -> None:
         self._emissions.pop(key, None)
         self._moving.pop(key, None)
+        self._announced.pop(key, None)
         for gauge in (MODEL_WATTS, MODEL_GRAMS):
             with contextlib.suppress(KeyError):
                 gauge.remove(*key)
