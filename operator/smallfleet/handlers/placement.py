@@ -159,23 +159,29 @@ class CarbonSignals:
     def latest(self) -> Signals:
         """The last readings; fetched now if none were yet (a reconcile at start-up)."""
         latest = self._latest
-        return latest if latest is not None else self.refresh()
+        if latest is not None:
+            return latest
+        with self._lock:  # reconciles at start-up wait for one fetch, not one each
+            return self._latest if self._latest is not None else self._refresh()
 
     def refresh(self) -> Signals:
         with self._lock:
-            table = self._table()
-            provider = self._provider_for(table)
-            regions = sorted(
-                {
-                    str(r)
-                    for n in self.nodes()
-                    if (r := (n.get("metadata", {}).get("labels") or {}).get(NODE_REGION_LABEL))
-                }
-            )
-            readings = {r.region: r for r in provider.fetch(regions)} if regions else {}
-            self._latest = Signals(readings, table, self.now())
-            self._publish(self._latest)
-            return self._latest
+            return self._refresh()
+
+    def _refresh(self) -> Signals:
+        table = self._table()
+        provider = self._provider_for(table)
+        regions = sorted(
+            {
+                str(r)
+                for n in self.nodes()
+                if (r := (n.get("metadata", {}).get("labels") or {}).get(NODE_REGION_LABEL))
+            }
+        )
+        readings = {r.region: r for r in provider.fetch(regions)} if regions else {}
+        self._latest = Signals(readings, table, self.now())
+        self._publish(self._latest)
+        return self._latest
 
     def _table(self) -> RegionTable:
         base = default_region_table()
