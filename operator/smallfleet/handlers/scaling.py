@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from smallfleet import conditions as c
 from smallfleet import spec as specs
@@ -42,7 +42,7 @@ from smallfleet import status as st
 from smallfleet import telemetry
 from smallfleet.autoscaling import ScalingDecision
 from smallfleet.autoscaling.decision import METRICS_MISSING, SCALED_DOWN, SCALED_UP
-from smallfleet.handlers.placement import CarbonSignals
+from smallfleet.handlers.placement import Signals
 from smallfleet.handlers.reconcile import (
     API_VERSION,
     MODEL_PIPELINE,
@@ -134,7 +134,13 @@ def _round(value: float) -> float:
     return float(f"{value:.4g}")
 
 
-def intensity_from(signals: CarbonSignals) -> Callable[[str], float | None]:
+class LatestSignals(Protocol):
+    """What the carbon cap needs of the placement's `CarbonSignals`."""
+
+    def latest(self) -> Signals: ...
+
+
+def intensity_from(signals: LatestSignals) -> Callable[[str], float | None]:
     """The carbon cap's input: a region's latest grid intensity from the placement's readings.
 
     Only readings in gCO2eq/kWh count: `carbonCap.aboveIntensity` is in those

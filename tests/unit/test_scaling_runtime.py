@@ -1,0 +1,162 @@
+"""The autoscaler's run-time glue from values alone: pods it counts, counts it keeps, caps it reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smallfleet.handlers.placement import Signals
+from smallfleet.handlers.reconcile import Reconciler
+from smallfleet.handlers.scaling import (
+    Autoscaler,
+    _selected,
+    _unschedulable,
+    _without_volatile,
+    intensity_from,
+)
+from smallfleet.kube import Kube
+from smallfleet.placement import CarbonReading
+from smallfleet.providers import default_region_table
+from smallfleet.render import ServerPlan, plan_for_model
+from smallfleet.settings import Settings
+from smallfleet.spec import Scaling, parse_small_model
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+NOW = dt.datetime(2026, 11, 26, 7, 0, tzinfo=dt.UTC)
+
+
+def plan(**scaling: Any) -> ServerPlan:
+    (doc,) = [d for d in yaml.safe_load_all((EXAMPLES / "minilm-embedder.yaml").read_text()) if d]
+    p = plan_for_model(parse_small_model(doc), Settings())
+    return dataclasses.replace(p, scaling=Scaling(**scaling))
+
+
+def pod(
+    phase: str, scheduled: dict[str, str] | None = None, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    conditions = [] if scheduled is None else [{"type": "PodScheduled", **scheduled}]
+    return {
+        "metadata": {"labels": labels or {}},
+        "status": {"phase": phase, "conditions": conditions},
+    }
+
+
+NO_ROOM = {"status": "False", "reason": "Unschedulable", "message": "0/9 nodes: Insufficient gpu"}
+
+
+@pytest.mark.parametrize(
+    ("p", "expected"),
+    [
+        (pod("Pending", NO_ROOM), "0/9 nodes: Insufficient gpu"),
+        (pod("Pending", {"status": "False", "reason": "Unschedulable"}), "unschedulable"),
+        (pod("Pending", {"status": "False", "reason": "SchedulingGated"}), None),
+        (pod("Pending", {"status": "True"}), None),  # placed, still starting
+        (pod("Pending"), None),  # not looked at by the scheduler yet
+        (pod("Running", NO_ROOM), None),
+    ],
+)
+def test_unschedulable_counts_only_pods_the_scheduler_refused(
+    p: dict[str, Any], expected: str | None
+) -> None:
+    assert _unschedulable(p) == expected
+
+
+@pytest.mark.parametrize(
+    ("labels", "match", "expected"),
+    [
+        ({"a": "1", "b": "2"}, {"a": "1"}, True),
+        ({"a": "1"}, {"a": "1", "b": "2"}, False),
+        ({"a": "2"}, {"a": "1"}, False),
+        ({}, {}, True),
+    ],
+)
+def test_a_pod_belongs_to_the_deployment_whose_selector_it_matches(
+    labels: dict[str, str], match: dict[str, str], expected: bool
+) -> None:
+    assert _selected(pod("Running", labels=labels), match) is expected
+
+
+def autoscaler() -> Autoscaler:
+    # No request is made: the API client is never reached by these methods.
+    return Autoscaler(Reconciler(Kube(None), Settings()))
+
+
+@given(
+    decided=st.integers(min_value=0, max_value=50),
+    low=st.integers(min_value=0, max_value=10),
+    span=st.integers(min_value=0, max_value=10),
+)
+def test_a_reconcile_renders_the_decided_count_within_the_bounds(
+    decided: int, low: int, span: int
+) -> None:
+    scaler = autoscaler()
+    p = plan(min_replicas=low, max_replicas=low + span)
+    assert scaler.replicas(p, "ns", "m-eu-west-1") is None  # nothing decided yet
+    scaler._decided["ns", "m-eu-west-1"] = decided
+    assert scaler.replicas(p, "ns", "m-eu-west-1") == max(low, min(low + span, decided))
+    assert scaler.replicas(p, "other", "m-eu-west-1") is None
+
+
+@pytest.mark.parametrize("mode", ["hpa", "keda", "none"])
+def test_other_modes_keep_their_own_counts(mode: str) -> None:
+    scaler = autoscaler()
+    scaler._decided["ns", "m"] = 3
+    assert scaler.replicas(plan(mode=mode, max_replicas=5), "ns", "m") is None
+
+
+def reading(region: str, value: float | None, kind: str = "average") -> CarbonReading:
+    return CarbonReading(
+        zone=region,
+        region=region,
+        start=NOW,
+        duration=dt.timedelta(hours=1),
+        intensity=value,
+        kind=kind,  # type: ignore[arg-type]
+        scope="lifecycle",
+        forecast=False,
+        provider="static",
+        fetched_at=NOW,
+    )
+
+
+class Latest:
+    def __init__(self, *readings: CarbonReading, fail: bool = False) -> None:
+        self.signals = Signals({r.region: r for r in readings}, default_region_table(), NOW)
+        self.fail = fail
+
+    def latest(self) -> Signals:
+        if self.fail:
+            raise OSError("provider down")
+        return self.signals
+
+
+@pytest.mark.parametrize(
+    ("latest", "expected"),
+    [
+        (Latest(reading("eu-west-1", 250.0)), 250.0),
+        (Latest(reading("eu-west-1", 0.0)), None),  # a zero is a provider without data
+        (Latest(reading("eu-west-1", None)), None),
+        (Latest(reading("eu-west-1", 40.0, kind="index")), None),  # not gCO2eq/kWh
+        (Latest(reading("us-east-1", 400.0)), None),  # another region's
+        (Latest(reading("eu-west-1", 250.0), fail=True), None),
+    ],
+)
+def test_the_carbon_cap_reads_only_usable_intensities(
+    latest: Latest, expected: float | None
+) -> None:
+    assert intensity_from(latest)("eu-west-1") == expected
+
+
+def test_time_and_value_alone_are_not_a_change_worth_a_write() -> None:
+    a = {"mode": "operator", "lastDecision": {"time": "t1", "value": 1.0, "reason": "Stable"}}
+    b = {"mode": "operator", "lastDecision": {"time": "t2", "value": 2.0, "reason": "Stable"}}
+    c = {"mode": "operator", "lastDecision": {"time": "t2", "value": 2.0, "reason": "ScaledUp"}}
+    assert _without_volatile(a) == _without_volatile(b)
+    assert _without_volatile(b) != _without_volatile(c)
