@@ -346,6 +346,7 @@ def test_examples_make_the_kustomization_ready_only_when_every_model_is(
 def test_unsatisfiable_models_keep_the_kustomization_not_ready_naming_them(
     sync: Sync, kubectl: Kubectl
 ) -> None:
+    ns = sync.namespace
     (gpu,) = example("cpu-classifier")
     gpu = copy.deepcopy(gpu)
     gpu["metadata"]["name"] = "needs-b300"
@@ -353,60 +354,60 @@ def test_unsatisfiable_models_keep_the_kustomization_not_ready_naming_them(
     rag = example("rag-pipeline")
     pipeline = next(d for d in rag if d["kind"] == "ModelPipeline")
     first_model = next(d for d in rag if d["kind"] == "SmallModel")
-    # The pipeline's other step models are missing from Git.
-    sha = sync.push([gpu, first_model, pipeline], "models that cannot be served")
-    state = sync.wait(sha, "False", timeout=READY_TIMEOUT)
-    ns = sync.namespace
-    sm_ref, mp_ref = f"SmallModel/{ns}/needs-b300", f"ModelPipeline/{ns}/rag"
-    # Flux fails fast on the first Failed object it sees, so one retry may name one and
-    # the next the other: gather what the Kustomization says across its retries.
-    verdicts: dict[str, str] = {}
-    named: dict[str, dict[str, Any]] = {}  # each object as it was when Flux first named it
-    plural = {"SmallModel": "smallmodels", "ModelPipeline": "modelpipelines"}
+    # One case per push: Flux stops at the first Failed object it meets, so with two in
+    # one sync its message would name either.
+    cases = [
+        (
+            [gpu],
+            f"SmallModel/{ns}/needs-b300",
+            {"Unschedulable", "NoFeasibleRegion"},
+            r"NVIDIA-B300|nodes are available",
+        ),
+        (
+            # The pipeline's other step models are missing from Git.
+            [first_model, pipeline],
+            f"ModelPipeline/{ns}/rag",
+            {"MissingModel"},
+            r"rag-rerank.*rag-generate|rag-generate.*rag-rerank",
+        ),
+    ]
+    for docs, key, reasons, pattern in cases:
+        kind, _, name = key.split("/")
+        resource = f"{PLURAL[kind]}.{GROUP}"
+        sha = sync.push(docs, f"{name}, which cannot be served")
 
-    def both_named() -> bool:
-        nonlocal state
-        state = sync.state()
-        if state["ready"] == "False":
-            for key, verdict in flux_verdicts(state["message"]).items():
-                verdicts[key] = verdict
-                kind, _, name = key.split("/")
-                if key not in named:
-                    named[key] = kubectl.get(f"{plural[kind]}.{GROUP}", name, ns) or {}
-        return sm_ref in verdicts and mp_ref in verdicts
+        def named(
+            sha: str = sha, key: str = key, resource: str = resource, name: str = name
+        ) -> dict[str, Any] | None:
+            state = sync.state()
+            if not state["attempted"].endswith(sha) or state["ready"] != "False":
+                return None
+            if flux_verdicts(state["message"]).get(key) != "Failed":
+                return None
+            return {"state": state, "obj": kubectl.get(resource, name, ns) or {}}
 
-    wait_until(f"health checks naming {sm_ref} and {mp_ref}", both_named, READY_TIMEOUT, 0.5)
-    assert verdicts[sm_ref] == verdicts[mp_ref] == "Failed", verdicts
-    assert state["reason"] == "HealthCheckFailed", state
-
-    # What the named objects said: smallfleet's reason, and the same verdict from Argo CD.
-    sm_stalled = condition(named[sm_ref], "Stalled") or {}
-    mp_stalled = condition(named[mp_ref], "Stalled") or {}
-    assert sm_stalled.get("status") == "True", named[sm_ref].get("status")
-    assert sm_stalled.get("reason") in ("Unschedulable", "NoFeasibleRegion"), sm_stalled
-    assert re.search(r"NVIDIA-B300|nodes are available", sm_stalled.get("message", "")), sm_stalled
-    assert mp_stalled.get("status") == "True", named[mp_ref].get("status")
-    assert mp_stalled.get("reason") == "MissingModel", mp_stalled
-    assert "rag-rerank" in mp_stalled["message"] and "rag-generate" in mp_stalled["message"]
-    assert argocd_health(named[sm_ref]) == ("Degraded", sm_stalled["message"])
-    assert argocd_health(named[mp_ref]) == ("Degraded", mp_stalled["message"])
+        seen = wait_until(f"the Kustomization naming {key} Failed", named, READY_TIMEOUT, 0.5)
+        assert seen["state"]["reason"] == "HealthCheckFailed", seen["state"]
+        # The named object carries smallfleet's reason, and Argo CD reads it the same way.
+        stalled = condition(seen["obj"], "Stalled") or {}
+        assert stalled.get("status") == "True", seen["obj"].get("status")
+        assert stalled.get("reason") in reasons, stalled
+        assert re.search(pattern, stalled.get("message", "")), stalled
+        assert argocd_health(seen["obj"]) == ("Degraded", stalled["message"])
 
     # Stalled stays until a person acts: no resync may turn it back into "in progress".
     deadline = time.monotonic() + 75  # longer than the operator's 60-s resync
     while time.monotonic() < deadline:
-        for key, resource, name in (
-            (sm_ref, f"smallmodels.{GROUP}", "needs-b300"),
-            (mp_ref, f"modelpipelines.{GROUP}", "rag"),
-        ):
-            live = kubectl.get(resource, name, ns) or {}
-            now_stalled = condition(live, "Stalled") or {}
-            assert now_stalled.get("status") == "True", (
-                f"{key} stopped being Stalled without any change to it: {now_stalled}"
-            )
+        live = kubectl.get(f"modelpipelines.{GROUP}", "rag", ns) or {}
+        now_stalled = condition(live, "Stalled") or {}
+        assert now_stalled.get("status") == "True", (
+            f"the pipeline stopped being Stalled without any change to it: {now_stalled}"
+        )
         time.sleep(3)
     # A step model that can be served is not blamed.
-    wait_until("rag-embed Ready", lambda: ready(kubectl.get("smallmodels.serving.smallfleet.io", "rag-embed", ns) or {"metadata": {}}), READY_TIMEOUT, 1.0)  # fmt: skip
-    assert f"SmallModel/{ns}/rag-embed" not in verdicts
+    wait_until("rag-embed Ready", lambda: ready(kubectl.get(f"smallmodels.{GROUP}", "rag-embed", ns) or {"metadata": {}}), READY_TIMEOUT, 1.0)  # fmt: skip
+    assert f"SmallModel/{ns}/rag-embed" not in flux_verdicts(sync.state()["message"])
+    assert kubectl.get(f"smallmodels.{GROUP}", "needs-b300", ns) is None  # pruned from Git
 
 
 def test_spec_change_in_git_rolls_out_and_observed_generation_follows(
