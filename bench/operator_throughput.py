@@ -567,8 +567,8 @@ def report(results: list[Result]) -> None:
         "and on Deployments, Services, ConfigMaps and PDBs."
     )
     print(
-        "\nAPI server during each side (every client, WATCH left out): what one object costs the "
-        "cluster, and how long a request took on average"
+        "\nAPI server from the first apply (every client, WATCH left out): what one object costs "
+        "the cluster, and how long a request took on average"
     )
     print(f"{'operator':<12}{'until':<9}{'requests/obj':>14}{'mean request ms':>17}")
     for r in results:
