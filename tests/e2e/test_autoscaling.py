@@ -294,6 +294,7 @@ def test_load_scales_up_into_the_region_pending_beyond_its_gpus_then_down(
     assert quiet["status"]["scaling"]["desiredReplicas"] == 1
 
     load = Load(triton_8002, LOAD_CLIENTS)
+    load_started = time.monotonic()
     try:
 
         def scaled_to_max() -> dict[str, Any] | None:
@@ -301,6 +302,7 @@ def test_load_scales_up_into_the_region_pending_beyond_its_gpus_then_down(
             return dep if dep["spec"].get("replicas") == MAX_REPLICAS else None
 
         _wait(cluster, f"never scaled to {MAX_REPLICAS}", STEP_TIMEOUT_S, scaled_to_max, status)
+        up_s = time.monotonic() - load_started
 
         def two_running_two_pending() -> list[dict[str, Any]] | None:
             pods = _pods(cluster, namespace)
@@ -360,12 +362,19 @@ def test_load_scales_up_into_the_region_pending_beyond_its_gpus_then_down(
         assert load.sent > 0 and not load.errors, load.errors[:3]
     finally:
         load.close()
+    load_stopped = time.monotonic()
 
     def back_to_min() -> dict[str, Any] | None:
         dep = _deployment(cluster, namespace)
         return dep if dep["spec"].get("replicas") == 1 else None
 
     _wait(cluster, "never scaled back down to 1", DOWN_TIMEOUT_S, back_to_min, status)
+    down_s = time.monotonic() - load_stopped
+    print(
+        f"\nautoscaling e2e: 1 -> {MAX_REPLICAS} replicas {up_s:.1f} s after load began "
+        f"({LOAD_CLIENTS} clients, {load.sent} requests); back to 1 {down_s:.1f} s after it "
+        f"stopped (scale-down window {DOWN_WINDOW_S} s, rates over 30 s, scrape every 1 s)"
+    )
     assert _events(cluster, namespace, "ScaledDown"), "no ScaledDown Event"
     metrics = operator.metrics()
     assert "smallfleet_scaling_desired_replicas{" in metrics, metrics[-2000:]
