@@ -289,6 +289,26 @@ class TritonServer:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
+def server_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """The server's environment, without the test runner's virtualenv.
+
+    In a pod, Triton's python stub sees only its base interpreter and
+    EXECUTION_ENV_PATH; a virtualenv on PATH would leak the runner's packages
+    (numpy 2 among them) into the stub and make results depend on how the
+    tests were launched.
+    """
+    environ = dict(base)
+    venv = environ.pop("VIRTUAL_ENV", None) or (
+        sys.prefix if sys.prefix != sys.base_prefix else None
+    )
+    if venv:
+        bin_dir = os.path.join(venv, "bin")
+        environ["PATH"] = os.pathsep.join(
+            p for p in environ.get("PATH", "").split(os.pathsep) if os.path.normpath(p) != bin_dir
+        )
+    return environ
+
+
 def start_triton(
     env: TritonEnv,
     repository: Path,
@@ -307,7 +327,7 @@ def start_triton(
     ports = {flag: free_port() for flag in _PORT_FLAGS}
     command = [str(env.tritonserver), *local_args(args, env, ports)]
     log_path = log_path or repository.parent / f"tritonserver-{ports['--http-port']}.log"
-    environ = dict(os.environ)
+    environ = server_environment(os.environ)
     environ["LD_LIBRARY_PATH"] = os.pathsep.join(
         [*env.ld_library_path, *filter(None, [environ.get("LD_LIBRARY_PATH")])]
     )
