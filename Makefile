@@ -81,6 +81,10 @@ test: check unit triton e2e ## Everything CI runs
 bench: venv triton-env bins ## Benchmarks (print tables)
 	$(BIN)/python bench/run.py
 
+.PHONY: bench-throughput-quick
+bench-throughput-quick: venv bins ## Operator throughput bench with 100 objects per side (~2 min)
+	SMALLFLEET_BENCH_OBJECTS=100 $(BIN)/python bench/run.py operator_throughput
+
 .PHONY: cluster
 cluster: venv bins ## Start the local multi-region KWOK cluster (writes ./kubeconfig)
 	$(BIN)/python -m hack.cluster up
