@@ -20,7 +20,8 @@ from smallfleet.handlers.placement import (
     placement_status,
     ready_by_region,
 )
-from smallfleet.placement import CarbonReading
+from smallfleet.placement import CarbonReading, node_capacity
+from smallfleet.placement.capacity import Claim, with_claims
 from smallfleet.providers import default_region_table
 from smallfleet.render import ServerPlan, plan_for_model
 from smallfleet.settings import Settings
@@ -232,3 +233,31 @@ def test_only_full(placement: dict[str, Any], product: str, only_room_missing: b
     ev = evaluate(p, owner(), [], NODES, [], signals(eu_north_1=40), SETTINGS, NOW)
     assert not ev.decision.feasible
     assert only_full(ev.decision) is only_room_missing
+
+
+def test_claims_of_decisions_just_made_keep_the_next_one_out_of_a_full_region() -> None:
+    """Four models placed at once, before any pod binds, do not all crowd the cleanest region."""
+    sig = signals(eu_north_1=40, eu_west_1=300, us_east_1=400)
+    claims: list[Claim] = []
+    chosen = []
+    for _ in range(6):
+        ev = evaluate(plan(), owner(), [], NODES, [], sig, SETTINGS, NOW, claims)
+        (region,) = ev.decision.regions
+        chosen.append(region)
+        claims.append(Claim(region, "NVIDIA-A10G", 1))
+    assert chosen == ["eu-north-1"] * 4 + ["eu-west-1"] * 2
+
+
+@pytest.mark.parametrize(
+    ("claims", "free"),
+    [
+        ([], {"a10g-north": 4, "a10g-west": 4}),
+        ([Claim("eu-north-1", "NVIDIA-A10G", 3)], {"a10g-north": 1, "a10g-west": 4}),
+        ([Claim("eu-north-1", "NVIDIA-L4", 3)], {"a10g-north": 4, "a10g-west": 4}),
+        ([Claim("eu-north-1", None, 9)], {"a10g-north": 0, "a10g-west": 4}),
+        ([Claim("eu-west-1", "NVIDIA-A10G", 2)] * 2, {"a10g-north": 4, "a10g-west": 0}),
+    ],
+)
+def test_with_claims(claims: list[Claim], free: dict[str, int]) -> None:
+    capacity = with_claims(node_capacity(NODES, []), claims)
+    assert {n.name: n.free_gpus for n in capacity if not n.cpu_only and n.name in free} == free

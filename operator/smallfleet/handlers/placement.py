@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -49,6 +50,7 @@ from smallfleet.placement import (
     plan_move,
     with_zone_overrides,
 )
+from smallfleet.placement.capacity import Claim, with_claims
 from smallfleet.placement.policies import REASON_NO_CAPACITY
 from smallfleet.providers import (
     CarbonProvider,
@@ -76,6 +78,9 @@ log = logging.getLogger("smallfleet.placement")
 MOVE_CHECK_SECONDS: Final = 2.0
 # All-pod lists are the costliest read of a reconcile; a burst of reconciles shares one.
 PODS_TTL_SECONDS: Final = 2.0
+# How long a decision's promise of GPUs counts against other decisions: long enough for
+# the Deployment's pods to be created and bound, after which the pods themselves count.
+CLAIM_TTL_SECONDS: Final = 30.0
 REASON_MOVED: Final = "Moved"
 
 INTENSITY: Final = telemetry.gauge(
@@ -316,8 +321,12 @@ def evaluate(
     signals: Signals,
     settings: Settings,
     now: dt.datetime,
+    claims: Sequence[Claim] = (),
 ) -> Evaluation:
-    """Decide one model's regions from values alone (no I/O)."""
+    """Decide one model's regions from values alone (no I/O).
+
+    `claims` are GPUs other decisions promised moments ago, whose pods are not bound yet.
+    """
     meta = owner.get("metadata") or {}
     replicas = _replicas(plan, deployments)
     current = current_placement(owner, deployments, now)
@@ -327,7 +336,7 @@ def evaluate(
         plan.resources,
         replicas,
     )
-    capacity = node_capacity(capacity_nodes(plan, nodes), pods)
+    capacity = with_claims(node_capacity(capacity_nodes(plan, nodes), pods), claims)
     decision = decide(
         model, signals.readings, capacity, current, now, settings, regions=signals.table
     )
@@ -412,6 +421,8 @@ class Placer:
         self._moving: dict[Key, tuple[str, ...]] = {}
         self._announced: dict[Key, tuple[str, ...]] = {}  # the last move announced by an Event
         self._pods: tuple[float, list[dict[str, Any]]] | None = None
+        self._claims: dict[Key, tuple[float, tuple[Claim, ...]]] = {}
+        self._deciding = threading.Lock()  # one decision at a time, so claims are seen
         self._emissions: dict[Key, float] = {}
 
     # -- called by Reconciler ------------------------------------------------
@@ -420,12 +431,14 @@ class Placer:
         """`{region: replicas}` for the plan: the decided regions (empty when none is feasible)."""
         key = _owner_key(req.owner)
         nodes = req.nodes()
-        pods = self._cluster_pods(req) if req.plan.resources.gpus > 0 else []
-        now = self.now()
-        ev = evaluate(
-            req.plan, req.owner, req.deployments, nodes, pods, self.signals.latest(),
-            self.settings, now,
-        )  # fmt: skip
+        with self._deciding:
+            pods = self._cluster_pods(req) if req.plan.resources.gpus > 0 else []
+            now = self.now()
+            ev = evaluate(
+                req.plan, req.owner, req.deployments, nodes, pods, self.signals.latest(),
+                self.settings, now, self._open_claims(key),
+            )  # fmt: skip
+            self._claim(key, req, ev)
         self._choices[key] = _Choice(ev, req.plan)
         decision = ev.decision
         if (
@@ -586,6 +599,22 @@ class Placer:
             )
         except Exception as exc:  # an Event is a courtesy; never fail a reconcile on it
             log.warning("could not record the move of %s %s/%s: %s", *key, exc)
+
+    def _open_claims(self, key: Key) -> list[Claim]:
+        """Other models' recent promises of GPUs (expired ones are dropped)."""
+        now = time.monotonic()
+        for k in [k for k, (at, _) in self._claims.items() if now - at > CLAIM_TTL_SECONDS]:
+            del self._claims[k]
+        return [c for k, (_, claims) in self._claims.items() if k != key for c in claims]
+
+    def _claim(self, key: Key, req: RegionRequest, ev: Evaluation) -> None:
+        """Promise this model's GPUs in the regions it is newly placed in."""
+        gpus = req.plan.resources.gpus * ev.replicas
+        running = set(replicas_by_region(req.deployments))
+        new = [r for r in ev.decision.regions if r not in running]
+        if gpus > 0 and new:
+            claims = tuple(Claim(r, req.plan.resources.gpu_product, gpus) for r in new)
+            self._claims[key] = (time.monotonic(), claims)
 
     def _cluster_pods(self, req: RegionRequest) -> list[dict[str, Any]]:
         now = dt.datetime.now(dt.UTC).timestamp()
