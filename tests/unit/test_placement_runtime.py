@@ -261,3 +261,23 @@ def test_claims_of_decisions_just_made_keep_the_next_one_out_of_a_full_region() 
 def test_with_claims(claims: list[Claim], free: dict[str, int]) -> None:
     capacity = with_claims(node_capacity(NODES, []), claims)
     assert {n.name: n.free_gpus for n in capacity if not n.cpu_only and n.name in free} == free
+
+
+def test_a_model_scaled_to_zero_still_needs_room_for_one_replica() -> None:
+    full_north = [
+        {
+            "spec": {
+                "nodeName": "a10g-north",
+                "containers": [{"resources": {"requests": {"nvidia.com/gpu": "4"}}}],
+            },
+            "status": {"phase": "Running"},
+        }
+    ]
+    keda = dataclasses.replace(
+        plan(), scaling=dataclasses.replace(plan().scaling, mode="keda", min_replicas=0)
+    )
+    ev = evaluate(
+        keda, owner(), [], NODES, full_north, signals(eu_north_1=40, eu_west_1=300, us_east_1=400),
+        SETTINGS, NOW,
+    )  # fmt: skip
+    assert ev.decision.regions == ("eu-west-1",)

@@ -334,7 +334,8 @@ def evaluate(
         f"{meta.get('namespace', '')}/{meta.get('name', '')}",
         plan.placement,
         plan.resources,
-        replicas,
+        # Room for at least one replica: a KEDA model at zero must have somewhere to come back.
+        max(1, replicas),
     )
     capacity = with_claims(node_capacity(capacity_nodes(plan, nodes), pods), claims)
     decision = decide(
