@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlparse
 
+from tests.argocd_lua import health
+
 LOOPBACK: Final = "127.0.0.1"
 FLUX_NAMESPACE: Final = "flux-system"
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-ARGOCD_DIR: Final = REPO_ROOT / "charts" / "smallfleet" / "argocd"
 GIT_HTTP_BACKEND: Final = "/usr/lib/git-core/git-http-backend"
 _PROXY_VARS: Final = (
     "http_proxy",
@@ -582,28 +583,6 @@ def assert_loopback_only(pids: list[int]) -> set[str]:
 # --- Argo CD health --------------------------------------------------------------------
 
 
-def _to_lua(runtime: Any, value: Any) -> Any:
-    # Argo CD decodes maps to tables, lists to 1-based tables and drops JSON nulls.
-    if isinstance(value, dict):
-        table = runtime.table()
-        for key, item in value.items():
-            if item is not None:
-                table[key] = _to_lua(runtime, item)
-        return table
-    if isinstance(value, list):
-        table = runtime.table()
-        for index, item in enumerate(value, start=1):
-            table[index] = _to_lua(runtime, item)
-        return table
-    return value
-
-
 def argocd_health(obj: Mapping[str, Any]) -> tuple[str, str]:
     """The Argo CD health status and message the chart's script gives `obj`."""
-    import lupa.lua51 as lua51
-
-    script = {"SmallModel": "smallmodel.lua", "ModelPipeline": "modelpipeline.lua"}[obj["kind"]]
-    runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
-    runtime.globals().obj = _to_lua(runtime, dict(obj))
-    result = runtime.execute((ARGOCD_DIR / script).read_text())
-    return str(result["status"]), str(result["message"])
+    return health(obj)

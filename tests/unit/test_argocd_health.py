@@ -11,17 +11,15 @@ check the same agreement against a live Flux.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Final
 
-import lupa.lua51 as lua51
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.argocd_lua import ARGOCD_DIR, health
 
 from smallfleet import conditions as c
 
-ARGOCD_DIR: Final = Path(__file__).resolve().parents[2] / "charts" / "smallfleet" / "argocd"
 SCRIPTS: Final = ("smallmodel.lua", "modelpipeline.lua")
 ARGO_STATUSES: Final = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing"}
 
@@ -34,27 +32,8 @@ KSTATUS_TO_ARGO: Final = {
 }
 
 
-def _to_lua(runtime: Any, value: Any) -> Any:
-    # Argo CD decodes maps to tables, lists to 1-based tables and drops JSON nulls.
-    if isinstance(value, dict):
-        table = runtime.table()
-        for key, item in value.items():
-            if item is not None:
-                table[key] = _to_lua(runtime, item)
-        return table
-    if isinstance(value, list):
-        table = runtime.table()
-        for index, item in enumerate(value, start=1):
-            table[index] = _to_lua(runtime, item)
-        return table
-    return value
-
-
 def lua_health(obj: dict[str, Any], script: str = "smallmodel.lua") -> tuple[str, str]:
-    runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
-    runtime.globals().obj = _to_lua(runtime, obj)
-    result = runtime.execute((ARGOCD_DIR / script).read_text())
-    return str(result["status"]), str(result["message"])
+    return health(obj, script)
 
 
 def kstatus(obj: dict[str, Any]) -> tuple[str, str]:
