@@ -18,9 +18,7 @@ starts when the load stops, which is all the test relies on.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -36,11 +34,11 @@ from tests.triton.triton_harness import (
     TritonEnv,
     TritonServer,
     build_repository,
-    free_port,
     load_manifests,
     parse_all,
     prepare_env,
     serve_directory,
+    start_triton,
 )
 
 from smallfleet.render import plan_for_model, triton_args
@@ -77,47 +75,15 @@ def _start_triton_on_8002(env: TritonEnv, workdir: Path, artifacts_url: str) -> 
     models, _ = parse_all(docs)
     plan = plan_for_model(models[MODEL], Settings())
     repository = build_repository(plan, workdir / "models")
-    http_port, grpc_port = free_port(), free_port()
-    args: list[str] = []
-    for arg in triton_args(plan, str(repository)):
-        flag = arg.split("=", 1)[0]
-        ports = {"--http-port": http_port, "--grpc-port": grpc_port, "--metrics-port": 8002}
-        args.append(f"{flag}={ports[flag]}" if flag in ports else arg)
-    args += [
-        f"--backend-directory={env.backend_directory}",
-        "--http-address=127.0.0.1",
-        "--grpc-address=127.0.0.1",
-        "--metrics-address=0.0.0.0",
-        f"--backend-config=python,shm-region-prefix-name=sf{http_port}_",
-    ]
-    environ = dict(os.environ)
-    environ["LD_LIBRARY_PATH"] = os.pathsep.join(
-        [*env.ld_library_path, *filter(None, [environ.get("LD_LIBRARY_PATH")])]
-    )
-    log_path = workdir / "tritonserver.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(env.tritonserver), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environ,
-            start_new_session=True,
-        )
-    server = TritonServer(
-        process=process,
-        repository=repository,
-        log_path=log_path,
-        http_port=http_port,
-        grpc_port=grpc_port,
+    return start_triton(
+        env,
+        repository,
+        triton_args(plan, str(repository)),
+        log_path=workdir / "tritonserver.log",
+        timeout=240.0,
         metrics_port=METRICS_PORT,
-        args=args,
+        metrics_address="0.0.0.0",
     )
-    try:
-        server.wait("ready", 240.0)
-    except BaseException:
-        server.stop()
-        raise
-    return server
 
 
 @pytest.fixture(scope="module")

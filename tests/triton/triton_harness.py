@@ -180,7 +180,12 @@ def build_repository(plan: ServerPlan, root: Path) -> Path:
     return root
 
 
-def local_args(args: list[str], env: TritonEnv, ports: Mapping[str, int]) -> list[str]:
+def local_args(
+    args: list[str],
+    env: TritonEnv,
+    ports: Mapping[str, int],
+    metrics_address: str = "127.0.0.1",
+) -> list[str]:
     """The rendered command line, bound to 127.0.0.1 with free ports and the local backends."""
     out = []
     for arg in args:
@@ -191,7 +196,7 @@ def local_args(args: list[str], env: TritonEnv, ports: Mapping[str, int]) -> lis
         f"--backend-directory={env.backend_directory}",
         "--http-address=127.0.0.1",
         "--grpc-address=127.0.0.1",
-        "--metrics-address=127.0.0.1",
+        f"--metrics-address={metrics_address}",
         # Several servers may run side by side here; python-backend shared-memory
         # regions are named from this prefix, so each server gets its own.
         f"--backend-config=python,shm-region-prefix-name=sf{ports['--http-port']}_",
@@ -317,6 +322,8 @@ def start_triton(
     log_path: Path | None = None,
     wait_for: str = "ready",
     timeout: float = READY_TIMEOUT_SECONDS,
+    metrics_port: int | None = None,
+    metrics_address: str = "127.0.0.1",
 ) -> TritonServer:
     """Start tritonserver with rendered `args` (from `triton_args`) on free local ports.
 
@@ -325,7 +332,9 @@ def start_triton(
     finished loading or failed (for servers expected to hold broken models).
     """
     ports = {flag: free_port() for flag in _PORT_FLAGS}
-    command = [str(env.tritonserver), *local_args(args, env, ports)]
+    if metrics_port is not None:
+        ports["--metrics-port"] = metrics_port
+    command = [str(env.tritonserver), *local_args(args, env, ports, metrics_address)]
     log_path = log_path or repository.parent / f"tritonserver-{ports['--http-port']}.log"
     environ = server_environment(os.environ)
     environ["LD_LIBRARY_PATH"] = os.pathsep.join(
