@@ -725,7 +725,7 @@ def _users_dir(name: str) -> Path:
     return CACHE / "clusters" / f"{name}.users"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -752,7 +752,7 @@ def shared(name: str, kubeconfig: Path, keep: bool = False) -> Iterator[Cluster]
     finally:
         me.unlink(missing_ok=True)
         with _file_lock(CACHE / "clusters" / f"{name}.lock"):
-            alive = [p for p in users.iterdir() if p.name.isdigit() and _pid_alive(int(p.name))]
+            alive = [p for p in users.iterdir() if p.name.isdigit() and pid_alive(int(p.name))]
             for p in users.iterdir():
                 if p not in alive:
                     p.unlink(missing_ok=True)

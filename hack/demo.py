@@ -48,6 +48,7 @@ from hack.cluster import (
     install_crds,
     install_keda_crds,
     operator_command,
+    pid_alive,
     up,
 )
 
@@ -110,12 +111,8 @@ def choose_cluster(local: bool) -> tuple[Cluster, bool]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
     cmdline = Path(f"/proc/{pid}/cmdline")
     return not cmdline.exists() or b"smallfleet" in cmdline.read_bytes()
 
