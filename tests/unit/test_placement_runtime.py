@@ -17,6 +17,7 @@ from smallfleet.handlers.placement import (
     current_placement,
     evaluate,
     only_full,
+    open_claims,
     placement_status,
     ready_by_region,
 )
@@ -281,3 +282,51 @@ def test_a_model_scaled_to_zero_still_needs_room_for_one_replica() -> None:
         SETTINGS, NOW,
     )  # fmt: skip
     assert ev.decision.regions == ("eu-west-1",)
+
+
+def _pod(namespace: str, name: str, region: str, node: str | None) -> dict[str, Any]:
+    labels = {
+        "serving.smallfleet.io/owner-kind": "SmallModel",
+        "serving.smallfleet.io/owner-name": name,
+        "serving.smallfleet.io/region": region,
+    }
+    spec: dict[str, Any] = {"nodeName": node} if node else {}
+    return {"metadata": {"namespace": namespace, "labels": labels}, "spec": spec}
+
+
+def test_a_claim_stops_counting_once_its_pod_is_bound() -> None:
+    claims = {
+        ("SmallModel", "ns", "a"): [Claim("eu-north-1", "NVIDIA-A10G", 1)],
+        ("SmallModel", "ns", "b"): [Claim("eu-north-1", "NVIDIA-A10G", 1)],
+        ("SmallModel", "ns", "c"): [Claim("eu-west-1", "NVIDIA-A10G", 1)],
+    }
+    pods = [
+        _pod("ns", "a", "eu-north-1", "a10g-north"),  # bound: its pod counts, not its claim
+        _pod("ns", "b", "eu-north-1", None),  # pending: the claim still counts
+        _pod("other", "c", "eu-west-1", "a10g-west"),  # another namespace's model
+    ]
+    assert open_claims(claims, pods) == [
+        Claim("eu-north-1", "NVIDIA-A10G", 1),
+        Claim("eu-west-1", "NVIDIA-A10G", 1),
+    ]
+
+
+def test_a_model_at_zero_is_placed_even_when_no_region_has_room_for_one() -> None:
+    full = [
+        {
+            "spec": {
+                "nodeName": n,
+                "containers": [{"resources": {"requests": {"nvidia.com/gpu": "4"}}}],
+            },
+            "status": {"phase": "Running"},
+        }
+        for n in ("a10g-north", "a10g-west", "a10g-us")
+    ]
+    keda = dataclasses.replace(
+        plan(), scaling=dataclasses.replace(plan().scaling, mode="keda", min_replicas=0)
+    )
+    ev = evaluate(
+        keda, owner(), [], NODES, full, signals(eu_north_1=40, eu_west_1=300, us_east_1=400),
+        SETTINGS, NOW,
+    )  # fmt: skip
+    assert ev.decision.regions == ("eu-north-1",)

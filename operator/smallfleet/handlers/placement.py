@@ -20,6 +20,7 @@ a move in progress is recognised after a restart too.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -303,6 +304,36 @@ def current_placement(
     return CurrentPlacement(tuple(regions), since, held)
 
 
+def open_claims(
+    claims: Mapping[Key, Sequence[Claim]], pods: Sequence[Mapping[str, Any]]
+) -> list[Claim]:
+    """The claims whose model has no pod bound in the claimed region yet.
+
+    Once a pod is bound, `node_capacity` counts it; counting its claim too would
+    make the region look fuller than it is.
+    """
+    bound = set()
+    for pod in pods:
+        if not (pod.get("spec") or {}).get("nodeName"):
+            continue
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        bound.add(
+            (
+                labels.get(LABEL_OWNER_KIND),
+                meta.get("namespace"),
+                labels.get(LABEL_OWNER_NAME),
+                labels.get(LABEL_REGION),
+            )
+        )
+    return [
+        claim
+        for (kind, namespace, name), held in sorted(claims.items())
+        for claim in held
+        if (kind, namespace, name, claim.region) not in bound
+    ]
+
+
 def capacity_nodes(plan: ServerPlan, nodes: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The nodes a server may land on: CPU servers stay off GPU nodes, as rendered."""
     if plan.resources.gpus > 0:
@@ -341,6 +372,12 @@ def evaluate(
     decision = decide(
         model, signals.readings, capacity, current, now, settings, regions=signals.table
     )
+    if replicas == 0 and not decision.feasible:
+        # Nowhere has room for one: at zero replicas it still fits anywhere it may run.
+        decision = decide(
+            dataclasses.replace(model, replicas=0), signals.readings, capacity, current, now,
+            settings, regions=signals.table,
+        )  # fmt: skip
     previous = ((owner.get("status") or {}).get("placement") or {}).get("lastMoveTime")
     if decision.regions and (current is None or decision.move):
         last_move: str | None = _rfc3339(now)
@@ -437,7 +474,7 @@ class Placer:
             now = self.now()
             ev = evaluate(
                 req.plan, req.owner, req.deployments, nodes, pods, self.signals.latest(),
-                self.settings, now, self._open_claims(key),
+                self.settings, now, self._open_claims(key, pods),
             )  # fmt: skip
             self._claim(key, req, ev)
         self._choices[key] = _Choice(ev, req.plan)
@@ -601,12 +638,12 @@ class Placer:
         except Exception as exc:  # an Event is a courtesy; never fail a reconcile on it
             log.warning("could not record the move of %s %s/%s: %s", *key, exc)
 
-    def _open_claims(self, key: Key) -> list[Claim]:
-        """Other models' recent promises of GPUs (expired ones are dropped)."""
+    def _open_claims(self, key: Key, pods: Sequence[Mapping[str, Any]]) -> list[Claim]:
+        """Other models' promises of GPUs that their bound pods do not show yet."""
         now = time.monotonic()
         for k in [k for k, (at, _) in self._claims.items() if now - at > CLAIM_TTL_SECONDS]:
             del self._claims[k]
-        return [c for k, (_, claims) in self._claims.items() if k != key for c in claims]
+        return open_claims({k: v for k, (_, v) in self._claims.items() if k != key}, pods)
 
     def _claim(self, key: Key, req: RegionRequest, ev: Evaluation) -> None:
         """Promise this model's GPUs in the regions it is newly placed in."""
