@@ -17,12 +17,10 @@ from smallfleet.handlers.placement import (
     current_placement,
     evaluate,
     only_full,
-    open_claims,
     placement_status,
     ready_by_region,
 )
-from smallfleet.placement import CarbonReading, node_capacity
-from smallfleet.placement.capacity import Claim, with_claims
+from smallfleet.placement import CarbonReading
 from smallfleet.providers import default_region_table
 from smallfleet.render import ServerPlan, plan_for_model
 from smallfleet.settings import Settings
@@ -236,34 +234,6 @@ def test_only_full(placement: dict[str, Any], product: str, only_room_missing: b
     assert only_full(ev.decision) is only_room_missing
 
 
-def test_claims_of_decisions_just_made_keep_the_next_one_out_of_a_full_region() -> None:
-    """Four models placed at once, before any pod binds, do not all crowd the cleanest region."""
-    sig = signals(eu_north_1=40, eu_west_1=300, us_east_1=400)
-    claims: list[Claim] = []
-    chosen = []
-    for _ in range(6):
-        ev = evaluate(plan(), owner(), [], NODES, [], sig, SETTINGS, NOW, claims)
-        (region,) = ev.decision.regions
-        chosen.append(region)
-        claims.append(Claim(region, "NVIDIA-A10G", 1))
-    assert chosen == ["eu-north-1"] * 4 + ["eu-west-1"] * 2
-
-
-@pytest.mark.parametrize(
-    ("claims", "free"),
-    [
-        ([], {"a10g-north": 4, "a10g-west": 4}),
-        ([Claim("eu-north-1", "NVIDIA-A10G", 3)], {"a10g-north": 1, "a10g-west": 4}),
-        ([Claim("eu-north-1", "NVIDIA-L4", 3)], {"a10g-north": 4, "a10g-west": 4}),
-        ([Claim("eu-north-1", None, 9)], {"a10g-north": 0, "a10g-west": 4}),
-        ([Claim("eu-west-1", "NVIDIA-A10G", 2)] * 2, {"a10g-north": 4, "a10g-west": 0}),
-    ],
-)
-def test_with_claims(claims: list[Claim], free: dict[str, int]) -> None:
-    capacity = with_claims(node_capacity(NODES, []), claims)
-    assert {n.name: n.free_gpus for n in capacity if not n.cpu_only and n.name in free} == free
-
-
 def test_a_model_scaled_to_zero_still_needs_room_for_one_replica() -> None:
     full_north = [
         {
@@ -282,33 +252,6 @@ def test_a_model_scaled_to_zero_still_needs_room_for_one_replica() -> None:
         SETTINGS, NOW,
     )  # fmt: skip
     assert ev.decision.regions == ("eu-west-1",)
-
-
-def _pod(namespace: str, name: str, region: str, node: str | None) -> dict[str, Any]:
-    labels = {
-        "serving.smallfleet.io/owner-kind": "SmallModel",
-        "serving.smallfleet.io/owner-name": name,
-        "serving.smallfleet.io/region": region,
-    }
-    spec: dict[str, Any] = {"nodeName": node} if node else {}
-    return {"metadata": {"namespace": namespace, "labels": labels}, "spec": spec}
-
-
-def test_a_claim_stops_counting_once_its_pod_is_bound() -> None:
-    claims = {
-        ("SmallModel", "ns", "a"): [Claim("eu-north-1", "NVIDIA-A10G", 1)],
-        ("SmallModel", "ns", "b"): [Claim("eu-north-1", "NVIDIA-A10G", 1)],
-        ("SmallModel", "ns", "c"): [Claim("eu-west-1", "NVIDIA-A10G", 1)],
-    }
-    pods = [
-        _pod("ns", "a", "eu-north-1", "a10g-north"),  # bound: its pod counts, not its claim
-        _pod("ns", "b", "eu-north-1", None),  # pending: the claim still counts
-        _pod("other", "c", "eu-west-1", "a10g-west"),  # another namespace's model
-    ]
-    assert open_claims(claims, pods) == [
-        Claim("eu-north-1", "NVIDIA-A10G", 1),
-        Claim("eu-west-1", "NVIDIA-A10G", 1),
-    ]
 
 
 def test_a_model_at_zero_is_placed_even_when_no_region_has_room_for_one() -> None:

@@ -24,7 +24,6 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -51,7 +50,6 @@ from smallfleet.placement import (
     plan_move,
     with_zone_overrides,
 )
-from smallfleet.placement.capacity import Claim, with_claims
 from smallfleet.placement.policies import REASON_NO_CAPACITY
 from smallfleet.providers import (
     CarbonProvider,
@@ -79,9 +77,6 @@ log = logging.getLogger("smallfleet.placement")
 MOVE_CHECK_SECONDS: Final = 2.0
 # All-pod lists are the costliest read of a reconcile; a burst of reconciles shares one.
 PODS_TTL_SECONDS: Final = 2.0
-# How long a decision's promise of GPUs counts against other decisions: long enough for
-# the Deployment's pods to be created and bound, after which the pods themselves count.
-CLAIM_TTL_SECONDS: Final = 30.0
 REASON_MOVED: Final = "Moved"
 
 INTENSITY: Final = telemetry.gauge(
@@ -304,36 +299,6 @@ def current_placement(
     return CurrentPlacement(tuple(regions), since, held)
 
 
-def open_claims(
-    claims: Mapping[Key, Sequence[Claim]], pods: Sequence[Mapping[str, Any]]
-) -> list[Claim]:
-    """The claims whose model has no pod bound in the claimed region yet.
-
-    Once a pod is bound, `node_capacity` counts it; counting its claim too would
-    make the region look fuller than it is.
-    """
-    bound = set()
-    for pod in pods:
-        if not (pod.get("spec") or {}).get("nodeName"):
-            continue
-        meta = pod.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        bound.add(
-            (
-                labels.get(LABEL_OWNER_KIND),
-                meta.get("namespace"),
-                labels.get(LABEL_OWNER_NAME),
-                labels.get(LABEL_REGION),
-            )
-        )
-    return [
-        claim
-        for (kind, namespace, name), held in sorted(claims.items())
-        for claim in held
-        if (kind, namespace, name, claim.region) not in bound
-    ]
-
-
 def capacity_nodes(plan: ServerPlan, nodes: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The nodes a server may land on: CPU servers stay off GPU nodes, as rendered."""
     if plan.resources.gpus > 0:
@@ -352,12 +317,8 @@ def evaluate(
     signals: Signals,
     settings: Settings,
     now: dt.datetime,
-    claims: Sequence[Claim] = (),
 ) -> Evaluation:
-    """Decide one model's regions from values alone (no I/O).
-
-    `claims` are GPUs other decisions promised moments ago, whose pods are not bound yet.
-    """
+    """Decide one model's regions from values alone (no I/O)."""
     meta = owner.get("metadata") or {}
     replicas = _replicas(plan, deployments)
     current = current_placement(owner, deployments, now)
@@ -368,7 +329,7 @@ def evaluate(
         # Room for at least one replica: a KEDA model at zero must have somewhere to come back.
         max(1, replicas),
     )
-    capacity = with_claims(node_capacity(capacity_nodes(plan, nodes), pods), claims)
+    capacity = node_capacity(capacity_nodes(plan, nodes), pods)
     decision = decide(
         model, signals.readings, capacity, current, now, settings, regions=signals.table
     )
@@ -459,8 +420,6 @@ class Placer:
         self._moving: dict[Key, tuple[str, ...]] = {}
         self._announced: dict[Key, tuple[str, ...]] = {}  # the last move announced by an Event
         self._pods: tuple[float, list[dict[str, Any]]] | None = None
-        self._claims: dict[Key, tuple[float, tuple[Claim, ...]]] = {}
-        self._deciding = threading.Lock()  # one decision at a time, so claims are seen
         self._emissions: dict[Key, float] = {}
 
     # -- called by Reconciler ------------------------------------------------
@@ -469,14 +428,12 @@ class Placer:
         """`{region: replicas}` for the plan: the decided regions (empty when none is feasible)."""
         key = _owner_key(req.owner)
         nodes = req.nodes()
-        with self._deciding:
-            pods = self._cluster_pods(req) if req.plan.resources.gpus > 0 else []
-            now = self.now()
-            ev = evaluate(
-                req.plan, req.owner, req.deployments, nodes, pods, self.signals.latest(),
-                self.settings, now, self._open_claims(key, pods),
-            )  # fmt: skip
-            self._claim(key, req, ev)
+        pods = self._cluster_pods(req) if req.plan.resources.gpus > 0 else []
+        now = self.now()
+        ev = evaluate(
+            req.plan, req.owner, req.deployments, nodes, pods, self.signals.latest(),
+            self.settings, now,
+        )  # fmt: skip
         self._choices[key] = _Choice(ev, req.plan)
         decision = ev.decision
         if (
@@ -637,22 +594,6 @@ class Placer:
             )
         except Exception as exc:  # an Event is a courtesy; never fail a reconcile on it
             log.warning("could not record the move of %s %s/%s: %s", *key, exc)
-
-    def _open_claims(self, key: Key, pods: Sequence[Mapping[str, Any]]) -> list[Claim]:
-        """Other models' promises of GPUs that their bound pods do not show yet."""
-        now = time.monotonic()
-        for k in [k for k, (at, _) in self._claims.items() if now - at > CLAIM_TTL_SECONDS]:
-            del self._claims[k]
-        return open_claims({k: v for k, (_, v) in self._claims.items() if k != key}, pods)
-
-    def _claim(self, key: Key, req: RegionRequest, ev: Evaluation) -> None:
-        """Promise this model's GPUs in the regions it is newly placed in."""
-        gpus = req.plan.resources.gpus * ev.replicas
-        running = set(replicas_by_region(req.deployments))
-        new = [r for r in ev.decision.regions if r not in running]
-        if gpus > 0 and new:
-            claims = tuple(Claim(r, req.plan.resources.gpu_product, gpus) for r in new)
-            self._claims[key] = (time.monotonic(), claims)
 
     def _cluster_pods(self, req: RegionRequest) -> list[dict[str, Any]]:
         now = dt.datetime.now(dt.UTC).timestamp()

@@ -9,7 +9,6 @@ pods and calls `node_capacity`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from smallfleet.placement.policies import NodeCapacity
@@ -74,35 +73,3 @@ def node_capacity(
             )
         )
     return sorted(out, key=lambda n: n.name)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """GPUs a placement decision has promised to a region before its pods are bound.
-
-    Pods appear and bind a moment after the Deployment is applied; decisions made
-    in that moment would otherwise all see the same free room and crowd one region.
-    """
-
-    region: str
-    gpu_product: str | None
-    gpus: int
-
-
-def with_claims(capacity: Sequence[NodeCapacity], claims: Sequence[Claim]) -> list[NodeCapacity]:
-    """`capacity` with each claim's GPUs counted as requested on matching nodes, fullest first."""
-    nodes = list(capacity)
-    for claim in claims:
-        left = claim.gpus
-        for i, node in enumerate(nodes):
-            if left <= 0:
-                break
-            if node.region != claim.region or node.cpu_only:
-                continue
-            if claim.gpu_product and node.gpu_product != claim.gpu_product:
-                continue
-            take = min(node.free_gpus, left)
-            if take > 0:
-                nodes[i] = replace(node, requested_gpus=node.requested_gpus + take)
-                left -= take
-    return nodes
