@@ -130,4 +130,13 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
         f"namespace {name} never got its default ServiceAccount",
     )
     yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+    # Wait until it is gone: its pods hold GPUs, and the next test must not see them.
+    cluster.kubectl(
+        "delete",
+        "namespace",
+        name,
+        "--ignore-not-found",
+        "--timeout=120s",
+        check=False,
+        timeout=150,
+    )
