@@ -240,15 +240,18 @@ def test_cleaner_region_moves_the_model_make_before_break(
     stop = threading.Event()
     errors: list[BaseException] = []
 
+    def sample() -> None:
+        samples.append(
+            {
+                d["metadata"]["name"]: int(d.get("status", {}).get("readyReplicas") or 0)
+                for d in deployments(cluster, namespace, "mover")
+            }
+        )
+
     def watch() -> None:
         while not stop.is_set():
             try:
-                samples.append(
-                    {
-                        d["metadata"]["name"]: int(d.get("status", {}).get("readyReplicas") or 0)
-                        for d in deployments(cluster, namespace, "mover")
-                    }
-                )
+                sample()
             except BaseException as exc:  # reported after the move
                 errors.append(exc)
             time.sleep(0.1)
@@ -269,6 +272,8 @@ def test_cleaner_region_moves_the_model_make_before_break(
     finally:
         stop.set()
         watcher.join(timeout=10)
+    # The watcher may stop before it sees the old Deployment gone; the final state closes the record.
+    sample()
     print(
         f"move finished {time.monotonic() - changed:.1f}s after the intensities changed "
         f"(refresh 2s, dwell {DWELL_S}s), {len(samples)} samples of readyReplicas"
