@@ -231,9 +231,7 @@ def sync(
 
 @pytest.fixture
 def operator(operator_process: OperatorFactory, namespace: str) -> OperatorProcess:
-    # Re-placement runs on each carbon refresh: a model whose region filled up while all
-    # the examples were placed at once moves on within seconds, not the default five minutes.
-    return operator_process(namespace, env={"SMALLFLEET_CARBON_REFRESH_SECONDS": "10"})
+    return operator_process(namespace)
 
 
 def report(capsys: pytest.CaptureFixture[str], line: str) -> None:

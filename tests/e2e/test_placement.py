@@ -322,32 +322,14 @@ def test_eu_residency_never_lands_in_the_us_even_when_it_is_cleanest(
     )
 
 
-def _gpu_pods_on(cluster: Cluster, node: str) -> int:
-    pods = cluster.kubectl_json("get", "pods", "-A", "--field-selector", f"spec.nodeName={node}")[
-        "items"
-    ]
-    used = 0
-    for pod in pods:
-        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-            continue
-        for container in pod["spec"].get("containers") or []:
-            used += int(
-                (container.get("resources", {}).get("requests") or {}).get("nvidia.com/gpu", 0)
-            )
-    return used
-
-
-def test_a_full_region_sends_the_model_to_the_next_feasible_one(
-    cluster: Cluster, namespace: str, operator: OperatorProcess, grid: GridApi
-) -> None:
-    grid.set(eu_north_1=20, eu_west_1=100, us_east_1=400)
-    node = "gpu-eu-north-1a-a10g"  # the only A10G node of the cleanest region
-    filler = {
+def _filler(node: str, *, replicas: int) -> dict[str, Any]:
+    """A Deployment of pause pods that take one GPU each on `node`."""
+    return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": "gpu-filler"},
         "spec": {
-            "replicas": 4,
+            "replicas": replicas,
             "selector": {"matchLabels": {"app": "gpu-filler"}},
             "template": {
                 "metadata": {"labels": {"app": "gpu-filler"}},
@@ -368,6 +350,29 @@ def test_a_full_region_sends_the_model_to_the_next_feasible_one(
             },
         },
     }
+
+
+def _gpu_pods_on(cluster: Cluster, node: str) -> int:
+    pods = cluster.kubectl_json("get", "pods", "-A", "--field-selector", f"spec.nodeName={node}")[
+        "items"
+    ]
+    used = 0
+    for pod in pods:
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        for container in pod["spec"].get("containers") or []:
+            used += int(
+                (container.get("resources", {}).get("requests") or {}).get("nvidia.com/gpu", 0)
+            )
+    return used
+
+
+def test_a_full_region_sends_the_model_to_the_next_feasible_one(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, grid: GridApi
+) -> None:
+    grid.set(eu_north_1=20, eu_west_1=100, us_east_1=400)
+    node = "gpu-eu-north-1a-a10g"  # the only A10G node of the cleanest region
+    filler = _filler(node, replicas=4)
     apply(cluster, namespace, filler)
     cluster.wait_for(
         lambda: _gpu_pods_on(cluster, node) >= 4, 60, f"the filler never took every GPU of {node}"
@@ -385,6 +390,54 @@ def test_a_full_region_sends_the_model_to_the_next_feasible_one(
     finally:
         # The nodes are shared by every test of the session: give the GPUs back now.
         cluster.kubectl("delete", "deployment", "gpu-filler", "-n", namespace, "--wait=true")
+        cluster.wait_for(
+            lambda: _gpu_pods_on(cluster, node) < 4, 60, f"the filler never left {node}"
+        )
+
+
+def test_a_model_pushed_out_of_its_region_moves_before_the_next_refresh(
+    cluster: Cluster, namespace: str, operator_process: OperatorFactory, grid: GridApi
+) -> None:
+    """Higher-priority pods take the model's GPUs: it moves at once, not at the next refresh."""
+    grid.set(eu_north_1=20, eu_west_1=100, us_east_1=400)
+    env = operator_env(grid, dwell_s=3600)
+    env["SMALLFLEET_CARBON_REFRESH_SECONDS"] = "600"
+    operator_process(namespace, env=env)
+    node = "gpu-eu-north-1a-a10g"  # the only A10G node of the cleanest region
+    apply(cluster, namespace, model("pushed"))
+    wait_ready(cluster, "sm", "pushed", namespace, timeout=TIMEOUT)
+    assert pod_regions(cluster, namespace, "pushed") == ["eu-north-1"]
+
+    priority = f"{namespace}-urgent"[:63]
+    cluster.apply_yaml(
+        yaml.safe_dump(
+            {
+                "apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass",
+                "metadata": {"name": priority},
+                "value": 1000000,
+                "description": "e2e: pods that preempt a model's server",
+            }
+        )
+    )
+    filler = _filler(node, replicas=4)
+    filler["spec"]["template"]["spec"]["priorityClassName"] = priority
+    pushed_at = time.monotonic()
+    apply(cluster, namespace, filler)
+    try:
+        wait_status(
+            cluster, "pushed", namespace, "never left the region it was pushed out of",
+            lambda o: placed_regions(o) == ["eu-west-1"]
+            and condition(o, "Ready").get("status") == "True",
+            timeout=TIMEOUT,
+        )  # fmt: skip
+        print(f"moved {time.monotonic() - pushed_at:.1f}s after its GPUs were taken (refresh 600s)")
+        assert pod_regions(cluster, namespace, "pushed") == ["eu-west-1"]
+        north = excluded(get_sm(cluster, "pushed", namespace))["eu-north-1"]
+        assert north["reason"] == "NoCapacity", north
+    finally:
+        cluster.kubectl("delete", "deployment", "gpu-filler", "-n", namespace, "--wait=true")
+        cluster.kubectl("delete", "priorityclass", priority, "--ignore-not-found")
         cluster.wait_for(
             lambda: _gpu_pods_on(cluster, node) < 4, 60, f"the filler never left {node}"
         )

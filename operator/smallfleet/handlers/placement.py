@@ -75,6 +75,8 @@ log = logging.getLogger("smallfleet.placement")
 
 # How often moves in progress are checked for completion (cheap: one list per moving model).
 MOVE_CHECK_SECONDS: Final = 2.0
+# How often models whose servers the scheduler cannot place are placed again.
+UNSCHEDULABLE_CHECK_SECONDS: Final = 5.0
 # All-pod lists are the costliest read of a reconcile; a burst of reconciles shares one.
 PODS_TTL_SECONDS: Final = 2.0
 REASON_MOVED: Final = "Moved"
@@ -421,6 +423,7 @@ class Placer:
         self._announced: dict[Key, tuple[str, ...]] = {}  # the last move announced by an Event
         self._pods: tuple[float, list[dict[str, Any]]] | None = None
         self._emissions: dict[Key, float] = {}
+        self._unschedulable: set[Key] = set()  # servers the scheduler could not place
 
     # -- called by Reconciler ------------------------------------------------
 
@@ -472,6 +475,17 @@ class Placer:
         FLEET_GRAMS.set(sum(self._emissions.values()))
         return derived
 
+    def observed(self, key: Key, derived: st.Derived) -> None:
+        """Remember models whose servers the scheduler cannot place, for `replace_unschedulable`."""
+        stalled = next((x for x in derived.conditions if x.type == c.STALLED), None)
+        if stalled is not None and (stalled.status, stalled.reason) == (
+            "True",
+            c.REASON_UNSCHEDULABLE,
+        ):
+            self._unschedulable.add(key)
+        else:
+            self._unschedulable.discard(key)
+
     # -- periodic ----------------------------------------------------------
 
     def refresh(self) -> None:
@@ -479,11 +493,14 @@ class Placer:
         self.signals.refresh()
         self.reevaluate()
 
-    def reevaluate(self) -> None:
+    def reevaluate(self, only: set[Key] | None = None) -> None:
+        """Reconcile every known model (or those in `only`) whose decision would change now."""
         reconciler = self._reconciler()
         known = reconciler.known()
         for gone in set(self._emissions) - set(known):
             self._forget(gone)
+        if only is not None:
+            known = [k for k in known if k in only]
         if not known:
             return
         signals = self.signals.latest()
@@ -513,6 +530,18 @@ class Placer:
                     "%s %s/%s: placement changed: %s", kind, namespace, name, ev.decision.message
                 )
                 reconciler.reconcile_named(kind, namespace, name)  # the freshest body
+
+    def replace_unschedulable(self) -> None:
+        """Place again, now, the models whose servers cannot be scheduled where they were put.
+
+        Models placed at the same moment all see the same free GPUs; the ones
+        that lose the race find their region full once the winners' pods bind.
+        Their region is then infeasible, which placement repairs without dwell.
+        """
+        self._unschedulable &= set(self._reconciler().known())
+        stuck = set(self._unschedulable)
+        if stuck:
+            self.reevaluate(only=stuck)
 
     def finish_moves(self) -> None:
         """Reconcile models whose move can complete: every target region is Ready."""
@@ -635,6 +664,7 @@ class Placer:
         self._emissions.pop(key, None)
         self._moving.pop(key, None)
         self._announced.pop(key, None)
+        self._unschedulable.discard(key)
         for gauge in (MODEL_WATTS, MODEL_GRAMS):
             with contextlib.suppress(KeyError):
                 gauge.remove(*key)
@@ -656,8 +686,10 @@ def install(
     placer.reconciler = reconciler
     reconciler.choose_regions = placer.regions
     reconciler.status_extra = placer.status_extra
+    reconciler.observed = placer.observed
     runtime.every(float(settings.carbon_refresh_seconds), placer.refresh, "carbon-refresh")
     runtime.every(MOVE_CHECK_SECONDS, placer.finish_moves, "placement-moves")
+    runtime.every(UNSCHEDULABLE_CHECK_SECONDS, placer.replace_unschedulable, "placement-stuck")
     return placer
 
 

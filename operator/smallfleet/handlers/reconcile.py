@@ -246,6 +246,9 @@ class Reconciler:
         self._memo: dict[Key, _Memo] = {}
         self._nodes: tuple[float, list[dict[str, Any]]] | None = None
         self.status_extra: StatusExtra = lambda _key, _body, _deployments: None
+        # Told each resource's status as derived from its children (placement watches for
+        # servers the scheduler cannot place, to move them without waiting for a refresh).
+        self.observed: Callable[[Key, st.Derived], None] = lambda _key, _derived: None
         # Replicas the operator's autoscaler set on a Deployment (plan, namespace, name), so
         # that applying the spec again keeps them; None: no opinion (see handlers.scaling).
         self.decided_replicas: Callable[[ServerPlan, str, str], int | None] = (
@@ -340,6 +343,7 @@ class Reconciler:
                         expected=memo.deployments,
                         digest=memo.digest,
                     )
+                    self.observed(key, derived)
                     with telemetry.reconcile_timer(*key) as rec:
                         outcome = self._write_status(key, body, derived)
                         rec.result = outcome.result
@@ -459,6 +463,7 @@ class Reconciler:
         if kind == MODEL_PIPELINE:
             extra["models"] = sorted({m.name for m in plan.models if not m.is_ensemble})
         derived = st.Derived(derived.conditions, {**derived.fields, **extra})
+        self.observed(key, derived)
         more = self.status_extra(key, body, list(current.values()))
         if more is not None:
             types = {x.type for x in more.conditions}
