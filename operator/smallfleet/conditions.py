@@ -50,6 +50,9 @@ REASON_ARTIFACT_FAILED: Final = (
 )
 REASON_MODEL_LOAD_FAILED: Final = "ModelLoadFailed"  # Triton could not load the model
 REASON_APPLY_FAILED: Final = "ApplyFailed"  # the API server refused a child object
+REASON_NAME_CONFLICT: Final = (
+    "NameConflict"  # a child's name is taken by an object this resource does not own
+)
 REASON_ROLLOUT_FAILED: Final = "RolloutFailed"  # the Deployment exceeded its progress deadline
 REASON_PLACED: Final = "Placed"
 REASON_NO_FEASIBLE_REGION: Final = "NoFeasibleRegion"

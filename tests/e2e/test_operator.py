@@ -325,6 +325,70 @@ def test_pipeline_with_a_missing_model_stalls_and_recovers(
     assert obj["status"]["models"] == sorted(m["metadata"]["name"] for m in models)
 
 
+def test_a_name_taken_by_someone_elses_object_is_stalled_and_never_taken_over(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "taken", "labels": {"app": "hand-made"}},
+        "spec": {"selector": {"app": "hand-made"}, "ports": [{"name": "web", "port": 80}]},
+    }
+    apply(cluster, namespace, [service])
+    (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
+    doc["metadata"]["name"] = "taken"
+    apply(cluster, namespace, [doc])
+    obj = wait_condition(
+        cluster, "SmallModel", "taken", namespace, "Stalled", "True", "NameConflict"
+    )
+    message = condition(obj, "Stalled")["message"]
+    assert "Service 'taken' already exists" in message and "not smallfleet" in message, message
+    assert condition(obj, "Ready")["status"] == "False"
+    kept = get(cluster, "service", "taken", namespace)
+    assert kept["spec"]["selector"] == {"app": "hand-made"}, kept["spec"]
+    assert [p["port"] for p in kept["spec"]["ports"]] == [80], kept["spec"]
+    assert not kept["metadata"].get("ownerReferences"), kept["metadata"]
+    assert "app.kubernetes.io/managed-by" not in kept["metadata"].get("labels", {})
+    assert not [
+        d for d in children(cluster, namespace, "SmallModel", "taken") if d["kind"] == "Deployment"
+    ]
+
+    # Once the namesake is gone, the periodic resync finishes the model.
+    cluster.kubectl("delete", "service", "taken", "-n", namespace, "--wait=true")
+    wait_ready(cluster, "sm", "taken", namespace, timeout=READY_TIMEOUT)
+
+
+def test_a_pipeline_named_like_a_model_does_not_take_its_children(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    docs = documents(ROOT / "examples" / "rag-pipeline.yaml")
+    (bystander,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
+    name = bystander["metadata"]["name"] = "bystander"  # no step of the pipeline
+    models = [d for d in docs if d["kind"] == "SmallModel"] + [bystander]
+    (pipeline,) = [d for d in docs if d["kind"] == "ModelPipeline"]
+    apply(cluster, namespace, models)
+    for m in models:
+        wait_ready(cluster, "sm", m["metadata"]["name"], namespace, timeout=READY_TIMEOUT)
+    before = {
+        (d["kind"], d["metadata"]["name"]): d["metadata"]["uid"]
+        for d in children(cluster, namespace, "SmallModel", name)
+    }
+    pipeline["metadata"]["name"] = name
+    apply(cluster, namespace, [pipeline])
+    obj = wait_condition(
+        cluster, "ModelPipeline", name, namespace, "Stalled", "True", "NameConflict"
+    )
+    message = condition(obj, "Stalled")["message"]
+    assert f"belongs to SmallModel {name!r}" in message, message
+    assert not children(cluster, namespace, "ModelPipeline", name)
+    after = children(cluster, namespace, "SmallModel", name)
+    assert {(d["kind"], d["metadata"]["name"]): d["metadata"]["uid"] for d in after} == before
+    for d in after:
+        owners = [r["kind"] for r in d["metadata"].get("ownerReferences") or []]
+        assert owners == ["SmallModel"], (d["kind"], d["metadata"]["name"], owners)
+    assert condition(get(cluster, "SmallModel", name, namespace), "Ready")["status"] == "True"
+
+
 def test_operator_killed_mid_reconcile_converges_without_duplicates(
     cluster: Cluster, namespace: str, operator_process: OperatorFactory
 ) -> None:

@@ -28,7 +28,14 @@ from smallfleet import conditions as c
 from smallfleet import spec as specs
 from smallfleet import status as st
 from smallfleet import telemetry
-from smallfleet.kube import Kube, NotFound, Rejected
+from smallfleet.kube import (
+    FIELD_MANAGER,
+    PIPELINE_FIELD_MANAGER,
+    Kube,
+    NotFound,
+    Rejected,
+    Transient,
+)
 from smallfleet.plan import plan_changes
 from smallfleet.render import UNPLACED, plan_for_model, plan_for_pipeline, render_children
 from smallfleet.render.children import (
@@ -213,6 +220,24 @@ class _Blocked(specs.SpecError):
         super().__init__(MODEL_PIPELINE, name, [specs.FieldError("spec.steps", message)])
         self.reason = reason
         self.text = message
+
+
+def _manager(kind: str) -> str:
+    return PIPELINE_FIELD_MANAGER if kind == MODEL_PIPELINE else FIELD_MANAGER
+
+
+class _NameTaken(Exception):
+    """A child's name belongs to an object this resource does not own."""
+
+
+def _holder(obj: Mapping[str, Any]) -> str:
+    """Who holds an object, in words: its controller, else the manager that made it."""
+    meta = obj.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller"):
+            return f"{ref.get('kind')} {ref.get('name')!r}"
+    managers = [m.get("manager") for m in meta.get("managedFields") or [] if m.get("manager")]
+    return f"{managers[0]!r} (not smallfleet)" if managers else "someone else (not smallfleet)"
 
 
 def _message(exc: specs.SpecError) -> str:
@@ -423,7 +448,13 @@ class Reconciler:
                     change.reason,
                 )
                 try:
-                    result = self.kube.apply(obj)
+                    if change.action == "create":
+                        result = self._create(obj, kind, meta)
+                    else:
+                        result = self.kube.apply(obj, manager=_manager(kind))
+                except _NameTaken as exc:
+                    telemetry.ERRORS.labels(kind=kind, error_class="name_conflict").inc()
+                    return self._stall(key, body, c.REASON_NAME_CONFLICT, str(exc))
                 except (Rejected, NotFound) as exc:
                     telemetry.ERRORS.labels(kind=kind, error_class="rejected").inc()
                     return self._stall(
@@ -521,6 +552,36 @@ class Reconciler:
         if errors:
             raise specs.SpecError(MODEL_PIPELINE, pipeline.name, errors)
         return plan_for_pipeline(pipeline, models, self.settings)
+
+    def _create(
+        self, obj: Mapping[str, Any], kind: str, owner: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Apply a child the owner does not hold yet, never taking over someone else's object.
+
+        Without force, server-side apply refuses fields another manager owns
+        (409), and a second controller reference is invalid (422): only then
+        is the object read, to tell our own (left by an interrupted attempt,
+        since changed by a controller) from a namesake that is not ours.
+        """
+        try:
+            return self.kube.apply(obj, force=False, manager=_manager(kind))
+        except (Transient, Rejected) as exc:
+            if exc.status not in (409, 422):
+                raise
+            meta = obj["metadata"]
+            found = self.kube.get(
+                obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
+            )
+            if found is None:
+                raise
+            refs = found.get("metadata", {}).get("ownerReferences") or []
+            if any(r.get("uid") == owner.get("uid") for r in refs):
+                return self.kube.apply(obj, manager=_manager(kind))
+            raise _NameTaken(
+                f"{obj['kind']} {meta['name']!r} already exists and belongs to {_holder(found)}; "
+                f"smallfleet does not take it over: rename this {kind} or remove that "
+                f"{obj['kind']}"
+            ) from exc
 
     @staticmethod
     def _owned(objs: list[dict[str, Any]], meta: Mapping[str, Any]) -> list[dict[str, Any]]:

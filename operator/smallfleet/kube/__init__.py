@@ -11,6 +11,7 @@ hiccup: retry with backoff).
 from smallfleet.kube.client import (
     FIELD_MANAGER,
     KINDS,
+    PIPELINE_FIELD_MANAGER,
     Kube,
     KubeError,
     NotFound,
@@ -22,6 +23,7 @@ from smallfleet.kube.client import (
 __all__ = [
     "FIELD_MANAGER",
     "KINDS",
+    "PIPELINE_FIELD_MANAGER",
     "Kube",
     "KubeError",
     "NotFound",

@@ -26,6 +26,9 @@ import urllib3
 from smallfleet import telemetry
 
 FIELD_MANAGER: Final = "smallfleet"
+# A ModelPipeline's children have their own manager: a SmallModel and a pipeline of the
+# same name would otherwise apply each other's objects as one manager, without a conflict.
+PIPELINE_FIELD_MANAGER: Final = "smallfleet-pipeline"
 REPORTING_COMPONENT: Final = "smallfleet.io/operator"
 DEFAULT_TIMEOUT: Final = 30.0
 ABSENT_KIND_TTL: Final = 60.0
@@ -201,14 +204,16 @@ class Kube:
 
     # -- objects -----------------------------------------------------------
 
-    def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> dict[str, Any]:
-        """Server-side apply of a whole object as field manager `smallfleet`."""
+    def apply(
+        self, obj: Mapping[str, Any], *, force: bool = True, manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
+        """Server-side apply of a whole object as field manager `manager`."""
         info = kind_info(str(obj["apiVersion"]), str(obj["kind"]))
         meta = obj["metadata"]
         return self.request(
             "PATCH",
             info.path(meta.get("namespace"), meta["name"]),
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")],
+            query=[("fieldManager", manager), ("force", "true" if force else "false")],
             body=obj,
             content_type="application/apply-patch+yaml",
             verb=f"apply {info.kind}",
