@@ -42,6 +42,7 @@ class GridApi:
     """Electricity Maps' latest-intensity endpoint with intensities the test sets per region."""
 
     intensity: dict[str, float] = field(default_factory=dict)  # region -> gCO2eq/kWh
+    other_zones: dict[str, float] = field(default_factory=dict)  # zone -> gCO2eq/kWh
     down: bool = False
     server: Server = field(default_factory=Server)
 
@@ -59,9 +60,12 @@ class GridApi:
             return Reply(401, {"message": "Invalid auth-token"})
         zone = seen.query.get("zone", [""])[0]
         region = next((r for r, z in ZONES.items() if z == zone), None)
-        if region is None:
+        if zone in self.other_zones:
+            body = em_latest(zone, self.other_zones[zone])
+        elif region is None:
             return Reply(404, {"message": f"zone {zone} not found"})
-        body = em_latest(zone, self.intensity.get(region))
+        else:
+            body = em_latest(zone, self.intensity.get(region))
         hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
         body["datetime"] = hour.strftime("%Y-%m-%dT%H:%M:%S.000Z")
         return Reply(200, body)
@@ -226,6 +230,34 @@ def test_placed_in_the_cleanest_allowed_region(
         metrics,
     )
     assert re.search(r"smallfleet_fleet_emissions_grams_per_hour [1-9]", metrics)
+
+
+def test_a_configmap_maps_a_region_to_another_grid_zone(
+    cluster: Cluster, namespace: str, operator_process: OperatorFactory, grid: GridApi
+) -> None:
+    """The region -> zone map is overridable: eu-north-1 read as the German grid loses."""
+    grid.set(eu_north_1=20, eu_west_1=100, us_east_1=400)
+    grid.other_zones["DE"] = 700
+    zones = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "grid-zones"},
+        "data": {"eu-north-1": "DE"},
+    }
+    apply(cluster, namespace, zones)
+    env = operator_env(grid)
+    env["SMALLFLEET_REGION_ZONE_CONFIGMAP"] = f"{namespace}/grid-zones"
+    operator = operator_process(namespace, env=env)
+    apply(cluster, namespace, model("zoned"))
+    wait_ready(cluster, "sm", "zoned", namespace, timeout=TIMEOUT)
+    obj = get_sm(cluster, "zoned", namespace)
+    assert placed_regions(obj) == ["eu-west-1"], obj["status"]
+    assert obj["status"]["carbon"]["intensity"] == 100.0, obj["status"]["carbon"]
+    assert re.search(
+        r'smallfleet_carbon_intensity_grams_per_kwh\{kind="average",provider="electricitymaps",'
+        r'region="eu-north-1",zone="DE"\} 700\.0',
+        operator.metrics(),
+    )
 
 
 def test_cleaner_region_moves_the_model_make_before_break(
