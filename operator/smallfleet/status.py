@@ -185,18 +185,26 @@ def _container_failure(status: Mapping[str, Any]) -> str | None:
     return None
 
 
-def pod_problem(pod: Mapping[str, Any]) -> Problem | None:
-    """Why this pod will not serve without a person acting, if it will not."""
-    if _get(pod, "metadata", "deletionTimestamp"):
-        return None
-    name = _get(pod, "metadata", "name") or "pod"
+def scheduler_refusal(pod: Mapping[str, Any]) -> str | None:
+    """The scheduler's message when it found no node for this pod, else None."""
     scheduled = _cond(pod, "PodScheduled")
     if (
         scheduled is not None
         and scheduled.get("status") == "False"
         and scheduled.get("reason") == "Unschedulable"
     ):
-        return Problem(c.REASON_UNSCHEDULABLE, _clip(str(scheduled.get("message") or "")))
+        return str(scheduled.get("message") or "")
+    return None
+
+
+def pod_problem(pod: Mapping[str, Any]) -> Problem | None:
+    """Why this pod will not serve without a person acting, if it will not."""
+    if _get(pod, "metadata", "deletionTimestamp"):
+        return None
+    name = _get(pod, "metadata", "name") or "pod"
+    refusal = scheduler_refusal(pod)
+    if refusal is not None:
+        return Problem(c.REASON_UNSCHEDULABLE, _clip(refusal))
     status = pod.get("status") or {}
     for init in status.get("initContainerStatuses") or []:
         failure = _container_failure(init)
@@ -217,7 +225,7 @@ def pod_problem(pod: Mapping[str, Any]) -> Problem | None:
     return None
 
 
-def _pod_ready(pod: Mapping[str, Any]) -> bool:
+def pod_ready(pod: Mapping[str, Any]) -> bool:
     ready = _cond(pod, "Ready")
     return ready is not None and ready.get("status") == "True"
 
@@ -258,7 +266,7 @@ def derive(
         and not missing
         and all(s.rollout_done and s.ready >= s.desired for s in states)
     )
-    any_pod_ready = any(_pod_ready(p) for p in pods)
+    any_pod_ready = any(pod_ready(p) for p in pods)
     if digest is not None:
         fields["artifact"] = {"digest": digest, "verified": all_ready or any_pod_ready}
 

@@ -24,6 +24,7 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -37,6 +38,8 @@ from smallfleet.handlers.reconcile import (
     Key,
     Reconciler,
     RegionRequest,
+    owned,
+    owner_selector,
 )
 from smallfleet.kube import Kube, KubeError, Rejected
 from smallfleet.placement import (
@@ -431,7 +434,7 @@ class Placer:
         """`{region: replicas}` for the plan: the decided regions (empty when none is feasible)."""
         key = _owner_key(req.owner)
         nodes = req.nodes()
-        pods = self._cluster_pods(req) if req.plan.resources.gpus > 0 else []
+        pods = self._gpu_pods(req.pods) if req.plan.resources.gpus > 0 else []
         now = self.now()
         ev = evaluate(
             req.plan, req.owner, req.deployments, nodes, pods, self.signals.latest(),
@@ -516,14 +519,9 @@ class Placer:
                 plan = reconciler.plan(kind, body)
             except Exception:  # an invalid spec is the reconcile's to report
                 continue
-            uid = body["metadata"].get("uid")
-            mine = [
-                d
-                for d in deployments.get((kind, namespace, name), [])
-                if any(r.get("uid") == uid for r in d["metadata"].get("ownerReferences") or [])
-            ]
+            mine = owned(deployments.get((kind, namespace, name), []), body["metadata"].get("uid"))
             if pods is None and plan.resources.gpus > 0:
-                pods = self._list_pods()
+                pods = self._gpu_pods(reconciler.all_pods, max_age=0.0)
             ev = evaluate(plan, body, mine, nodes, pods or [], signals, self.settings, self.now())
             if self._differs(body, ev, mine):
                 log.info(
@@ -553,11 +551,7 @@ class Placer:
                     "apps/v1",
                     "Deployment",
                     namespace,
-                    labels={
-                        LABEL_MANAGED_BY: MANAGED_BY,
-                        LABEL_OWNER_KIND: kind,
-                        LABEL_OWNER_NAME: name,
-                    },
+                    labels=owner_selector(kind, name),
                 )
             except KubeError as exc:
                 log.warning("move of %s %s/%s not checked: %s", kind, namespace, name, exc)
@@ -624,25 +618,18 @@ class Placer:
         except Exception as exc:  # an Event is a courtesy; never fail a reconcile on it
             log.warning("could not record the move of %s %s/%s: %s", *key, exc)
 
-    def _cluster_pods(self, req: RegionRequest) -> list[dict[str, Any]]:
-        now = dt.datetime.now(dt.UTC).timestamp()
-        if self._pods is not None and now - self._pods[0] < PODS_TTL_SECONDS:
+    def _gpu_pods(
+        self, fetch: Callable[[], list[dict[str, Any]]], *, max_age: float = PODS_TTL_SECONDS
+    ) -> list[dict[str, Any]]:
+        """The cluster's live pods, shared by decisions less than `max_age` seconds apart."""
+        now = time.monotonic()
+        if self._pods is not None and now - self._pods[0] < max_age:
             return self._pods[1]
         try:
-            pods = req.pods()
+            pods = fetch()
         except Rejected:
             pods = []  # a namespaced install may not list every pod: judge by capacity alone
         self._pods = (now, pods)
-        return pods
-
-    def _list_pods(self) -> list[dict[str, Any]]:
-        try:
-            pods = self.kube.list_objects(
-                "v1", "Pod", None, fields="status.phase!=Succeeded,status.phase!=Failed"
-            )
-        except Rejected:
-            return []
-        self._pods = (dt.datetime.now(dt.UTC).timestamp(), pods)
         return pods
 
     def _deployments(self, namespaces: set[str]) -> dict[Key, list[dict[str, Any]]]:

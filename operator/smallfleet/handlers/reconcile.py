@@ -209,8 +209,18 @@ def sticky_regions(req: RegionRequest) -> dict[str, int]:
     return dict.fromkeys(ranked[:spread], replicas)
 
 
-def _owner_selector(kind: str, name: str) -> dict[str, str]:
+def owner_selector(kind: str, name: str) -> dict[str, str]:
+    """The labels every child of one resource carries."""
     return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_OWNER_KIND: kind, LABEL_OWNER_NAME: name}
+
+
+def owned(objs: Sequence[dict[str, Any]], uid: Any) -> list[dict[str, Any]]:
+    """The objects whose owner is the resource with this uid (not a deleted namesake)."""
+    return [
+        o
+        for o in objs
+        if any(r.get("uid") == uid for r in o.get("metadata", {}).get("ownerReferences") or [])
+    ]
 
 
 class _Blocked(specs.SpecError):
@@ -271,8 +281,8 @@ class Reconciler:
         self._memo: dict[Key, _Memo] = {}
         self._nodes: tuple[float, list[dict[str, Any]]] | None = None
         self.status_extra: StatusExtra = lambda _key, _body, _deployments: None
-        # Told each resource's status as derived from its children (placement watches for
-        # servers the scheduler cannot place, to move them without waiting for a refresh).
+        # Told each status before it is written (placement watches for servers the
+        # scheduler cannot place, to move them without waiting for a refresh).
         self.observed: Callable[[Key, st.Derived], None] = lambda _key, _derived: None
         # Replicas the operator's autoscaler set on a Deployment (plan, namespace, name), so
         # that applying the spec again keeps them; None: no opinion (see handlers.scaling).
@@ -350,25 +360,24 @@ class Reconciler:
                     and stalled.get("reason") == c.REASON_INVALID_SPEC
                 ):
                     return Outcome("stalled")  # only a change of the spec can help
-                deployments = self._owned(
+                deployments = owned(
                     self.kube.list_objects(
-                        "apps/v1", "Deployment", namespace, labels=_owner_selector(kind, name)
+                        "apps/v1", "Deployment", namespace, labels=owner_selector(kind, name)
                     ),
-                    meta,
+                    meta.get("uid"),
                 )
                 names = {d["metadata"]["name"] for d in deployments}
                 memo.states = {d["metadata"]["name"]: st.deployment_state(d) for d in deployments}
                 # Nothing applied yet (a missing model, a refused object): only a full
                 # reconcile can tell whether that has changed.
                 if names == memo.deployments and memo.deployments:
-                    pods = self.kube.pods(namespace, _owner_selector(kind, name))
+                    pods = self.kube.pods(namespace, owner_selector(kind, name))
                     derived = st.derive(
                         deployments=deployments,
                         pods=pods,
                         expected=memo.deployments,
                         digest=memo.digest,
                     )
-                    self.observed(key, derived)
                     with telemetry.reconcile_timer(*key) as rec:
                         outcome = self._write_status(key, body, derived)
                         rec.result = outcome.result
@@ -419,12 +428,12 @@ class Reconciler:
         if (body.get("status") or {}).get("observedGeneration"):  # the CRD defaults it to 0
             for api_version, child_kind in CHILD_KINDS:
                 observed += self.kube.list_objects(
-                    api_version, child_kind, namespace, labels=_owner_selector(kind, name)
+                    api_version, child_kind, namespace, labels=owner_selector(kind, name)
                 )
-        observed = self._owned(observed, meta)
+        observed = owned(observed, meta.get("uid"))
         observed_deployments = [o for o in observed if o["kind"] == "Deployment"]
         regions = self.choose_regions(
-            RegionRequest(plan, body, observed_deployments, self.nodes, self._all_pods)
+            RegionRequest(plan, body, observed_deployments, self.nodes, self.all_pods)
         )
         owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": meta}
         regions = dict(regions)
@@ -483,9 +492,7 @@ class Reconciler:
             current.pop(obj["metadata"]["name"], None)
 
         # Deployments created just now have no pods yet: nothing to list.
-        pods = (
-            self.kube.pods(namespace, _owner_selector(kind, name)) if observed_deployments else []
-        )
+        pods = self.kube.pods(namespace, owner_selector(kind, name)) if observed_deployments else []
         digest = _digest(plan)
         derived = st.derive(
             deployments=list(current.values()), pods=pods, expected=wanted, digest=digest
@@ -494,7 +501,6 @@ class Reconciler:
         if kind == MODEL_PIPELINE:
             extra["models"] = sorted({m.name for m in plan.models if not m.is_ensemble})
         derived = st.Derived(derived.conditions, {**derived.fields, **extra})
-        self.observed(key, derived)
         more = self.status_extra(key, body, list(current.values()))
         if more is not None:
             types = {x.type for x in more.conditions}
@@ -511,7 +517,8 @@ class Reconciler:
         )
         return self._write_status(key, body, derived)
 
-    def _all_pods(self) -> list[dict[str, Any]]:
+    def all_pods(self) -> list[dict[str, Any]]:
+        """Every live pod of the cluster, for the GPU room they take."""
         return self.kube.list_objects(
             "v1", "Pod", None, fields="status.phase!=Succeeded,status.phase!=Failed"
         )
@@ -574,25 +581,13 @@ class Reconciler:
             )
             if found is None:
                 raise
-            refs = found.get("metadata", {}).get("ownerReferences") or []
-            if any(r.get("uid") == owner.get("uid") for r in refs):
+            if owned([found], owner.get("uid")):
                 return self.kube.apply(obj, manager=_manager(kind))
             raise _NameTaken(
                 f"{obj['kind']} {meta['name']!r} already exists and belongs to {_holder(found)}; "
                 f"smallfleet does not take it over: rename this {kind} or remove that "
                 f"{obj['kind']}"
             ) from exc
-
-    @staticmethod
-    def _owned(objs: list[dict[str, Any]], meta: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Children whose controller is this very object (not a deleted namesake)."""
-        uid = meta.get("uid")
-        out = []
-        for obj in objs:
-            refs = obj.get("metadata", {}).get("ownerReferences") or []
-            if any(r.get("uid") == uid for r in refs):
-                out.append(obj)
-        return out
 
     def _stall(self, key: Key, body: Mapping[str, Any], reason: str, message: str) -> Outcome:
         meta = body["metadata"]
@@ -605,6 +600,7 @@ class Reconciler:
         return self._write_status(key, body, st.stalled(reason, message))
 
     def _write_status(self, key: Key, body: Mapping[str, Any], derived: st.Derived) -> Outcome:
+        self.observed(key, derived)
         kind, namespace, name = key
         meta = body["metadata"]
         generation = int(meta.get("generation") or 0)

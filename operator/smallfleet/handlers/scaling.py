@@ -48,16 +48,12 @@ from smallfleet.handlers.reconcile import (
     MODEL_PIPELINE,
     SMALL_MODEL,
     Reconciler,
+    owned,
+    owner_selector,
     utcnow,
 )
 from smallfleet.kube import KubeError
 from smallfleet.metricsource import ScalingLoop
-from smallfleet.render.children import (
-    LABEL_MANAGED_BY,
-    LABEL_OWNER_KIND,
-    LABEL_OWNER_NAME,
-    MANAGED_BY,
-)
 from smallfleet.render.serverplan import ServerPlan
 
 log = logging.getLogger("smallfleet.scaling")
@@ -97,24 +93,11 @@ class RegionStep:
     decision: ScalingDecision | None  # None: no ready pod to ask yet
 
 
-def _is_ready(pod: Mapping[str, Any]) -> bool:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return bool(cond.get("status") == "True")
-    return False
-
-
 def _unschedulable(pod: Mapping[str, Any]) -> str | None:
     if (pod.get("status") or {}).get("phase") != "Pending":
         return None
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if (
-            cond.get("type") == "PodScheduled"
-            and cond.get("status") == "False"
-            and cond.get("reason") == "Unschedulable"
-        ):
-            return str(cond.get("message") or "unschedulable")
-    return None
+    refusal = st.scheduler_refusal(pod)
+    return None if refusal is None else refusal or "unschedulable"
 
 
 def _selected(pod: Mapping[str, Any], match: Mapping[str, str]) -> bool:
@@ -232,17 +215,11 @@ class Autoscaler:
             self.forget(*key)
             self._report_fixed(key, mode)
             return []
-        owner_labels = {
-            LABEL_MANAGED_BY: MANAGED_BY,
-            LABEL_OWNER_KIND: kind,
-            LABEL_OWNER_NAME: name,
-        }
-        uid = body["metadata"].get("uid")
-        deployments = [
-            d
-            for d in self.kube.list_objects("apps/v1", "Deployment", namespace, labels=owner_labels)
-            if any(r.get("uid") == uid for r in d["metadata"].get("ownerReferences") or [])
-        ]
+        owner_labels = owner_selector(kind, name)
+        deployments = owned(
+            self.kube.list_objects("apps/v1", "Deployment", namespace, labels=owner_labels),
+            body["metadata"].get("uid"),
+        )
         pods = self.kube.pods(namespace, owner_labels) if deployments else []
         models = [m.name for m in plan.models if not m.is_ensemble]
         batch = max((m.max_batch_size for m in plan.models if not m.is_ensemble), default=0)
@@ -256,7 +233,7 @@ class Autoscaler:
             ips = [
                 str(p["status"]["podIP"])
                 for p in mine
-                if _is_ready(p) and (p.get("status") or {}).get("podIP")
+                if st.pod_ready(p) and (p.get("status") or {}).get("podIP")
             ]
             unplaced = [m for m in (_unschedulable(p) for p in mine) if m is not None]
             current = int(dep.get("spec", {}).get("replicas") or 0)
