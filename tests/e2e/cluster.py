@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from hack.cluster import (
     CHART,
@@ -182,6 +182,14 @@ def start_operator(
             operator.stop()
             raise
     return operator
+
+
+def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any]:
+    """A status condition of a resource by type; empty when it has none of that type."""
+    for c in obj.get("status", {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return {}
 
 
 def wait_ready(

@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
 import pytest
-import tritonclient.http as httpclient
 import yaml
-from tests.e2e.cluster import Cluster, OperatorFactory
+from tests.e2e.cluster import Cluster, OperatorFactory, condition
 from tests.triton.triton_harness import (
+    TextLoad,
     TritonEnv,
     TritonServer,
     build_repository,
@@ -102,41 +100,6 @@ def triton_8002(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServ
             server.stop()
 
 
-class Load:
-    """`clients` threads sending requests until stopped, or `LOAD_LIMIT_S` at the latest."""
-
-    def __init__(self, server: TritonServer, clients: int) -> None:
-        self.stop = threading.Event()
-        self.sent = 0
-        self.errors: list[BaseException] = []
-        self._lock = threading.Lock()
-        self._deadline = time.monotonic() + LOAD_LIMIT_S
-        self.threads = [
-            threading.Thread(target=self._run, args=(server,), daemon=True) for _ in range(clients)
-        ]
-        for t in self.threads:
-            t.start()
-
-    def _run(self, server: TritonServer) -> None:
-        client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
-        tensor = httpclient.InferInput("TEXT", [1, 1], "BYTES")
-        tensor.set_data_from_numpy(np.array([[b"scale me up"]], dtype=object))
-        try:
-            while not self.stop.is_set() and time.monotonic() < self._deadline:
-                client.infer(MODEL, [tensor])
-                with self._lock:
-                    self.sent += 1
-        except BaseException as e:  # reported by the test
-            self.errors.append(e)
-        finally:
-            client.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-
-
 def _model(namespace: str, mode: str = "operator") -> dict[str, Any]:
     scaling: dict[str, Any] = {
         "mode": mode,
@@ -201,13 +164,6 @@ def _pods(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
 
-def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    for c in obj.get("status", {}).get("conditions") or []:
-        if c.get("type") == type_:
-            return dict(c)
-    return {}
-
-
 def _wait(cluster: Cluster, what: str, timeout: float, probe: Any, show: Any) -> Any:
     try:
         return cluster.wait_for(probe, timeout, what, 0.5)
@@ -253,13 +209,13 @@ def test_load_scales_up_into_the_region_pending_beyond_its_gpus_then_down(
 
     def active() -> dict[str, Any] | None:
         obj = _get(cluster, "sm", MODEL, namespace)
-        return obj if _condition(obj, "ScalingActive").get("status") == "True" else None
+        return obj if condition(obj, "ScalingActive").get("status") == "True" else None
 
     quiet = _wait(cluster, "ScalingActive never True with no load", 60, active, status)
     assert quiet["status"]["scaling"]["mode"] == "operator"
     assert quiet["status"]["scaling"]["desiredReplicas"] == 1
 
-    load = Load(triton_8002, LOAD_CLIENTS)
+    load = TextLoad(triton_8002, MODEL, LOAD_CLIENTS, limit_s=LOAD_LIMIT_S)
     load_started = time.monotonic()
     try:
 
@@ -290,7 +246,7 @@ def test_load_scales_up_into_the_region_pending_beyond_its_gpus_then_down(
         def pending_reported() -> dict[str, Any] | None:
             obj = _get(cluster, "sm", MODEL, namespace)
             scaling = obj.get("status", {}).get("scaling") or {}
-            cond = _condition(obj, "ScalingActive")
+            cond = condition(obj, "ScalingActive")
             ok = scaling.get("pendingReplicas") == 2 and "Pending" in cond.get("message", "")
             return obj if ok else None
 
@@ -300,7 +256,7 @@ def test_load_scales_up_into_the_region_pending_beyond_its_gpus_then_down(
         assert scaling["effectiveMaxReplicas"] == MAX_REPLICAS
         last = scaling["lastDecision"]
         assert last["metric"] == "inferencesPerSecond" and last["target"] == 2, last
-        assert _condition(busy, "Ready").get("reason") == "Unschedulable", busy["status"]
+        assert condition(busy, "Ready").get("reason") == "Unschedulable", busy["status"]
         assert _events(cluster, namespace, "ScaledUp"), "no ScaledUp Event"
 
         # A full reconcile (a spec change applies every child again) keeps the count.
@@ -378,7 +334,7 @@ def test_external_scalers_own_replicas(
 
     def external() -> dict[str, Any] | None:
         obj = _get(cluster, "sm", MODEL, namespace)
-        cond = _condition(obj, "ScalingActive")
+        cond = condition(obj, "ScalingActive")
         ok = cond.get("status") == "False" and cond.get("reason") == "ExternalScaler"
         return obj if ok else None
 

@@ -25,6 +25,7 @@ from tests.e2e.cluster import (
     ClusterError,
     OperatorFactory,
     OperatorProcess,
+    condition,
     wait_ready,
 )
 
@@ -52,13 +53,6 @@ def apply(cluster: Cluster, namespace: str, docs: list[dict[str, Any]]) -> None:
 def get(cluster: Cluster, kind: str, name: str, namespace: str) -> dict[str, Any]:
     obj: dict[str, Any] = cluster.kubectl_json("get", SHORT.get(kind, kind), name, "-n", namespace)
     return obj
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    for c in obj.get("status", {}).get("conditions") or []:
-        if c.get("type") == type_:
-            return dict(c)
-    return {}
 
 
 def wait_condition(

@@ -10,6 +10,7 @@ Refresh, dwell and hysteresis are shortened so a move takes seconds.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -24,7 +25,7 @@ from typing import Any, Final
 import pytest
 import yaml
 from tests.carbon_api import Reply, Seen, Server, em_latest
-from tests.e2e.cluster import Cluster, OperatorFactory, OperatorProcess, wait_ready
+from tests.e2e.cluster import Cluster, OperatorFactory, OperatorProcess, condition, wait_ready
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 TOKEN: Final = "e2e-electricitymaps-token"
@@ -120,13 +121,6 @@ def apply(cluster: Cluster, namespace: str, *docs: dict[str, Any]) -> None:
 def get_sm(cluster: Cluster, name: str, namespace: str) -> dict[str, Any]:
     obj: dict[str, Any] = cluster.kubectl_json("get", "sm", name, "-n", namespace)
     return obj
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    for c in obj.get("status", {}).get("conditions") or []:
-        if c.get("type") == type_:
-            return dict(c)
-    return {}
 
 
 def wait_status(
@@ -354,6 +348,38 @@ def test_eu_residency_never_lands_in_the_us_even_when_it_is_cleanest(
     )
 
 
+@contextlib.contextmanager
+def _gpus_taken(
+    cluster: Cluster, namespace: str, node: str, *, priority: str | None = None
+) -> Iterator[None]:
+    """Pause pods take all 4 GPUs of `node` (preempting lower-priority pods if `priority`)."""
+    filler = _filler(node, replicas=4)
+    if priority is not None:
+        cluster.apply_yaml(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "scheduling.k8s.io/v1",
+                    "kind": "PriorityClass",
+                    "metadata": {"name": priority},
+                    "value": 1000000,
+                    "description": "e2e: pods that preempt a model's server",
+                }
+            )
+        )
+        filler["spec"]["template"]["spec"]["priorityClassName"] = priority
+    apply(cluster, namespace, filler)
+    try:
+        yield
+    finally:
+        # The nodes are shared by every test of the session: give the GPUs back now.
+        cluster.kubectl("delete", "deployment", "gpu-filler", "-n", namespace, "--wait=true")
+        if priority is not None:
+            cluster.kubectl("delete", "priorityclass", priority, "--ignore-not-found")
+        cluster.wait_for(
+            lambda: _gpu_pods_on(cluster, node) < 4, 60, f"the filler never left {node}"
+        )
+
+
 def _filler(node: str, *, replicas: int) -> dict[str, Any]:
     """A Deployment of pause pods that take one GPU each on `node`."""
     return {
@@ -404,12 +430,12 @@ def test_a_full_region_sends_the_model_to_the_next_feasible_one(
 ) -> None:
     grid.set(eu_north_1=20, eu_west_1=100, us_east_1=400)
     node = "gpu-eu-north-1a-a10g"  # the only A10G node of the cleanest region
-    filler = _filler(node, replicas=4)
-    apply(cluster, namespace, filler)
-    cluster.wait_for(
-        lambda: _gpu_pods_on(cluster, node) >= 4, 60, f"the filler never took every GPU of {node}"
-    )
-    try:
+    with _gpus_taken(cluster, namespace, node):
+        cluster.wait_for(
+            lambda: _gpu_pods_on(cluster, node) >= 4,
+            60,
+            f"the filler never took every GPU of {node}",
+        )
         apply(
             cluster, namespace, model("overflow", regions=["eu-north-1", "eu-west-1", "us-east-1"])
         )
@@ -419,12 +445,6 @@ def test_a_full_region_sends_the_model_to_the_next_feasible_one(
         assert pod_regions(cluster, namespace, "overflow") == ["eu-west-1"]
         north = excluded(obj)["eu-north-1"]
         assert north["reason"] == "NoCapacity" and "0 of 1 replicas fit" in north["message"], north
-    finally:
-        # The nodes are shared by every test of the session: give the GPUs back now.
-        cluster.kubectl("delete", "deployment", "gpu-filler", "-n", namespace, "--wait=true")
-        cluster.wait_for(
-            lambda: _gpu_pods_on(cluster, node) < 4, 60, f"the filler never left {node}"
-        )
 
 
 def test_a_model_pushed_out_of_its_region_moves_before_the_next_refresh(
@@ -440,23 +460,8 @@ def test_a_model_pushed_out_of_its_region_moves_before_the_next_refresh(
     wait_ready(cluster, "sm", "pushed", namespace, timeout=TIMEOUT)
     assert pod_regions(cluster, namespace, "pushed") == ["eu-north-1"]
 
-    priority = f"{namespace}-urgent"[:63]
-    cluster.apply_yaml(
-        yaml.safe_dump(
-            {
-                "apiVersion": "scheduling.k8s.io/v1",
-                "kind": "PriorityClass",
-                "metadata": {"name": priority},
-                "value": 1000000,
-                "description": "e2e: pods that preempt a model's server",
-            }
-        )
-    )
-    filler = _filler(node, replicas=4)
-    filler["spec"]["template"]["spec"]["priorityClassName"] = priority
     pushed_at = time.monotonic()
-    apply(cluster, namespace, filler)
-    try:
+    with _gpus_taken(cluster, namespace, node, priority=f"{namespace}-urgent"[:63]):
         wait_status(
             cluster, "pushed", namespace, "never left the region it was pushed out of",
             lambda o: placed_regions(o) == ["eu-west-1"]
@@ -467,12 +472,6 @@ def test_a_model_pushed_out_of_its_region_moves_before_the_next_refresh(
         assert pod_regions(cluster, namespace, "pushed") == ["eu-west-1"]
         north = excluded(get_sm(cluster, "pushed", namespace))["eu-north-1"]
         assert north["reason"] == "NoCapacity", north
-    finally:
-        cluster.kubectl("delete", "deployment", "gpu-filler", "-n", namespace, "--wait=true")
-        cluster.kubectl("delete", "priorityclass", priority, "--ignore-not-found")
-        cluster.wait_for(
-            lambda: _gpu_pods_on(cluster, node) < 4, 60, f"the filler never left {node}"
-        )
 
 
 def test_provider_outage_holds_placement_and_reports_a_stale_signal(

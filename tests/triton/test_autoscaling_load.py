@@ -10,13 +10,10 @@ test sees the window hold the count, then release it.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
-import tritonclient.http as httpclient
-from triton_harness import TritonServer
+from triton_harness import TextLoad, TritonServer
 
 from smallfleet.autoscaling import ScalerState, ScalingDecision, decide
 from smallfleet.autoscaling import decision as reasons
@@ -40,45 +37,6 @@ PHASES = ((0, 3.0), (2, 4.0), (16, 6.0))  # (concurrent clients, seconds)
 AFTER_LOAD_S = 20.0  # bound on the wait for the way down
 
 
-class Load:
-    """Up to `max_clients` threads sending single-sentence requests while told to."""
-
-    def __init__(self, server: TritonServer, max_clients: int) -> None:
-        self.active = 0
-        self.stop = threading.Event()
-        self.errors: list[BaseException] = []
-        self.sent = 0
-        self._lock = threading.Lock()
-        self.threads = [
-            threading.Thread(target=self._run, args=(server, i), daemon=True)
-            for i in range(max_clients)
-        ]
-        for t in self.threads:
-            t.start()
-
-    def _run(self, server: TritonServer, index: int) -> None:
-        client = httpclient.InferenceServerClient(server.http_url.removeprefix("http://"))
-        tensor = httpclient.InferInput("TEXT", [1, 1], "BYTES")
-        tensor.set_data_from_numpy(np.array([[b"scale me up"]], dtype=object))
-        try:
-            while not self.stop.is_set():
-                if index >= self.active:
-                    time.sleep(0.05)
-                    continue
-                client.infer(MODEL, [tensor])
-                with self._lock:
-                    self.sent += 1
-        except BaseException as e:  # reported by the test
-            self.errors.append(e)
-        finally:
-            client.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-
-
 @dataclass(frozen=True)
 class Step:
     at: float
@@ -90,7 +48,7 @@ def test_load_scales_up_then_down_after_the_window(triton_server: TritonServer) 
     source = DirectSource(port=triton_server.metrics_port, window=2.0)
     state, current = ScalerState(), 1
     steps: list[Step] = []
-    load = Load(triton_server, max(c for c, _ in PHASES))
+    load = TextLoad(triton_server, MODEL, max(c for c, _ in PHASES), active=0)
 
     def tick(clients: int) -> None:
         nonlocal state, current

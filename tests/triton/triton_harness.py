@@ -30,6 +30,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
+import tritonclient.http as httpclient
 import yaml
 
 from smallfleet.render import ServerPlan, model_repository, triton_args
@@ -292,6 +294,61 @@ class TritonServer:
         # Python-stub processes are the server's children; make sure none outlives it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
+
+
+class TextLoad:
+    """Threads that send one-sentence requests to `model`, as many at once as `active` says.
+
+    Runs until `close()`, or for `limit_s` seconds when given; a request's
+    error ends its thread and is kept in `errors` for the test to report.
+    """
+
+    def __init__(
+        self,
+        server: TritonServer,
+        model: str,
+        clients: int,
+        *,
+        active: int | None = None,
+        limit_s: float | None = None,
+    ) -> None:
+        self.model = model
+        self.active = clients if active is None else active
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.sent = 0
+        self._lock = threading.Lock()
+        self._deadline = None if limit_s is None else time.monotonic() + limit_s
+        self.threads = [
+            threading.Thread(target=self._run, args=(server, i), daemon=True)
+            for i in range(clients)
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, server: TritonServer, index: int) -> None:
+        client = httpclient.InferenceServerClient(server.http_url.removeprefix("http://"))
+        tensor = httpclient.InferInput("TEXT", [1, 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[b"scale me up"]], dtype=object))
+        try:
+            while not self.stop.is_set():
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    return
+                if index >= self.active:
+                    time.sleep(0.05)
+                    continue
+                client.infer(self.model, [tensor])
+                with self._lock:
+                    self.sent += 1
+        except BaseException as e:  # reported by the test
+            self.errors.append(e)
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
 
 
 def server_environment(base: Mapping[str, str]) -> dict[str, str]:

@@ -178,17 +178,26 @@ def test_status_of_a_placed_model_shows_a_number_of_grams() -> None:
     }
 
 
+def full_node(node: str) -> dict[str, Any]:
+    """A running pod that takes all four GPUs of `node`."""
+    return {
+        "spec": {
+            "nodeName": node,
+            "containers": [{"resources": {"requests": {"nvidia.com/gpu": "4"}}}],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+def keda_at_zero() -> ServerPlan:
+    return dataclasses.replace(
+        plan(), scaling=dataclasses.replace(plan().scaling, mode="keda", min_replicas=0)
+    )
+
+
 def test_no_feasible_region_with_nothing_running_stalls() -> None:
     p = plan(regions=("eu-north-1",), residency="eu")
-    full = [
-        {
-            "spec": {
-                "nodeName": "a10g-north",
-                "containers": [{"resources": {"requests": {"nvidia.com/gpu": "4"}}}],
-            },
-            "status": {"phase": "Running"},
-        }
-    ]
+    full = [full_node("a10g-north")]
     ev = evaluate(p, owner(), [], NODES, full, signals(eu_north_1=40), SETTINGS, NOW)
     assert not ev.decision.feasible and ev.decision.regions == ()
     derived = placement_status(ev, p, [], SETTINGS, NOW, has_deployments=False)
@@ -235,18 +244,8 @@ def test_only_full(placement: dict[str, Any], product: str, only_room_missing: b
 
 
 def test_a_model_scaled_to_zero_still_needs_room_for_one_replica() -> None:
-    full_north = [
-        {
-            "spec": {
-                "nodeName": "a10g-north",
-                "containers": [{"resources": {"requests": {"nvidia.com/gpu": "4"}}}],
-            },
-            "status": {"phase": "Running"},
-        }
-    ]
-    keda = dataclasses.replace(
-        plan(), scaling=dataclasses.replace(plan().scaling, mode="keda", min_replicas=0)
-    )
+    full_north = [full_node("a10g-north")]
+    keda = keda_at_zero()
     ev = evaluate(
         keda, owner(), [], NODES, full_north, signals(eu_north_1=40, eu_west_1=300, us_east_1=400),
         SETTINGS, NOW,
@@ -255,19 +254,8 @@ def test_a_model_scaled_to_zero_still_needs_room_for_one_replica() -> None:
 
 
 def test_a_model_at_zero_is_placed_even_when_no_region_has_room_for_one() -> None:
-    full = [
-        {
-            "spec": {
-                "nodeName": n,
-                "containers": [{"resources": {"requests": {"nvidia.com/gpu": "4"}}}],
-            },
-            "status": {"phase": "Running"},
-        }
-        for n in ("a10g-north", "a10g-west", "a10g-us")
-    ]
-    keda = dataclasses.replace(
-        plan(), scaling=dataclasses.replace(plan().scaling, mode="keda", min_replicas=0)
-    )
+    full = [full_node(n) for n in ("a10g-north", "a10g-west", "a10g-us")]
+    keda = keda_at_zero()
     ev = evaluate(
         keda, owner(), [], NODES, full, signals(eu_north_1=40, eu_west_1=300, us_east_1=400),
         SETTINGS, NOW,
