@@ -59,8 +59,15 @@ class DeploymentState:
     updated: int
     available: int
     total: int  # pods of every revision, old ones included
+    # The current template has replaced every old pod (some may still be starting or Pending).
+    settled: bool
     rollout_done: bool
     problem: Problem | None
+
+    def serves(self, floor: int) -> bool:
+        """Settled, with at least `floor` replicas (or all it wants, if fewer) ready."""
+        need = min(self.desired, floor)
+        return self.settled and self.available >= need and self.ready >= need
 
 
 @dataclass(frozen=True)
@@ -138,9 +145,8 @@ def deployment_state(deployment: Mapping[str, Any]) -> DeploymentState:
     total = _int(status.get("replicas"))
     available = _int(status.get("availableReplicas"))
     ready = _int(status.get("readyReplicas"))
-    rollout_done = (
-        observed >= generation and updated >= desired and total <= updated and available >= desired
-    )
+    settled = observed >= generation and updated >= desired and total <= updated
+    rollout_done = settled and available >= desired
     problem: Problem | None = None
     progressing = _cond(deployment, "Progressing")
     if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
@@ -159,6 +165,7 @@ def deployment_state(deployment: Mapping[str, Any]) -> DeploymentState:
         updated=updated,
         available=available,
         total=total,
+        settled=settled,
         rollout_done=rollout_done,
         problem=problem,
     )
@@ -236,11 +243,18 @@ def derive(
     pods: Sequence[Mapping[str, Any]] = (),
     expected: Collection[str] = (),
     digest: str | None = None,
+    floor: int | None = None,
 ) -> Derived:
     """Conditions and fields for a resource whose children are applied.
 
     `expected` names the Deployments the current spec asks for; one that is
-    not observed yet keeps the resource Reconciling.
+    not observed yet keeps the resource Reconciling. `floor` is the spec's
+    minimum of replicas per Deployment: once every Deployment has rolled out
+    and has that many ready, the resource serves, and replicas an autoscaler
+    asked for beyond it (starting, or Pending for want of a GPU) are named in
+    the Ready message instead of making the resource not Ready. Such a
+    shortfall ends on its own when a GPU frees up or the load falls; it is
+    not a reason to page a person or to hold a GitOps sync.
     """
     states = sorted((deployment_state(d) for d in deployments), key=lambda s: s.name)
     seen = {s.name for s in states}
@@ -266,12 +280,33 @@ def derive(
         and not missing
         and all(s.rollout_done and s.ready >= s.desired for s in states)
     )
+    minimum_serves = (
+        not all_ready
+        and floor is not None
+        and bool(states)
+        and not missing
+        and all(s.serves(floor) for s in states)
+    )
     any_pod_ready = any(pod_ready(p) for p in pods)
     if digest is not None:
-        fields["artifact"] = {"digest": digest, "verified": all_ready or any_pod_ready}
+        fields["artifact"] = {
+            "digest": digest,
+            "verified": all_ready or minimum_serves or any_pod_ready,
+        }
 
+    where = f" in {', '.join(placed)}" if placed else ""
     out: list[c.Condition] = []
-    if problems and not all_ready:
+    if minimum_serves:
+        short = f"{problems[0].reason}: {problems[0].message}" if problems else "the rest starting"
+        message = _clip(
+            f"{ready}/{desired} replicas ready{where}; beyond the minimum of {floor}, {short}"
+        )
+        out += [
+            c.Condition(c.READY, "True", c.REASON_AVAILABLE, message),
+            c.Condition(c.RECONCILING, "False", c.REASON_RECONCILED, message),
+            c.Condition(c.STALLED, "False", c.REASON_RECONCILED, ""),
+        ]
+    elif problems and not all_ready:
         first = problems[0]
         out += [
             c.Condition(c.READY, "False", first.reason, first.message),
@@ -279,9 +314,7 @@ def derive(
             c.Condition(c.STALLED, "True", first.reason, first.message),
         ]
     elif all_ready:
-        message = f"{ready}/{desired} replicas ready" + (
-            f" in {', '.join(placed)}" if placed else ""
-        )
+        message = f"{ready}/{desired} replicas ready{where}"
         out += [
             c.Condition(c.READY, "True", c.REASON_AVAILABLE, message),
             c.Condition(c.RECONCILING, "False", c.REASON_RECONCILED, message),

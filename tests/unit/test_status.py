@@ -183,6 +183,69 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, str, str, str]]] = [
         {"deployments": [deployment(replicas=0)]},
         ("True", "False", "False", c.REASON_AVAILABLE),
     ),
+    (
+        "autoscaled beyond the GPUs: the minimum serves",
+        {
+            "deployments": [deployment(replicas=4, ready=2, available=2)],
+            "pods": [READY_POD, READY_POD, UNSCHEDULABLE, UNSCHEDULABLE],
+            "floor": 1,
+        },
+        ("True", "False", "False", c.REASON_AVAILABLE),
+    ),
+    (
+        "autoscaled, extra replicas still starting",
+        {
+            "deployments": [deployment(replicas=3, ready=1, available=1)],
+            "pods": [READY_POD, STARTING_POD, STARTING_POD],
+            "floor": 1,
+        },
+        ("True", "False", "False", c.REASON_AVAILABLE),
+    ),
+    (
+        "below the minimum: stalled",
+        {
+            "deployments": [deployment(replicas=4, ready=1, available=1)],
+            "pods": [READY_POD, UNSCHEDULABLE, UNSCHEDULABLE, UNSCHEDULABLE],
+            "floor": 2,
+        },
+        ("False", "False", "True", c.REASON_UNSCHEDULABLE),
+    ),
+    (
+        "minimum met by old pods during a rollout: not yet",
+        {
+            "deployments": [deployment(replicas=2, updated=1, total=3, ready=2, available=2)],
+            "pods": [READY_POD, READY_POD, UNSCHEDULABLE],
+            "floor": 1,
+        },
+        ("False", "False", "True", c.REASON_UNSCHEDULABLE),
+    ),
+    (
+        "minimum met in one region only",
+        {
+            "deployments": [
+                deployment("a", region="eu-west", replicas=3, ready=1, available=1),
+                deployment("b", region="eu-north", ready=0, available=0),
+            ],
+            "pods": [UNSCHEDULABLE],
+            "floor": 1,
+        },
+        ("False", "False", "True", c.REASON_UNSCHEDULABLE),
+    ),
+    (
+        "the scale-up timed out, the minimum serves",
+        {
+            "deployments": [
+                deployment(
+                    replicas=3,
+                    ready=1,
+                    available=1,
+                    progressing=("False", "ProgressDeadlineExceeded", "ReplicaSet timed out"),
+                )
+            ],
+            "floor": 1,
+        },
+        ("True", "False", "False", c.REASON_AVAILABLE),
+    ),
 ]
 
 
@@ -193,6 +256,21 @@ def test_derive_table(kwargs: dict[str, Any], want: tuple[str, str, str, str]) -
     got = by_type(s.derive(**kwargs))
     assert (got[c.READY].status, got[c.RECONCILING].status, got[c.STALLED].status) == want[:3]
     assert got[c.READY].reason == want[3]
+
+
+def test_a_shortfall_above_the_minimum_is_named_in_the_ready_message() -> None:
+    got = by_type(
+        s.derive(
+            deployments=[deployment(replicas=4, ready=2, available=2)],
+            pods=[READY_POD, READY_POD, UNSCHEDULABLE, UNSCHEDULABLE],
+            digest="sha256:aa",
+            floor=1,
+        )
+    )
+    message = got[c.READY].message
+    assert message.startswith("2/4 replicas ready in eu-west; beyond the minimum of 1, ")
+    assert f"{c.REASON_UNSCHEDULABLE}: {UNSCHEDULABLE_MSG}" in message
+    assert got[c.ARTIFACT_VERIFIED].status == "True"
 
 
 def test_unschedulable_reports_the_scheduler_message() -> None:
@@ -330,9 +408,18 @@ counts = st.integers(min_value=0, max_value=5)
     extra=counts,
     gen=st.integers(1, 3),
     lag=st.integers(0, 2),
+    floor=st.none() | st.integers(1, 3),
+    pods=st.lists(st.sampled_from([UNSCHEDULABLE, READY_POD, STARTING_POD]), max_size=3),
 )
 def test_kstatus_invariants(
-    replicas: int, ready: int, updated: int, extra: int, gen: int, lag: int
+    replicas: int,
+    ready: int,
+    updated: int,
+    extra: int,
+    gen: int,
+    lag: int,
+    floor: int | None,
+    pods: list[dict[str, Any]],
 ) -> None:
     dep = deployment(
         replicas=replicas,
@@ -343,12 +430,17 @@ def test_kstatus_invariants(
         generation=gen,
         observed=max(0, gen - lag),
     )
-    got = by_type(s.derive(deployments=[dep]))
+    got = by_type(s.derive(deployments=[dep], pods=pods, floor=floor))
     # Exactly one of Ready / Reconciling / Stalled holds.
     trues = [t for t in (c.READY, c.RECONCILING, c.STALLED) if got[t].status == "True"]
     assert len(trues) == 1
+    # Ready means the current template everywhere, with every replica ready, or (given a
+    # floor) at least the floor's worth.
+    need = replicas if floor is None else min(replicas, floor)
     if got[c.READY].status == "True":
-        assert ready >= replicas and lag == 0 and extra == 0 and updated >= replicas
+        assert ready >= need and lag == 0 and extra == 0 and updated >= replicas
+    elif lag == 0 and extra == 0 and updated >= replicas:
+        assert ready < need
 
 
 @given(pods=st.lists(st.sampled_from([UNSCHEDULABLE, FETCH_FAILED, TRITON_FAILED, STARTING_POD])))

@@ -94,6 +94,7 @@ class _Memo:
     digest: str | None
     status: dict[str, Any] = field(default_factory=dict)
     states: dict[str, st.DeploymentState] = field(default_factory=dict)
+    floor: int | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,12 @@ def _message(exc: specs.SpecError) -> str:
     return "; ".join(str(e) for e in exc.errors) or str(exc)
 
 
+def _floor(plan: ServerPlan) -> int:
+    """Ready replicas per Deployment below which the resource does not serve as specified."""
+    # A scale-to-zero minimum still needs one replica once the autoscaler asks for any.
+    return max(1, plan.scaling.min_replicas)
+
+
 def _digest(plan: ServerPlan) -> str | None:
     digests = sorted({m.artifact.digest for m in plan.models if m.artifact is not None})
     return digests[0] if len(digests) == 1 else None
@@ -377,6 +384,7 @@ class Reconciler:
                         pods=pods,
                         expected=memo.deployments,
                         digest=memo.digest,
+                        floor=memo.floor,
                     )
                     with telemetry.reconcile_timer(*key) as rec:
                         outcome = self._write_status(key, body, derived)
@@ -494,8 +502,13 @@ class Reconciler:
         # Deployments created just now have no pods yet: nothing to list.
         pods = self.kube.pods(namespace, owner_selector(kind, name)) if observed_deployments else []
         digest = _digest(plan)
+        floor = _floor(plan)
         derived = st.derive(
-            deployments=list(current.values()), pods=pods, expected=wanted, digest=digest
+            deployments=list(current.values()),
+            pods=pods,
+            expected=wanted,
+            digest=digest,
+            floor=floor,
         )
         extra: dict[str, Any] = {"endpoint": f"{plan.name}.{namespace}.svc"}
         if kind == MODEL_PIPELINE:
@@ -514,6 +527,7 @@ class Reconciler:
             deployments=frozenset(current),
             digest=digest,
             states={n: st.deployment_state(d) for n, d in current.items()},
+            floor=floor,
         )
         return self._write_status(key, body, derived)
 
