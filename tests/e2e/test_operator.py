@@ -352,6 +352,89 @@ def test_a_name_taken_by_someone_elses_object_is_stalled_and_never_taken_over(
     wait_ready(cluster, "sm", "taken", namespace, timeout=READY_TIMEOUT)
 
 
+def test_a_namesake_whose_fields_do_not_clash_is_not_taken_over_either(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    # Server-side apply would merge into this ConfigMap without a conflict (no shared
+    # field), adding the model's ownerReference: deleting the model would then delete it.
+    mine = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "quiet-config"},
+        "data": {"notes.txt": "kept by a person"},
+    }
+    apply(cluster, namespace, [mine])
+    (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
+    doc["metadata"]["name"] = "quiet"
+    apply(cluster, namespace, [doc])
+    obj = wait_condition(
+        cluster, "SmallModel", "quiet", namespace, "Stalled", "True", "NameConflict"
+    )
+    message = condition(obj, "Stalled")["message"]
+    assert "ConfigMap 'quiet-config' already exists" in message, message
+    cluster.kubectl("delete", "sm", "quiet", "-n", namespace, "--wait=true")
+    kept = get(cluster, "configmap", "quiet-config", namespace)
+    assert kept["data"] == {"notes.txt": "kept by a person"}, kept
+    assert not kept["metadata"].get("ownerReferences"), kept["metadata"]
+
+
+def test_a_model_deleted_and_made_again_at_once_becomes_ready_with_new_children(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
+    doc["metadata"]["name"] = "again"
+    apply(cluster, namespace, [doc])
+    wait_ready(cluster, "sm", "again", namespace, timeout=READY_TIMEOUT)
+    old_uid = get(cluster, "SmallModel", "again", namespace)["metadata"]["uid"]
+    # The old children are still there when the new model arrives: the garbage collector
+    # removes them after the owner is gone.
+    cluster.kubectl("delete", "sm", "again", "-n", namespace, "--wait=false")
+    apply(cluster, namespace, [doc])
+    seen: set[str] = set()
+
+    def ready() -> dict[str, Any] | None:
+        obj = get(cluster, "SmallModel", "again", namespace)
+        stalled = condition(obj, "Stalled")
+        if stalled.get("status") == "True":
+            seen.add(str(stalled.get("reason")))
+        return obj if condition(obj, "Ready").get("status") == "True" else None
+
+    obj = cluster.wait_for(ready, READY_TIMEOUT, "the model made again never became Ready", 0.5)
+    assert not seen, f"the model made again was Stalled on the way: {seen}"
+    new_uid = obj["metadata"]["uid"]
+    assert new_uid != old_uid
+    for child in children(cluster, namespace, "SmallModel", "again"):
+        uids = [r["uid"] for r in child["metadata"].get("ownerReferences") or []]
+        assert uids == [new_uid], (child["kind"], child["metadata"]["name"], uids)
+
+
+def test_children_orphaned_by_a_deleted_model_are_adopted_by_the_next_one(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
+    doc["metadata"]["name"] = "heir"
+    apply(cluster, namespace, [doc])
+    wait_ready(cluster, "sm", "heir", namespace, timeout=READY_TIMEOUT)
+    before = {
+        (d["kind"], d["metadata"]["name"]): d["metadata"]["uid"]
+        for d in children(cluster, namespace, "SmallModel", "heir")
+    }
+    cluster.kubectl("delete", "sm", "heir", "-n", namespace, "--cascade=orphan", "--wait=true")
+    orphans = children(cluster, namespace, "SmallModel", "heir")
+    assert {(d["kind"], d["metadata"]["name"]) for d in orphans} == set(before)
+    assert not any(d["metadata"].get("ownerReferences") for d in orphans), orphans
+
+    apply(cluster, namespace, [doc])
+    obj = wait_condition(cluster, "SmallModel", "heir", namespace, "Ready", "True")
+    uid = obj["metadata"]["uid"]
+    after = children(cluster, namespace, "SmallModel", "heir")
+    # The same objects (the pods kept serving), now owned by the new model.
+    assert {(d["kind"], d["metadata"]["name"]): d["metadata"]["uid"] for d in after} == before
+    for d in after:
+        refs = d["metadata"].get("ownerReferences") or []
+        assert [(r["uid"], r.get("controller")) for r in refs] == [(uid, True)], refs
+
+
 def test_a_pipeline_named_like_a_model_does_not_take_its_children(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:

@@ -247,6 +247,13 @@ def _holder(obj: Mapping[str, Any]) -> str:
     for ref in meta.get("ownerReferences") or []:
         if ref.get("controller"):
             return f"{ref.get('kind')} {ref.get('name')!r}"
+    labels = meta.get("labels") or {}
+    if labels.get(LABEL_MANAGED_BY) == MANAGED_BY and labels.get(LABEL_OWNER_NAME):
+        # An orphan smallfleet made for another resource (a namesake of the other kind).
+        return (
+            f"{labels.get(LABEL_OWNER_KIND) or 'a resource'} {labels[LABEL_OWNER_NAME]!r} "
+            "(left without an owner)"
+        )
     managers = [m.get("manager") for m in meta.get("managedFields") or [] if m.get("manager")]
     return f"{managers[0]!r} (not smallfleet)" if managers else "someone else (not smallfleet)"
 
@@ -579,29 +586,70 @@ class Reconciler:
     ) -> dict[str, Any]:
         """Apply a child the owner does not hold yet, never taking over someone else's object.
 
-        Without force, server-side apply refuses fields another manager owns
-        (409), and a second controller reference is invalid (422): only then
-        is the object read, to tell our own (left by an interrupted attempt,
-        since changed by a controller) from a namesake that is not ours.
+        The name is read first: server-side apply alone would merge our fields
+        and our ownerReference into a namesake whose fields do not clash with
+        ours, and the garbage collector would then delete it with the owner.
+        Without force, apply still refuses fields another manager owns (409)
+        or a second controller reference (422), which covers a namesake
+        created between the read and the apply.
         """
+        meta = obj["metadata"]
+        found = self.kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        if found is not None:
+            return self._adopt_own(obj, kind, owner, found)
         try:
             return self.kube.apply(obj, force=False, manager=_manager(kind))
         except (Transient, Rejected) as exc:
             if exc.status not in (409, 422):
                 raise
-            meta = obj["metadata"]
             found = self.kube.get(
                 obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
             )
             if found is None:
                 raise
-            if owned([found], owner.get("uid")):
-                return self.kube.apply(obj, manager=_manager(kind))
-            raise _NameTaken(
-                f"{obj['kind']} {meta['name']!r} already exists and belongs to {_holder(found)}; "
-                f"smallfleet does not take it over: rename this {kind} or remove that "
-                f"{obj['kind']}"
-            ) from exc
+            return self._adopt_own(obj, kind, owner, found)
+
+    def _adopt_own(
+        self,
+        obj: Mapping[str, Any],
+        kind: str,
+        owner: Mapping[str, Any],
+        found: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Apply over an existing object that is ours; wait out a deleted namesake's; else refuse.
+
+        Ours: left by an interrupted attempt, or orphaned (`--cascade=orphan`)
+        by an earlier resource of this kind and name, as its labels say, which
+        is adopted the way a Deployment adopts its ReplicaSets.
+        """
+        found_meta = found.get("metadata") or {}
+        controller = next(
+            (r for r in found_meta.get("ownerReferences") or [] if r.get("controller")), None
+        )
+        labels = found_meta.get("labels") or {}
+        made_for_us = all(
+            labels.get(k) == v for k, v in owner_selector(kind, owner["name"]).items()
+        )
+        if owned([dict(found)], owner.get("uid")) or (controller is None and made_for_us):
+            return self.kube.apply(obj, manager=_manager(kind))
+        if controller is not None and (controller.get("kind"), controller.get("name")) == (
+            kind,
+            owner["name"],
+        ):
+            # A resource of this name was deleted and made again: the garbage collector is
+            # still removing the old one's children. Retry (with backoff) until it has.
+            raise Transient(
+                409,
+                f"{obj['kind']} {obj['metadata']['name']!r} still belongs to the deleted "
+                f"{kind} of this name; waiting for the garbage collector to remove it",
+                verb="create",
+                what=f"{obj['kind']} {obj['metadata']['name']}",
+            )
+        raise _NameTaken(
+            f"{obj['kind']} {obj['metadata']['name']!r} already exists and belongs to "
+            f"{_holder(found)}; smallfleet does not take it over: rename this {kind} or "
+            f"remove that {obj['kind']}"
+        )
 
     def _stall(self, key: Key, body: Mapping[str, Any], reason: str, message: str) -> Outcome:
         meta = body["metadata"]
