@@ -386,11 +386,26 @@ def test_a_model_deleted_and_made_again_at_once_becomes_ready_with_new_children(
     apply(cluster, namespace, [doc])
     wait_ready(cluster, "sm", "again", namespace, timeout=READY_TIMEOUT)
     old_uid = get(cluster, "SmallModel", "again", namespace)["metadata"]["uid"]
-    # The old children are still there when the new model arrives: the garbage collector
-    # removes them after the owner is gone.
-    cluster.kubectl("delete", "sm", "again", "-n", namespace, "--wait=false")
+    # The garbage collector removes the old children after their owner is gone; a finalizer
+    # holds one back, so the new model surely meets its predecessor's ConfigMap.
+    hold = '{"metadata":{"finalizers":["example.com/hold"]}}'
+    cluster.kubectl("patch", "configmap", "again-config", "-n", namespace, "-p", hold)
+    cluster.kubectl("delete", "sm", "again", "-n", namespace, "--wait=true")
     apply(cluster, namespace, [doc])
     seen: set[str] = set()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        obj = get(cluster, "SmallModel", "again", namespace)
+        assert condition(obj, "Stalled").get("status") != "True", obj.get("status")
+        time.sleep(0.5)
+    held = get(cluster, "configmap", "again-config", namespace)["metadata"]
+    assert held["ownerReferences"][0]["uid"] == old_uid, held
+    assert condition(obj, "Ready").get("status") != "True", obj.get("status")
+    waiting = condition(obj, "Reconciling")
+    assert waiting.get("status") == "True", obj.get("status")
+    assert "still belongs to the deleted SmallModel" in waiting.get("message", ""), waiting
+    release = '{"metadata":{"finalizers":null}}'
+    cluster.kubectl("patch", "configmap", "again-config", "-n", namespace, "-p", release)
 
     def ready() -> dict[str, Any] | None:
         obj = get(cluster, "SmallModel", "again", namespace)

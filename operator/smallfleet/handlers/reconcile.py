@@ -224,6 +224,10 @@ def owned(objs: Sequence[dict[str, Any]], uid: Any) -> list[dict[str, Any]]:
     ]
 
 
+class _Predecessor(Transient):
+    """A child's name is held by the children of a deleted resource of the same kind and name."""
+
+
 class _Blocked(specs.SpecError):
     """A pipeline that cannot be rendered until another resource changes."""
 
@@ -476,6 +480,9 @@ class Reconciler:
                         result = self._create(obj, kind, meta)
                     else:
                         result = self.kube.apply(obj, manager=_manager(kind))
+                except _Predecessor as exc:
+                    self._write_status(key, body, st.applying(exc.message))
+                    raise
                 except _NameTaken as exc:
                     telemetry.ERRORS.labels(kind=kind, error_class="name_conflict").inc()
                     return self._stall(key, body, c.REASON_NAME_CONFLICT, str(exc))
@@ -638,7 +645,7 @@ class Reconciler:
         ):
             # A resource of this name was deleted and made again: the garbage collector is
             # still removing the old one's children. Retry (with backoff) until it has.
-            raise Transient(
+            raise _Predecessor(
                 409,
                 f"{obj['kind']} {obj['metadata']['name']!r} still belongs to the deleted "
                 f"{kind} of this name; waiting for the garbage collector to remove it",
