@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 import logging
+import os
+import secrets
+import socket
 from typing import Final
 
 PREFIX: Final = "smallfleet.io"
@@ -47,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    from smallfleet import telemetry
-    from smallfleet.handlers.operator import Runtime, registry
+    from smallfleet import leadership, telemetry
+    from smallfleet.handlers.operator import Runtime, peering_leader, registry
     from smallfleet.handlers.placement import install as install_placement
     from smallfleet.handlers.reconcile import Reconciler
     from smallfleet.handlers.scaling import Autoscaler, intensity_from
@@ -88,8 +92,24 @@ def run(args: argparse.Namespace) -> int:
     ks.networking.request_timeout = 60
     ks.batching.error_delays = (1, 2, 4, 8, 15, 30, 60)
     ks.execution.max_workers = 8
+    if namespaces:
+        # The namespaces are named: nothing to discover. Scanning would list namespaces, which a
+        # namespaced install (a Role) may not, and kopf retries that for about a minute first.
+        ks.scanning.disabled = True
 
-    runtime = Runtime(reconciler=Reconciler(Kube.from_config(), settings))
+    kube = Kube.from_config()
+    runtime = Runtime(reconciler=Reconciler(kube, settings))
+    identity: str | None = None
+    priority: int | None = None
+    if args.peering is not None:
+        # Distinct priorities: kopf pauses every replica that sees a peer of equal priority.
+        who = os.environ.get("POD_NAME") or f"{getpass.getuser()}@{socket.gethostname()}"
+        identity = f"{who}/{os.getpid()}/{secrets.token_hex(3)}"
+        priority = leadership.random_priority()
+        ks.peering.priority = priority
+        runtime.leading = peering_leader(
+            kube, args.peering, namespaces[0] if namespaces else None, identity, priority
+        )
     placer = install_placement(runtime, settings)
     autoscaler = Autoscaler(runtime.reconciler, intensity=intensity_from(placer.signals))
     runtime.reconciler.decided_replicas = autoscaler.replicas
@@ -101,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
             memo=kopf.Memo(runtime=runtime),
             standalone=args.peering is None,
             peering_name=args.peering,
+            identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
+            priority=priority,
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",

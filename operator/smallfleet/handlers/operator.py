@@ -15,6 +15,7 @@ Kubernetes client they use is synchronous.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -24,10 +25,10 @@ from typing import Any, Final
 
 import kopf
 
+from smallfleet import leadership, telemetry
 from smallfleet import status as st
-from smallfleet import telemetry
 from smallfleet.handlers.reconcile import MODEL_PIPELINE, SMALL_MODEL, Reconciler
-from smallfleet.kube import KubeError, Transient
+from smallfleet.kube import Kube, KubeError, Transient
 from smallfleet.render.children import (
     LABEL_MANAGED_BY,
     LABEL_OWNER_KIND,
@@ -45,6 +46,7 @@ MANAGED: Final = {LABEL_MANAGED_BY: MANAGED_BY}
 RESYNC_SECONDS: Final = 60.0
 MAX_BACKOFF_SECONDS: Final = 60.0
 PERIODIC_TICK_SECONDS: Final = 1.0
+LEADERSHIP_CACHE_SECONDS: Final = 2.0
 
 registry: Final = kopf.OperatorRegistry()
 
@@ -64,6 +66,8 @@ class Runtime:
     generations: dict[tuple[str, str], Any] = field(default_factory=dict)
     tasks: list[Periodic] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    # Whether this replica leads (always, when standalone); kopf pauses only its handlers.
+    leading: Callable[[], bool] = lambda: True
 
     def every(self, seconds: float, fn: Callable[[], None], name: str) -> None:
         """Run `fn` every `seconds` in the background thread (first run after one period)."""
@@ -71,6 +75,13 @@ class Runtime:
 
     def run_periodic(self) -> None:
         while not self.stop.wait(PERIODIC_TICK_SECONDS):
+            try:
+                leading = self.leading()
+            except Exception:  # unknown counts as not leading: two actors are worse than none
+                log.exception("could not tell whether this replica leads")
+                leading = False
+            if not leading:
+                continue
             now = time.monotonic()
             for task in self.tasks:
                 if now < task.due:
@@ -90,6 +101,29 @@ class Runtime:
                 self.reconciler.refresh(kind, namespace, name)
             except KubeError as exc:
                 log.warning("resync of %s %s/%s failed: %s", kind, namespace, name, exc)
+
+
+def peering_leader(
+    kube: Kube, name: str, namespace: str | None, identity: str, priority: int
+) -> Callable[[], bool]:
+    """`Runtime.leading` for a replica in kopf peering `name` (cluster-wide when no namespace)."""
+    kind = "KopfPeering" if namespace else "ClusterKopfPeering"
+    cached: list[tuple[float, bool]] = []
+
+    def leading() -> bool:
+        now = time.monotonic()
+        if cached and now - cached[0][0] < LEADERSHIP_CACHE_SECONDS:
+            return cached[0][1]
+        peering = kube.get("kopf.dev/v1", kind, namespace, name)
+        answer = leadership.leads(
+            (peering or {}).get("status"), identity, priority, dt.datetime.now(dt.UTC)
+        )
+        if not cached or cached[0][1] != answer:
+            log.info("replica %s %s", identity, "leads" if answer else "stands by")
+        cached[:] = [(now, answer)]
+        return answer
+
+    return leading
 
 
 @dataclass

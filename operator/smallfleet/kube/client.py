@@ -75,6 +75,9 @@ KINDS: Final[tuple[KindInfo, ...]] = (
     KindInfo("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
     KindInfo("serving.smallfleet.io/v1alpha1", "SmallModel", "smallmodels"),
     KindInfo("serving.smallfleet.io/v1alpha1", "ModelPipeline", "modelpipelines"),
+    # Read only: which replica leads (kopf writes them).
+    KindInfo("kopf.dev/v1", "KopfPeering", "kopfpeerings"),
+    KindInfo("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False),
 )
 _BY_KIND: Final = {(k.api_version, k.kind): k for k in KINDS}
 
