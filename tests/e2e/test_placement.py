@@ -350,10 +350,10 @@ def test_eu_residency_never_lands_in_the_us_even_when_it_is_cleanest(
 
 @contextlib.contextmanager
 def _gpus_taken(
-    cluster: Cluster, namespace: str, node: str, *, priority: str | None = None
+    cluster: Cluster, namespace: str, node: str, *, priority: str | None = None, gpus: int = 4
 ) -> Iterator[None]:
-    """Pause pods take all 4 GPUs of `node` (preempting lower-priority pods if `priority`)."""
-    filler = _filler(node, replicas=4)
+    """Pause pods take `gpus` GPUs of `node` (preempting lower-priority pods if `priority`)."""
+    filler = _filler(node, replicas=gpus)
     if priority is not None:
         cluster.apply_yaml(
             yaml.safe_dump(
@@ -376,7 +376,13 @@ def _gpus_taken(
         if priority is not None:
             cluster.kubectl("delete", "priorityclass", priority, "--ignore-not-found")
         cluster.wait_for(
-            lambda: _gpu_pods_on(cluster, node) < 4, 60, f"the filler never left {node}"
+            lambda: (
+                not cluster.kubectl_json("get", "pods", "-n", namespace, "-l", "app=gpu-filler")[
+                    "items"
+                ]
+            ),
+            60,
+            f"the filler never left {node}",
         )
 
 
@@ -445,6 +451,36 @@ def test_a_full_region_sends_the_model_to_the_next_feasible_one(
         assert pod_regions(cluster, namespace, "overflow") == ["eu-west-1"]
         north = excluded(obj)["eu-north-1"]
         assert north["reason"] == "NoCapacity" and "0 of 1 replicas fit" in north["message"], north
+
+
+def test_models_placed_at_once_do_not_crowd_into_the_same_gpus(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, grid: GridApi
+) -> None:
+    grid.set(eu_north_1=20, eu_west_1=100, us_east_1=400)
+    node = "gpu-eu-north-1a-a10g"  # the only A10G node of the cleanest region
+    with _gpus_taken(cluster, namespace, node, gpus=2):
+        cluster.wait_for(
+            lambda: _gpu_pods_on(cluster, node) >= 2, 60, f"the filler never took 2 GPUs of {node}"
+        )
+        names = [f"burst-{i}" for i in range(4)]
+        # One apply: the operator decides the four at the same moment, with room for two.
+        apply(cluster, namespace, *(model(n, regions=["eu-north-1", "eu-west-1"]) for n in names))
+        stalled: set[tuple[str, str]] = set()
+
+        def all_ready() -> list[dict[str, Any]] | None:
+            objs = cluster.kubectl_json("get", "sm", "-n", namespace)["items"]
+            for obj in objs:
+                if condition(obj, "Stalled").get("status") == "True":
+                    stalled.add((obj["metadata"]["name"], condition(obj, "Stalled")["reason"]))
+            ready = [o for o in objs if condition(o, "Ready").get("status") == "True"]
+            return ready if len(ready) == len(names) else None
+
+        objs = cluster.wait_for(all_ready, TIMEOUT, "the burst never became Ready", 0.5)
+        assert not stalled, f"models crowded into the same GPUs and stalled: {sorted(stalled)}"
+        regions = sorted(r for o in objs for r in placed_regions(o))
+        assert regions == ["eu-north-1"] * 2 + ["eu-west-1"] * 2, regions
+        for name in names:
+            assert not events(cluster, namespace, name, "Moved"), f"{name} had to move"
 
 
 def test_a_model_pushed_out_of_its_region_moves_before_the_next_refresh(

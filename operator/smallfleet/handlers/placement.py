@@ -44,6 +44,7 @@ from smallfleet.handlers.reconcile import (
 from smallfleet.kube import Kube, KubeError, Rejected
 from smallfleet.placement import (
     CarbonReading,
+    Claim,
     CurrentPlacement,
     PlacementDecision,
     PlacementInput,
@@ -51,6 +52,7 @@ from smallfleet.placement import (
     decide,
     node_capacity,
     plan_move,
+    with_claims,
     with_zone_overrides,
 )
 from smallfleet.placement.policies import REASON_NO_CAPACITY
@@ -82,6 +84,8 @@ MOVE_CHECK_SECONDS: Final = 2.0
 UNSCHEDULABLE_CHECK_SECONDS: Final = 5.0
 # All-pod lists are the costliest read of a reconcile; a burst of reconciles shares one.
 PODS_TTL_SECONDS: Final = 2.0
+# How long a decision's GPUs stay promised to a model whose pods have not bound yet.
+CLAIM_TTL_SECONDS: Final = 30.0
 REASON_MOVED: Final = "Moved"
 
 INTENSITY: Final = telemetry.gauge(
@@ -322,8 +326,13 @@ def evaluate(
     signals: Signals,
     settings: Settings,
     now: dt.datetime,
+    claims: Sequence[Claim] = (),
 ) -> Evaluation:
-    """Decide one model's regions from values alone (no I/O)."""
+    """Decide one model's regions from values alone (no I/O).
+
+    `claims` are other models' GPUs promised by decisions whose pods have not
+    bound yet; they count as taken.
+    """
     meta = owner.get("metadata") or {}
     replicas = _replicas(plan, deployments)
     current = current_placement(owner, deployments, now)
@@ -334,7 +343,7 @@ def evaluate(
         # Room for at least one replica: a KEDA model at zero must have somewhere to come back.
         max(1, replicas),
     )
-    capacity = node_capacity(capacity_nodes(plan, nodes), pods)
+    capacity = with_claims(node_capacity(capacity_nodes(plan, nodes), pods), claims)
     decision = decide(
         model, signals.readings, capacity, current, now, settings, regions=signals.table
     )
@@ -405,6 +414,17 @@ class _Choice:
     plan: ServerPlan
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    """A decision's promise: `replicas` x `gpus` of `gpu_product` in each of `regions`."""
+
+    at: float  # time.monotonic() of the decision
+    regions: tuple[str, ...]
+    replicas: int
+    gpus: int
+    gpu_product: str | None
+
+
 class Placer:
     """The region chooser and status contributor that `Reconciler` calls, plus the periodic passes."""
 
@@ -427,6 +447,8 @@ class Placer:
         self._pods: tuple[float, list[dict[str, Any]]] | None = None
         self._emissions: dict[Key, float] = {}
         self._unschedulable: set[Key] = set()  # servers the scheduler could not place
+        self._claims: dict[Key, _Claimed] = {}
+        self._deciding = threading.Lock()  # one decision at a time sees the others' claims
 
     # -- called by Reconciler ------------------------------------------------
 
@@ -436,10 +458,12 @@ class Placer:
         nodes = req.nodes()
         pods = self._gpu_pods(req.pods) if req.plan.resources.gpus > 0 else []
         now = self.now()
-        ev = evaluate(
-            req.plan, req.owner, req.deployments, nodes, pods, self.signals.latest(),
-            self.settings, now,
-        )  # fmt: skip
+        with self._deciding:
+            ev = evaluate(
+                req.plan, req.owner, req.deployments, nodes, pods, self.signals.latest(),
+                self.settings, now, self._outstanding(key, nodes, pods),
+            )  # fmt: skip
+            self._claim(key, req.plan, ev)
         self._choices[key] = _Choice(ev, req.plan)
         decision = ev.decision
         if (
@@ -522,7 +546,11 @@ class Placer:
             mine = owned(deployments.get((kind, namespace, name), []), body["metadata"].get("uid"))
             if pods is None and plan.resources.gpus > 0:
                 pods = self._gpu_pods(reconciler.all_pods, max_age=0.0)
-            ev = evaluate(plan, body, mine, nodes, pods or [], signals, self.settings, self.now())
+            with self._deciding:
+                claims = self._outstanding(key, nodes, pods or [])
+            ev = evaluate(
+                plan, body, mine, nodes, pods or [], signals, self.settings, self.now(), claims
+            )
             if self._differs(body, ev, mine):
                 log.info(
                     "%s %s/%s: placement changed: %s", kind, namespace, name, ev.decision.message
@@ -618,6 +646,55 @@ class Placer:
         except Exception as exc:  # an Event is a courtesy; never fail a reconcile on it
             log.warning("could not record the move of %s %s/%s: %s", *key, exc)
 
+    def _claim(self, key: Key, plan: ServerPlan, ev: Evaluation) -> None:
+        """Promise the decided regions' GPUs to this model until its pods bind (or the claim ages)."""
+        if plan.resources.gpus > 0 and ev.decision.regions:
+            self._claims[key] = _Claimed(
+                time.monotonic(), ev.decision.regions, ev.replicas,
+                plan.resources.gpus, plan.resources.gpu_product,
+            )  # fmt: skip
+        else:
+            self._claims.pop(key, None)
+
+    def _outstanding(
+        self, key: Key, nodes: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
+    ) -> list[Claim]:
+        """Other models' claimed replicas that are not bound to a node of their region yet."""
+        now = time.monotonic()
+        for other in [k for k, v in self._claims.items() if now - v.at > CLAIM_TTL_SECONDS]:
+            del self._claims[other]
+        if not any(k != key for k in self._claims):
+            return []
+        region_of = {
+            str(n.get("metadata", {}).get("name")): str(
+                (n.get("metadata", {}).get("labels") or {}).get(NODE_REGION_LABEL) or ""
+            )
+            for n in nodes
+        }
+        bound: dict[tuple[Key, str], int] = {}
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            node = (pod.get("spec") or {}).get("nodeName")
+            if not node or meta.get("deletionTimestamp"):
+                continue
+            labels = meta.get("labels") or {}
+            owner = (
+                str(labels.get(LABEL_OWNER_KIND, "")),
+                str(meta.get("namespace", "")),
+                str(labels.get(LABEL_OWNER_NAME, "")),
+            )
+            where = (owner, region_of.get(str(node), ""))
+            bound[where] = bound.get(where, 0) + 1
+        out: list[Claim] = []
+        for other, claimed in self._claims.items():
+            if other == key:
+                continue
+            for region in claimed.regions:
+                left = claimed.replicas - bound.get((other, region), 0)
+                if left > 0:
+                    out.append(Claim(region, claimed.gpu_product, claimed.gpus, left))
+        return out
+
     def _gpu_pods(
         self, fetch: Callable[[], list[dict[str, Any]]], *, max_age: float = PODS_TTL_SECONDS
     ) -> list[dict[str, Any]]:
@@ -648,6 +725,8 @@ class Placer:
         return out
 
     def _forget(self, key: Key) -> None:
+        with self._deciding:
+            self._claims.pop(key, None)
         self._emissions.pop(key, None)
         self._moving.pop(key, None)
         self._announced.pop(key, None)

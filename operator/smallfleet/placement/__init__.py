@@ -6,7 +6,7 @@ Public surface for the runtime: `decide`, `plan_move`, the input values
 energy estimates (`estimate`, `power_watts`, `grams_per_hour`).
 """
 
-from smallfleet.placement.capacity import node_capacity
+from smallfleet.placement.capacity import Claim, node_capacity, with_claims
 from smallfleet.placement.decide import Exclusion, PlacementDecision, decide
 from smallfleet.placement.energy import (
     Estimate,
@@ -34,6 +34,7 @@ from smallfleet.placement.signals import CarbonReading
 
 __all__ = [
     "CarbonReading",
+    "Claim",
     "CurrentPlacement",
     "Estimate",
     "Exclusion",
@@ -54,5 +55,6 @@ __all__ = [
     "parse_region_table",
     "plan_move",
     "power_watts",
+    "with_claims",
     "with_zone_overrides",
 ]

@@ -8,7 +8,9 @@ pods and calls `node_capacity`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from smallfleet.placement.policies import NodeCapacity
@@ -73,3 +75,50 @@ def node_capacity(
             )
         )
     return sorted(out, key=lambda n: n.name)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """GPUs a placement decision promised to a model whose pods are not bound yet.
+
+    Decisions made at the same moment all see the same free GPUs until the
+    scheduler binds the first model's pods; without claims the later models
+    crowd into the room the first one took, wait Unschedulable, and move again.
+    """
+
+    region: str
+    gpu_product: str | None
+    gpus_per_replica: int
+    replicas: int  # replicas not bound yet
+
+
+def with_claims(capacity: Sequence[NodeCapacity], claims: Iterable[Claim]) -> list[NodeCapacity]:
+    """Capacity as it will be once the claimed replicas bind.
+
+    Each replica goes where the scheduler's default spreading would put it:
+    the fitting node with the most free GPUs (ties by name). A replica that
+    fits nowhere takes nothing; its own model will learn that from the scheduler.
+    """
+    nodes = {n.name: n for n in capacity}
+    for claim in claims:
+        if claim.gpus_per_replica <= 0:
+            continue
+        for _ in range(claim.replicas):
+            fitting = [
+                n
+                for n in nodes.values()
+                if n.region == claim.region
+                and not n.cpu_only
+                and n.free_gpus >= claim.gpus_per_replica
+                and (
+                    not claim.gpu_product
+                    or (n.gpu_product or "").lower() == claim.gpu_product.lower()
+                )
+            ]
+            if not fitting:
+                break
+            best = min(fitting, key=lambda n: (-n.free_gpus, n.name))
+            nodes[best.name] = dataclasses.replace(
+                best, requested_gpus=best.requested_gpus + claim.gpus_per_replica
+            )
+    return sorted(nodes.values(), key=lambda n: n.name)
