@@ -43,7 +43,7 @@ from hack.cluster import (
     down,
     ensure_binaries,
     exists,
-    free_port,
+    free_ports,
     install_chart,
     install_crds,
     install_keda_crds,
@@ -156,7 +156,7 @@ def start_operator(cluster: Cluster, is_local: bool) -> None:
     stop_operator(quiet=True)
     say("installing the chart (operator Deployment scaled to 0)")
     chart = install_chart(cluster)
-    metrics_port, health_port = free_port(), free_port()
+    metrics_port, health_port = free_ports(2)
     argv, env = operator_command(
         cluster, chart, STATE / "operator.kubeconfig", metrics_port, health_port, None
     )

@@ -33,6 +33,7 @@ from hack.cluster import (
     cluster_name,
     deployment_env,
     free_port,
+    free_ports,
     install_chart,
     install_crds,
     operator_command,
@@ -53,6 +54,7 @@ __all__ = [
     "cluster_name",
     "deployment_env",
     "free_port",
+    "free_ports",
     "install_chart",
     "install_crds",
     "shared",
@@ -150,7 +152,7 @@ def start_operator(
     if (namespace is None) == (not all_namespaces):
         raise ValueError("give exactly one of namespace= or all_namespaces=True")
     workdir.mkdir(parents=True, exist_ok=True)
-    metrics_port, health_port = free_port(), free_port()
+    metrics_port, health_port = free_ports(2)
     kubeconfig = workdir / "operator.kubeconfig"
     argv, full_env = operator_command(
         cluster, chart, kubeconfig, metrics_port, health_port, namespace, extra_args
