@@ -46,6 +46,13 @@ def documents(path: Path) -> list[dict[str, Any]]:
     return docs
 
 
+def classifier(name: str) -> dict[str, Any]:
+    """The CPU classifier example under another name: a model that is quick to make Ready."""
+    (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
+    doc["metadata"]["name"] = name
+    return doc
+
+
 def apply(cluster: Cluster, namespace: str, docs: list[dict[str, Any]]) -> None:
     cluster.apply_yaml(yaml.safe_dump_all(docs), namespace=namespace)
 
@@ -202,8 +209,7 @@ def test_unknown_gpu_product_is_stalled_naming_it(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     """No node has the product: placement (or else the scheduler) says so, and it is Stalled."""
-    (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
-    doc["metadata"]["name"] = "needs-b200"
+    doc = classifier("needs-b200")
     doc["spec"]["resources"] = {"gpus": 1, "gpuProduct": "NVIDIA-B200", "cpu": "1", "memory": "1Gi"}
     apply(cluster, namespace, [doc])
     obj = wait_condition(cluster, "SmallModel", "needs-b200", namespace, "Stalled", "True")
@@ -329,8 +335,7 @@ def test_a_name_taken_by_someone_elses_object_is_stalled_and_never_taken_over(
         "spec": {"selector": {"app": "hand-made"}, "ports": [{"name": "web", "port": 80}]},
     }
     apply(cluster, namespace, [service])
-    (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
-    doc["metadata"]["name"] = "taken"
+    doc = classifier("taken")
     apply(cluster, namespace, [doc])
     obj = wait_condition(
         cluster, "SmallModel", "taken", namespace, "Stalled", "True", "NameConflict"
@@ -364,8 +369,7 @@ def test_a_namesake_whose_fields_do_not_clash_is_not_taken_over_either(
         "data": {"notes.txt": "kept by a person"},
     }
     apply(cluster, namespace, [mine])
-    (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
-    doc["metadata"]["name"] = "quiet"
+    doc = classifier("quiet")
     apply(cluster, namespace, [doc])
     obj = wait_condition(
         cluster, "SmallModel", "quiet", namespace, "Stalled", "True", "NameConflict"
@@ -381,8 +385,7 @@ def test_a_namesake_whose_fields_do_not_clash_is_not_taken_over_either(
 def test_a_model_deleted_and_made_again_at_once_becomes_ready_with_new_children(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
-    doc["metadata"]["name"] = "again"
+    doc = classifier("again")
     apply(cluster, namespace, [doc])
     wait_ready(cluster, "sm", "again", namespace, timeout=READY_TIMEOUT)
     old_uid = get(cluster, "SmallModel", "again", namespace)["metadata"]["uid"]
@@ -432,8 +435,7 @@ def test_a_model_deleted_and_made_again_at_once_becomes_ready_with_new_children(
 def test_children_orphaned_by_a_deleted_model_are_adopted_by_the_next_one(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    (doc,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
-    doc["metadata"]["name"] = "heir"
+    doc = classifier("heir")
     apply(cluster, namespace, [doc])
     wait_ready(cluster, "sm", "heir", namespace, timeout=READY_TIMEOUT)
     before = {
@@ -460,8 +462,8 @@ def test_a_pipeline_named_like_a_model_does_not_take_its_children(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     docs = documents(ROOT / "examples" / "rag-pipeline.yaml")
-    (bystander,) = documents(ROOT / "examples" / "cpu-classifier.yaml")
-    name = bystander["metadata"]["name"] = "bystander"  # no step of the pipeline
+    name = "bystander"  # no step of the pipeline
+    bystander = classifier(name)
     models = [d for d in docs if d["kind"] == "SmallModel"] + [bystander]
     (pipeline,) = [d for d in docs if d["kind"] == "ModelPipeline"]
     apply(cluster, namespace, models)
