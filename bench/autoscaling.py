@@ -8,7 +8,7 @@ queue, and a new replica serves only `STARTUP_SECONDS` after it was asked
 for. The fleet keeps Triton's cumulative counters exactly as a server
 exposes them, and both policies read them:
 
-- smallfleet: `smallfleet.autoscaling.decide` with the spec defaults
+- smallfleet: `smallfleet.core.autoscaling.decide` with the spec defaults
   (tolerance 10%, scale-up window 0 s, scale-down window 120 s, steps 4 up /
   1 down), fed every 5 s by `smallfleet.metricsource.DirectSource` parsing
   the fleet's /metrics text, with rates over the last 30 s (so it sees
@@ -63,10 +63,10 @@ sys.path[:0] = [str(ROOT / "operator"), str(ROOT)]
 
 from hack import load_traces  # noqa: E402
 
-from smallfleet.autoscaling import ScalerState, decide  # noqa: E402
+from smallfleet.core.autoscaling import ScalerState, decide  # noqa: E402
+from smallfleet.core.spec import Scaling  # noqa: E402
+from smallfleet.core.tritonmetrics import TritonSnapshot, rates  # noqa: E402
 from smallfleet.metricsource import DEFAULT_RATE_WINDOW, DirectSource  # noqa: E402
-from smallfleet.spec import Scaling  # noqa: E402
-from smallfleet.tritonmetrics import TritonSnapshot, rates  # noqa: E402
 
 SERVICE_RATE: Final = 100.0  # inferences/s one replica serves at full load
 TARGET: Final = 80.0  # inferences/s per replica the owner asks for (80% of capacity)

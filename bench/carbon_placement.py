@@ -8,9 +8,9 @@ the emissions of:
   (a) pinned      every model in one default region (Frankfurt; London for UK residency)
   (b) spread      carbon-agnostic: each model where most GPUs are free, never moving
   (c) greedy      cleanest region every hour, no hysteresis, no dwell time
-  (d) smallfleet  `smallfleet.placement.decide` with the operator defaults
+  (d) smallfleet  `smallfleet.core.placement.decide` with the operator defaults
 
-Each model's power comes from `smallfleet.placement.energy`. A move is
+Each model's power comes from `smallfleet.core.placement.energy`. A move is
 charged `MOVE_OVERLAP_MINUTES` of double running (make-before-break). Hours
 any model spent outside its residency are counted; they must be 0.
 """
@@ -35,7 +35,7 @@ for p in (ROOT, ROOT / "operator"):
 
 from hack.carbon_traces import build  # noqa: E402
 
-from smallfleet.placement import (  # noqa: E402
+from smallfleet.core.placement import (  # noqa: E402
     CarbonReading,
     CurrentPlacement,
     NodeCapacity,
@@ -43,9 +43,9 @@ from smallfleet.placement import (  # noqa: E402
     decide,
     power_watts,
 )
+from smallfleet.core.spec import Placement, Resources  # noqa: E402
 from smallfleet.providers.data import default_region_table  # noqa: E402
 from smallfleet.settings import Settings  # noqa: E402
-from smallfleet.spec import Placement, Resources  # noqa: E402
 
 SEED: Final = 20180305
 MODELS: Final = 100

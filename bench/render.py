@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "unit"
 
 from render_fixtures import GPU_ONNX, PIPELINE, PIPELINE_MODELS
 
-from smallfleet.plan import plan_changes
-from smallfleet.render import plan_for_model, plan_for_pipeline, render_children
-from smallfleet.render.yamltext import dump
+from smallfleet.core.plan import plan_changes
+from smallfleet.core.render import plan_for_model, plan_for_pipeline, render_children
+from smallfleet.core.render.yamltext import dump
 from smallfleet.settings import Settings
 
 FLEET = 500

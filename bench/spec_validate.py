@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import yaml
 
-from smallfleet.spec import parse_model_pipeline, parse_small_model
+from smallfleet.core.spec import parse_model_pipeline, parse_small_model
 from smallfleet.validate import check_files
 
 ROOT: Final = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ smallfleet renders `dynamic_batching` for every model that can batch unless
 the spec turns it off (DESIGN.md: on a GPU it was the largest single lever).
 This measures what it does here, on the real server and the real embedder:
 the `minilm-l6` test SmallModel (all-MiniLM-L6-v2 int8 behind the python
-backend, on CPU) rendered twice by `smallfleet.render`, once as written and
+backend, on CPU) rendered twice by `smallfleet.core.render`, once as written and
 once with `dynamicBatching.enabled: false`, each driven by closed-loop
 clients sending one sentence per request over HTTP at concurrency 1, 8 and
 32. Figures: completed sentences per second, p50 and p99 latency.
@@ -40,9 +40,9 @@ from triton_harness import (  # noqa: E402
     serve_plan,
 )
 
-from smallfleet.render import plan_for_model  # noqa: E402
+from smallfleet.core.render import plan_for_model  # noqa: E402
+from smallfleet.core.spec import DynamicBatching, SmallModelSpec  # noqa: E402
 from smallfleet.settings import Settings  # noqa: E402
-from smallfleet.spec import DynamicBatching, SmallModelSpec  # noqa: E402
 
 CONCURRENCY: Final = (1, 8, 32)
 WARMUP_SECONDS: Final = 1.0

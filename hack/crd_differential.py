@@ -29,7 +29,7 @@ import yaml
 ROOT: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "operator"))
 
-from smallfleet.spec import SpecError, parse_model_pipeline, parse_small_model  # noqa: E402
+from smallfleet.core.spec import SpecError, parse_model_pipeline, parse_small_model  # noqa: E402
 
 MODEL_FIELDS: Final = [
     "triton.maxBatchSize",

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 import yaml  # noqa: E402
 
 from hack.cluster import KWOKCTL_CONFIG, ensure_binaries  # noqa: E402
-from smallfleet.plan import plan_changes  # noqa: E402
+from smallfleet.core.plan import plan_changes  # noqa: E402
 
 CLUSTER: Final = "sf-render"
 # group-version path under /openapi/v3 -> the kinds smallfleet renders in it

@@ -4,7 +4,7 @@ The CRD YAML is the one source of truth for the API. Two things are derived
 from it, and unit tests regenerate both and compare, so neither can drift:
 
 - docs/reference.md, the field reference for model owners;
-- operator/smallfleet/crd_schemas.py, the same OpenAPI schemas as Python data,
+- operator/smallfleet/core/crd_schemas.py, the same OpenAPI schemas as Python data,
   so that `smallfleet validate` and the spec parser check exactly what the API
   server checks while staying free of file I/O.
 
@@ -26,7 +26,7 @@ CRDS: Final = (
     ROOT / "crds" / "modelpipelines.serving.smallfleet.io.yaml",
 )
 REFERENCE: Final = ROOT / "docs" / "reference.md"
-SCHEMA_MODULE: Final = ROOT / "operator" / "smallfleet" / "crd_schemas.py"
+SCHEMA_MODULE: Final = ROOT / "operator" / "smallfleet" / "core" / "crd_schemas.py"
 
 
 def load_crds() -> list[dict[str, Any]]:

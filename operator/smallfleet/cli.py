@@ -16,7 +16,7 @@ from typing import Final
 # subcommand -> (module, function taking the parsed args and returning an exit code, help)
 COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "run": ("smallfleet.handlers.main", "Run the operator"),
-    "render": ("smallfleet.render.cli", "Print the manifests the operator would apply"),
+    "render": ("smallfleet.core.render.cli", "Print the manifests the operator would apply"),
     "validate": ("smallfleet.validate", "Check manifests offline, with line-precise messages"),
     "fetch": ("smallfleet.fetch", "Download, verify and unpack a model artifact (init container)"),
 }

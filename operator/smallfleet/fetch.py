@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, get_args
 
-from smallfleet.spec import URI_SCHEMES, ModelFormat
+from smallfleet.core.spec import URI_SCHEMES, ModelFormat
 
 DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"
 DEFAULT_PVC_ROOT: Final = "/mnt/pvc"

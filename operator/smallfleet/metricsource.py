@@ -2,7 +2,7 @@
 
 The default needs nothing installed: the operator scrapes each ready Triton
 pod's metrics port (8002) itself, keeps the previous scrape per pod and turns
-each pair into rates (`smallfleet.tritonmetrics`), then adds the replicas up.
+each pair into rates (`smallfleet.core.tritonmetrics`), then adds the replicas up.
 Per-pod rates, not rates of a sum, because a pod that leaves or restarts
 would otherwise look like a counter reset of the whole model.
 
@@ -28,10 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
-from smallfleet.autoscaling import ScalerState, ScalingDecision, decide
-from smallfleet.settings import Settings
-from smallfleet.spec import Scaling
-from smallfleet.tritonmetrics import (
+from smallfleet.core.autoscaling import ScalerState, ScalingDecision, decide
+from smallfleet.core.spec import Scaling
+from smallfleet.core.tritonmetrics import (
     LoadSample,
     MetricsParseError,
     TritonSnapshot,
@@ -41,6 +40,7 @@ from smallfleet.tritonmetrics import (
     pod_regex,
     rates,
 )
+from smallfleet.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class ScalingLoop:
     the ready pods of its Deployment; write `decision.desired` to the scale
     subresource when `decision.changed`; call `forget(key)` when the resource
     is deleted. Everything it remembers is in memory and rebuilds itself
-    after a restart (see `smallfleet.autoscaling.decision`).
+    after a restart (see `smallfleet.core.autoscaling.decision`).
 
     With `Settings.prometheus_url` set it asks Prometheus (series labelled
     with `namespace` and `pod`); otherwise it scrapes each pod's port 8002.

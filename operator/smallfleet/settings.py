@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from smallfleet.spec import DEFAULT_TRITON_IMAGE
+from smallfleet.core.spec import DEFAULT_TRITON_IMAGE
 
 DEFAULT_OPERATOR_IMAGE: Final = "ghcr.io/smallfleet/smallfleet:0.1.0"
 
@@ -35,6 +35,9 @@ class Settings:
     prometheus_url: str | None = None  # query Prometheus instead of scraping Triton pods
     metrics_port: int = 8080
     health_port: int = 8081
+    # The one address /metrics and /healthz listen on: loopback unless set (the chart sets
+    # the pod IP, so the kubelet's probes reach it). Never a wildcard by default.
+    bind_address: str = "127.0.0.1"
 
 
 def _env(env: Mapping[str, str], key: str) -> str | None:
@@ -73,4 +76,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         prometheus_url=_env(e, "PROMETHEUS_URL"),
         metrics_port=i("METRICS_PORT", d.metrics_port),
         health_port=i("HEALTH_PORT", d.health_port),
+        bind_address=s("BIND_ADDRESS", d.bind_address),
     )

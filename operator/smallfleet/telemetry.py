@@ -131,9 +131,15 @@ def counter(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Co
     return result
 
 
-def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
-    """Serve /metrics in a background thread."""
+def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
+    """Serve /metrics on `addr` (one address, loopback unless told) in a background thread."""
     start_http_server(port, addr=addr, registry=REGISTRY)
+
+
+def health_url(addr: str, port: int) -> str:
+    """The /healthz URL kopf's liveness endpoint listens on; IPv6 addresses in brackets."""
+    host = f"[{addr}]" if ":" in addr else addr
+    return f"http://{host}:{port}/healthz"
 
 
 def setup_tracing(env: Mapping[str, str] | None = None) -> bool:

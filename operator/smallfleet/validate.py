@@ -3,7 +3,7 @@
 A model owner (or a CI job on a GitOps repository) should learn that a
 manifest is wrong with the file and line to fix, not from a Stalled condition
 after the merge. This runs the same checks as the API server (the CRD's
-schema with its defaults, and the CEL rules, through `smallfleet.spec`), plus
+schema with its defaults, and the CEL rules, through `smallfleet.core.spec`), plus
 what only a whole set of manifests can show: that each pipeline's steps name
 SmallModels that exist and whose tensors fit together.
 
@@ -24,7 +24,7 @@ from typing import Any, Final, TextIO
 
 import yaml
 
-from smallfleet.spec import (
+from smallfleet.core.spec import (
     API_GROUP,
     MODEL_PIPELINE,
     SMALL_MODEL,

@@ -266,7 +266,7 @@ def test_flux_applies_and_prunes_a_plain_configmap(
         source = kubectl.get("gitrepositories.source.toolkit.fluxcd.io", repo, FLUX_NAMESPACE)
         assert source is not None
         assert_loopback_url(source["status"]["artifact"]["url"])
-        peers = assert_loopback_only(flux.pids())
+        peers = assert_loopback_only([*flux.pids(), git.proc.pid])
         assert peers, "the controllers hold no connections at all"
 
         sha = git.push(repo, {"README.md": "nothing to apply\n"}, "remove the ConfigMap")

@@ -20,10 +20,10 @@ import yaml
 from hack.cluster import CACHE, HACK
 from tests.e2e.cluster import Cluster
 
-from smallfleet.render import common_labels, plan_for_model, render_children
-from smallfleet.render.autoscalers import autoscaler_manifests
+from smallfleet.core.render import common_labels, plan_for_model, render_children
+from smallfleet.core.render.autoscalers import autoscaler_manifests
+from smallfleet.core.spec import ScalingMetric, parse_small_model
 from smallfleet.settings import Settings
-from smallfleet.spec import ScalingMetric, parse_small_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 METRICS: tuple[ScalingMetric, ...] = (

@@ -3,7 +3,7 @@
 `triton_server` is the server of the canonical test SmallModel (`minilm-l6`,
 tests/triton/manifests/minilm-l6.yaml) rendered by the operator's own code:
 artifact fetched with `smallfleet fetch` from a local HTTP store, config.pbtxt
-and command line from `smallfleet.render`. Other tests (metrics, autoscaling)
+and command line from `smallfleet.core.render`. Other tests (metrics, autoscaling)
 reuse it as is; `triton_factory` starts more servers on other plans.
 Nothing is skipped: a server that cannot start fails the test with its log.
 """
@@ -26,7 +26,7 @@ from triton_harness import (
     serve_plan,
 )
 
-from smallfleet.render import ServerPlan, plan_for_model
+from smallfleet.core.render import ServerPlan, plan_for_model
 from smallfleet.settings import Settings
 
 

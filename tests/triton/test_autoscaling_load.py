@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from triton_harness import TextLoad, TritonServer
 
-from smallfleet.autoscaling import ScalerState, ScalingDecision, decide
-from smallfleet.autoscaling import decision as reasons
+from smallfleet.core.autoscaling import ScalerState, ScalingDecision, decide
+from smallfleet.core.autoscaling import decision as reasons
+from smallfleet.core.spec import Scaling
 from smallfleet.metricsource import DirectSource
-from smallfleet.spec import Scaling
 
 MODEL = "minilm-l6"
 DOWN_WINDOW = 4

@@ -5,7 +5,7 @@ a healthy embedder, a spec whose tensors do not match the artifact, an ONNX
 model for a backend this Triton build lacks, a python model without its
 environment, and a GPU model on a server without a GPU. The reasons come from
 the server itself (repository index and log) through
-`smallfleet.modelload.load_failure_reason`.
+`smallfleet.core.modelload.load_failure_reason`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Callable
 import pytest
 from triton_harness import ManifestLoader, TritonServer, parse_all
 
-from smallfleet.modelload import failures_from_index, load_failure_reason
-from smallfleet.render import ServerPlan, plan_for_model
+from smallfleet.core.modelload import failures_from_index, load_failure_reason
+from smallfleet.core.render import ServerPlan, plan_for_model
 from smallfleet.settings import Settings
 
 

@@ -15,7 +15,7 @@ import pytest
 import tritonclient.http as httpclient
 from triton_harness import TritonServer
 
-from smallfleet import tritonmetrics as tm
+from smallfleet.core import tritonmetrics as tm
 from smallfleet.metricsource import DirectSource, PrometheusSource, scrape
 
 MODEL = "minilm-l6"

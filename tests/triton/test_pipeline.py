@@ -16,7 +16,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from triton_harness import ManifestLoader, TritonServer, parse_all
 
-from smallfleet.render import ServerPlan, model_repository, plan_for_pipeline
+from smallfleet.core.render import ServerPlan, model_repository, plan_for_pipeline
 from smallfleet.settings import Settings
 
 QUERY = "How do plants turn sunlight into energy?"

@@ -2,7 +2,7 @@
 
 The server of the `triton_server` fixture was built exactly as a pod is: the
 artifact fetched and verified by `smallfleet fetch`, config.pbtxt and the
-arguments from `smallfleet.render`. These tests query it over HTTP and gRPC.
+arguments from `smallfleet.core.render`. These tests query it over HTTP and gRPC.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from triton_harness import TritonServer
 
+from smallfleet.core.render import ServerPlan, triton_config
 from smallfleet.fetch import DIGEST_MARKER
-from smallfleet.render import ServerPlan, triton_config
 
 PARAPHRASES = ("A man is playing a guitar.", "Someone strums a guitar.")
 UNRELATED = "The stock market fell sharply on Tuesday."

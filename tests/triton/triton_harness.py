@@ -34,8 +34,8 @@ import numpy as np
 import tritonclient.http as httpclient
 import yaml
 
-from smallfleet.render import ServerPlan, model_repository, triton_args
-from smallfleet.spec import (
+from smallfleet.core.render import ServerPlan, model_repository, triton_args
+from smallfleet.core.spec import (
     ModelPipelineSpec,
     SmallModelSpec,
     parse_model_pipeline,

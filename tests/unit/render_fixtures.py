@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from smallfleet.spec import (
+from smallfleet.core.spec import (
     Artifact,
     DynamicBatching,
     ModelCard,

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.argocd_lua import ARGOCD_DIR, health
 
-from smallfleet import conditions as c
+from smallfleet.core import conditions as c
 
 SCRIPTS: Final = ("smallmodel.lua", "modelpipeline.lua")
 ARGO_STATUSES: Final = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing"}

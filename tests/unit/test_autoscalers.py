@@ -12,16 +12,16 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smallfleet.render import ServerPlan, plan_for_model
-from smallfleet.render.autoscalers import (
+from smallfleet.core.render import ServerPlan, plan_for_model
+from smallfleet.core.render.autoscalers import (
     DEFAULT_PROMETHEUS_URL,
     POD_METRICS,
     autoscaler_manifests,
     quantity,
 )
-from smallfleet.render.quantity import parse_quantity
+from smallfleet.core.render.quantity import parse_quantity
+from smallfleet.core.spec import Scaling, parse_small_model
 from smallfleet.settings import Settings
-from smallfleet.spec import Scaling, parse_small_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LABELS = {"app.kubernetes.io/instance": "m"}
@@ -124,7 +124,7 @@ def test_every_metric_has_a_query_and_a_pod_metric(
 
 
 def test_a_pipeline_scales_on_its_steps_not_the_ensemble() -> None:
-    from smallfleet.render.serverplan import ModelEntry
+    from smallfleet.core.render.serverplan import ModelEntry
 
     p = plan("scaling-hpa.yaml")
     pipeline = replace(

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smallfleet.autoscaling import ScalerState, decide
-from smallfleet.autoscaling import decision as d
-from smallfleet.spec import CarbonCap, Scaling, ScalingMetric
-from smallfleet.tritonmetrics import LoadSample
+from smallfleet.core.autoscaling import ScalerState, decide
+from smallfleet.core.autoscaling import decision as d
+from smallfleet.core.spec import CarbonCap, Scaling, ScalingMetric
+from smallfleet.core.tritonmetrics import LoadSample
 
 BASE = Scaling(min_replicas=1, max_replicas=10, metric="inferencesPerSecond", target=100.0)
 

@@ -9,6 +9,7 @@ values schema that rejects what it should.
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any, Final
 
@@ -22,6 +23,7 @@ from hack.check_chart import (
     missing_labels,
     render,
     undocumented_values,
+    wildcard_binds,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -224,6 +226,36 @@ def test_credentials_come_only_from_a_secret_reference_under_the_providers_names
     assert not {electricitymaps.TOKEN_ENV, watttime.USERNAME_ENV} & default_env
     token_env = {e["name"] for e in container(rendered("scaled-to-zero"))["env"]}
     assert electricitymaps.TOKEN_ENV in token_env
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_operator_listens_on_its_pod_ip_never_a_wildcard(name: str) -> None:
+    objects = rendered(name)
+    assert wildcard_binds(objects) == []
+    env = {e["name"]: e for e in container(objects)["env"]}
+    assert env["SMALLFLEET_BIND_ADDRESS"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "status.podIP"}
+    }
+    # Unset (a local `smallfleet run`), the operator stays on loopback.
+    assert settings_module.from_env({}).bind_address == "127.0.0.1"
+    assert settings_module.from_env({"SMALLFLEET_BIND_ADDRESS": "10.1.2.3"}).bind_address == (
+        "10.1.2.3"
+    )
+
+
+def test_wildcard_binds_names_each_way_of_listening_everywhere() -> None:
+    objects = copy.deepcopy(list(rendered("default")))  # the rendering is cached: never mutate it
+    (dep,) = of_kind(tuple(objects), "Deployment")
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    env[:] = [e for e in env if e["name"] != "SMALLFLEET_BIND_ADDRESS"]
+    env.append({"name": "SMALLFLEET_BIND_ADDRESS", "value": "0.0.0.0"})
+    problems = wildcard_binds(objects)
+    name = dep["metadata"]["name"]
+    assert problems == [
+        f"Deployment/{name} names the wildcard address 0.0.0.0",
+        f"Deployment/{name} container operator does not set SMALLFLEET_BIND_ADDRESS "
+        "from status.podIP",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from typing import Any, Final
 import pytest
 import yaml
 
-from smallfleet import spec as spec_module
-from smallfleet.spec import DynamicBatching, Placement, Resources, Scaling, TritonSpec
+from smallfleet.core import spec as spec_module
+from smallfleet.core.spec import DynamicBatching, Placement, Resources, Scaling, TritonSpec
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 FILES: Final = {
@@ -227,7 +227,7 @@ def test_generated_files_are_up_to_date() -> None:
 
 
 def test_embedded_schemas_equal_the_crds() -> None:
-    from smallfleet.crd_schemas import SCHEMAS
+    from smallfleet.core.crd_schemas import SCHEMAS
 
     assert {kind: schema(kind) for kind in CRDS} == SCHEMAS
 

@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from smallfleet.autoscaling import ScalingDecision
+from smallfleet.core.autoscaling import ScalingDecision
+from smallfleet.core.spec import Scaling
+from smallfleet.core.tritonmetrics import load_queries
 from smallfleet.metricsource import (
     DirectSource,
     PrometheusSource,
@@ -27,8 +29,6 @@ from smallfleet.metricsource import (
     scrape,
 )
 from smallfleet.settings import Settings
-from smallfleet.spec import Scaling
-from smallfleet.tritonmetrics import load_queries
 
 DATA = Path(__file__).parent / "data"
 Handler = Callable[[str, dict[str, list[str]]], tuple[int, str]]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smallfleet.modelload import (
+from smallfleet.core.modelload import (
     MAX_REASON_CHARS,
     failures_from_log,
     load_failure_reason,

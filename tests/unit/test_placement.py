@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smallfleet import conditions as c
-from smallfleet.placement import (
+from smallfleet.core import conditions as c
+from smallfleet.core.placement import (
     CarbonReading,
     CurrentPlacement,
     NodeCapacity,
@@ -22,10 +22,10 @@ from smallfleet.placement import (
     node_capacity,
     with_zone_overrides,
 )
-from smallfleet.placement.policies import replicas_that_fit
+from smallfleet.core.placement.policies import replicas_that_fit
+from smallfleet.core.spec import Placement, Resources
 from smallfleet.providers.data import default_region_table
 from smallfleet.settings import Settings
-from smallfleet.spec import Placement, Resources
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 EU = ("eu", "eea")
@@ -316,7 +316,6 @@ def test_status_blocks_follow_the_crd() -> None:
         "stale": False,
         "provider": "electricitymaps",
         "signalKind": "average",
-        "ageSeconds": 60,
         "observedAt": "2026-11-26T05:30:00Z",
         "intensity": pytest.approx((40 * 2 + 300) / 3, abs=0.05),
         "gramsCO2ePerHour": pytest.approx(1.38 * 40 + 0.69 * 300),

@@ -14,10 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_placement_runtime import NOW, SETTINGS, node, plan, reading
 
-from smallfleet.handlers import placement as hp
-from smallfleet.handlers.reconcile import RegionRequest
-from smallfleet.placement import Claim, with_claims
-from smallfleet.placement.policies import NodeCapacity
+from smallfleet.control import placement as hp
+from smallfleet.control.facts import StaticFacts
+from smallfleet.control.reconcile import RegionRequest
+from smallfleet.core.placement import Claim, with_claims
+from smallfleet.core.placement.evaluate import Signals
+from smallfleet.core.placement.policies import NodeCapacity
 from smallfleet.providers import default_region_table
 
 
@@ -89,13 +91,13 @@ SMALL = [
 
 @dataclasses.dataclass
 class FixedSignals:
-    def latest(self) -> hp.Signals:
+    def latest(self) -> Signals:
         readings = {r: reading(r, v) for r, v in (("eu-north-1", 40), ("eu-west-1", 300))}
-        return hp.Signals(readings, default_region_table(), NOW)
+        return Signals(readings, default_region_table(), NOW)
 
 
 def placer() -> hp.Placer:
-    return hp.Placer(None, SETTINGS, FixedSignals(), now=lambda: NOW)  # type: ignore[arg-type]
+    return hp.Placer(None, SETTINGS, FixedSignals(), StaticFacts(), now=lambda: NOW)  # type: ignore[arg-type]
 
 
 def owner(name: str) -> dict[str, Any]:
@@ -121,8 +123,9 @@ def bound_pod(model: str, node_name: str) -> dict[str, Any]:
 
 
 def decide(p: hp.Placer, model: str, pods: list[dict[str, Any]]) -> dict[str, int]:
-    p._pods = None  # each decision lists the pods afresh
-    return p.regions(RegionRequest(plan(), owner(model), (), lambda: SMALL, lambda: pods))
+    return p.regions(
+        RegionRequest(plan(), owner(model), (), StaticFacts(node_list=SMALL, gpu_pod_list=pods))
+    )
 
 
 def test_the_second_of_two_decisions_at_once_does_not_take_the_firsts_gpu() -> None:
@@ -149,5 +152,5 @@ def test_a_bound_pod_replaces_its_claim_and_an_old_claim_lapses(
 def test_a_cpu_model_claims_nothing() -> None:
     p = placer()
     cpu = plan("cpu-classifier.yaml")
-    p.regions(RegionRequest(cpu, owner("cpu"), (), lambda: SMALL, lambda: []))
+    p.regions(RegionRequest(cpu, owner("cpu"), (), StaticFacts(node_list=SMALL)))
     assert decide(p, "b", []) == {"eu-north-1": 1}

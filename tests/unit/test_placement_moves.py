@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smallfleet.placement import (
+from smallfleet.core.placement import (
     cpu_cores,
     estimate,
     gpu_power,
@@ -14,8 +14,8 @@ from smallfleet.placement import (
     plan_move,
     power_watts,
 )
-from smallfleet.placement.energy import DEFAULT_GPU, DEFAULT_UTILISATION
-from smallfleet.spec import Resources
+from smallfleet.core.placement.energy import DEFAULT_GPU, DEFAULT_UTILISATION
+from smallfleet.core.spec import Resources
 
 MOVES = [
     # existing ready, target, required, keep, create, delete, waiting

@@ -12,7 +12,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smallfleet.handlers.placement import (
+from smallfleet.core.placement import CarbonReading
+from smallfleet.core.placement.evaluate import (
     Signals,
     current_placement,
     evaluate,
@@ -20,11 +21,10 @@ from smallfleet.handlers.placement import (
     placement_status,
     ready_by_region,
 )
-from smallfleet.placement import CarbonReading
+from smallfleet.core.render import ServerPlan, plan_for_model
+from smallfleet.core.spec import Placement, parse_small_model
 from smallfleet.providers import default_region_table
-from smallfleet.render import ServerPlan, plan_for_model
 from smallfleet.settings import Settings
-from smallfleet.spec import Placement, parse_small_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOW = dt.datetime(2026, 11, 26, 7, 0, tzinfo=dt.UTC)

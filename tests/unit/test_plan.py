@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from render_fixtures import GPU_ONNX
 
-from smallfleet.plan import first_difference, format_path, plan_changes
-from smallfleet.render import plan_for_model, render_children
+from smallfleet.core.plan import first_difference, format_path, plan_changes
+from smallfleet.core.render import plan_for_model, render_children
 from smallfleet.settings import Settings
 
 CHILDREN: Final = render_children(

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.carbon_api import Reply, Seen, Server, em_latest
 
-from smallfleet.placement import RegionInfo, RegionTable
+from smallfleet.core.placement import RegionInfo, RegionTable
 from smallfleet.providers import (
     CarbonAwareSDKProvider,
     ElectricityMapsProvider,

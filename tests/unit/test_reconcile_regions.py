@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from smallfleet.handlers.reconcile import RegionRequest, free_capacity, sticky_regions
-from smallfleet.render import UNPLACED, ServerPlan, plan_for_model
+from smallfleet.control.facts import StaticFacts
+from smallfleet.control.reconcile import RegionRequest, sticky_regions
+from smallfleet.core.render import UNPLACED, ServerPlan, plan_for_model
+from smallfleet.core.spec import parse_small_model
 from smallfleet.settings import Settings
-from smallfleet.spec import parse_small_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -56,7 +57,7 @@ NODES = [
 def request(
     p: ServerPlan, pods: list[dict[str, Any]], deployments: tuple[dict[str, Any], ...] = ()
 ) -> RegionRequest:
-    return RegionRequest(p, {}, deployments, lambda: NODES, lambda: pods)
+    return RegionRequest(p, {}, deployments, StaticFacts(node_list=NODES, gpu_pod_list=pods))
 
 
 @pytest.mark.parametrize(
@@ -68,10 +69,11 @@ def request(
         ([pod("l4-west", 4)], {"eu-north-1": 4, "eu-west-1": 4}),
     ],
 )
-def test_free_capacity_counts_only_fitting_nodes(
+def test_room_counts_only_fitting_nodes_and_live_pods(
     pods: list[dict[str, Any]], want: dict[str, int]
 ) -> None:
-    assert free_capacity(plan("minilm-embedder.yaml"), NODES, pods) == want
+    roomiest = min(want, key=lambda r: (-want[r], r))
+    assert sticky_regions(request(plan("minilm-embedder.yaml"), pods)) == {roomiest: 1}
 
 
 def test_roomiest_allowed_region_wins_and_ties_go_by_name() -> None:

@@ -8,9 +8,9 @@ from typing import Any, Final
 import pytest
 from render_fixtures import CPU_PYTHON, GPU_ONNX, PIPELINE, PIPELINE_MODELS
 
-from smallfleet.render import UNPLACED, plan_for_model, plan_for_pipeline, render_children
+from smallfleet.core.render import UNPLACED, plan_for_model, plan_for_pipeline, render_children
+from smallfleet.core.spec import Scaling
 from smallfleet.settings import Settings
-from smallfleet.spec import Scaling
 
 SETTINGS: Final = Settings()
 OWNER: Final = {

@@ -8,7 +8,7 @@ from typing import Final
 import pytest
 from render_fixtures import CPU_PYTHON, GPU_ONNX, PIPELINE, PIPELINE_MODELS
 
-from smallfleet.render import (
+from smallfleet.core.render import (
     ModelEntry,
     model_repository,
     plan_for_model,
@@ -16,8 +16,7 @@ from smallfleet.render import (
     triton_args,
     triton_config,
 )
-from smallfleet.settings import Settings
-from smallfleet.spec import (
+from smallfleet.core.spec import (
     DynamicBatching,
     Resources,
     SmallModelSpec,
@@ -25,6 +24,7 @@ from smallfleet.spec import (
     Tensor,
     TritonSpec,
 )
+from smallfleet.settings import Settings
 
 SETTINGS: Final = Settings()
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 import pytest
 from render_fixtures import CPU_PYTHON, GPU_ONNX, PIPELINE, PIPELINE_MODELS
 
-from smallfleet.render import (
+from smallfleet.core.render import (
     ServerPlan,
     model_repository,
     plan_for_model,
@@ -23,9 +23,9 @@ from smallfleet.render import (
     render_children,
     triton_config,
 )
-from smallfleet.render.yamltext import dump
+from smallfleet.core.render.yamltext import dump
+from smallfleet.core.spec import Scaling
 from smallfleet.settings import Settings
-from smallfleet.spec import Scaling
 
 GOLDEN: Final = Path(__file__).parent / "golden"
 UPDATE: Final = os.environ.get("SMALLFLEET_UPDATE_GOLDEN") == "1"

@@ -22,17 +22,16 @@ from jsonschema import Draft202012Validator
 from test_spec_properties import small_models as parser_small_models
 from test_spec_properties import to_resource
 
-from smallfleet.plan import plan_changes
-from smallfleet.render import (
+from smallfleet.core.plan import plan_changes
+from smallfleet.core.render import (
     UNPLACED,
     ServerPlan,
     plan_for_model,
     plan_for_pipeline,
     render_children,
 )
-from smallfleet.render.yamltext import dump
-from smallfleet.settings import Settings
-from smallfleet.spec import (
+from smallfleet.core.render.yamltext import dump
+from smallfleet.core.spec import (
     Artifact,
     DynamicBatching,
     ModelCard,
@@ -48,6 +47,7 @@ from smallfleet.spec import (
     TritonSpec,
     parse_small_model,
 )
+from smallfleet.settings import Settings
 
 OPENAPI: Final = Path(__file__).resolve().parent.parent / "data" / "openapi"
 KIND_SCHEMAS: Final = {

@@ -12,21 +12,22 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smallfleet.handlers.placement import Signals
-from smallfleet.handlers.reconcile import Reconciler
-from smallfleet.handlers.scaling import (
+from smallfleet.control.facts import StaticFacts
+from smallfleet.control.reconcile import Reconciler
+from smallfleet.control.scaling import (
     Autoscaler,
     _selected,
     _unschedulable,
     _without_volatile,
     intensity_from,
 )
+from smallfleet.core.placement import CarbonReading
+from smallfleet.core.placement.evaluate import Signals
+from smallfleet.core.render import ServerPlan, plan_for_model
+from smallfleet.core.spec import Scaling, parse_small_model
 from smallfleet.kube import Kube
-from smallfleet.placement import CarbonReading
 from smallfleet.providers import default_region_table
-from smallfleet.render import ServerPlan, plan_for_model
 from smallfleet.settings import Settings
-from smallfleet.spec import Scaling, parse_small_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOW = dt.datetime(2026, 11, 26, 7, 0, tzinfo=dt.UTC)
@@ -85,7 +86,7 @@ def test_a_pod_belongs_to_the_deployment_whose_selector_it_matches(
 
 def autoscaler() -> Autoscaler:
     # No request is made: the API client is never reached by these methods.
-    return Autoscaler(Reconciler(Kube(None), Settings()))
+    return Autoscaler(Reconciler(Kube(None), Settings(), StaticFacts()))
 
 
 @given(

@@ -9,7 +9,7 @@ from typing import Any, Final
 import pytest
 import yaml
 
-from smallfleet.spec import (
+from smallfleet.core.spec import (
     CarbonCap,
     DynamicBatching,
     FieldError,

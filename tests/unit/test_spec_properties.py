@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smallfleet.spec import (
+from smallfleet.core.spec import (
     Artifact,
     CarbonCap,
     DynamicBatching,

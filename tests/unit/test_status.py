@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smallfleet import conditions as c
-from smallfleet import status as s
+from smallfleet.core import conditions as c
+from smallfleet.core import status as s
 
 
 def deployment(

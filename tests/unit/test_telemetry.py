@@ -42,6 +42,28 @@ def test_metrics_endpoint_serves_reconcile_metrics() -> None:
     assert "process_resident_memory_bytes" in text
 
 
+def test_metrics_listen_on_loopback_unless_told_otherwise() -> None:
+    port = free_port()
+    telemetry.serve_metrics(port)
+    assert "process_resident_memory_bytes" in scrape(port)
+    # Another loopback address can take the same port: the server holds 127.0.0.1 only,
+    # not the wildcard (a wildcard listener would make this bind fail).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.2", port))
+
+
+@pytest.mark.parametrize(
+    ("addr", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8081/healthz"),
+        ("10.4.0.17", "http://10.4.0.17:8081/healthz"),
+        ("fd00::17", "http://[fd00::17]:8081/healthz"),
+    ],
+)
+def test_health_url_brackets_ipv6(addr: str, url: str) -> None:
+    assert telemetry.health_url(addr, 8081) == url
+
+
 def test_record_state_counts_resources() -> None:
     telemetry.record_state("ModelPipeline", "a", "p1", "Ready")
     telemetry.record_state("ModelPipeline", "a", "p2", "Stalled")

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smallfleet import tritonmetrics as tm
+from smallfleet.core import tritonmetrics as tm
 
 DATA = Path(__file__).parent / "data"
 IDLE = (DATA / "triton_metrics_idle.txt").read_text()

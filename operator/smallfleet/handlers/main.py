@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--health-port", type=int, default=None, help="port of /healthz (default 8081)"
     )
     parser.add_argument(
+        "--bind-address",
+        metavar="IP",
+        default=None,
+        help="the address /metrics and /healthz listen on "
+        "(default: SMALLFLEET_BIND_ADDRESS, else 127.0.0.1)",
+    )
+    parser.add_argument(
         "--peering",
         metavar="NAME",
         default=None,
@@ -51,11 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    from smallfleet import leadership, telemetry
-    from smallfleet.handlers.operator import Runtime, peering_leader, registry
-    from smallfleet.handlers.placement import install as install_placement
-    from smallfleet.handlers.reconcile import Reconciler
-    from smallfleet.handlers.scaling import Autoscaler, intensity_from
+    from smallfleet import telemetry
+    from smallfleet.control.facts import IndexFacts
+    from smallfleet.control.placement import install as install_placement
+    from smallfleet.control.reconcile import Reconciler
+    from smallfleet.control.scaling import Autoscaler, intensity_from
+    from smallfleet.core import leadership
+    from smallfleet.handlers.operator import MANAGED_SELECTOR, Runtime, peering_leader, registry
     from smallfleet.kube import Kube
     from smallfleet.settings import from_env
 
@@ -64,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, metrics_port=args.metrics_port)
     if args.health_port is not None:
         settings = dataclasses.replace(settings, health_port=args.health_port)
+    if args.bind_address is not None:
+        settings = dataclasses.replace(settings, bind_address=args.bind_address)
     namespaces: list[str] = list(args.namespace)
     if not namespaces and not args.all_namespaces and settings.namespace:
         namespaces = [settings.namespace]
@@ -75,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     telemetry.setup_tracing()
-    telemetry.serve_metrics(settings.metrics_port)
+    telemetry.serve_metrics(settings.metrics_port, settings.bind_address)
 
     ks = kopf.OperatorSettings()
     ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
@@ -97,8 +108,12 @@ def run(args: argparse.Namespace) -> int:
         # namespaced install (a Role) may not, and kopf retries that for about a minute first.
         ks.scanning.disabled = True
 
+    # Only the operator's own Deployments reach it: unrelated ones cost no memory or CPU.
+    ks.watching.label_selectors["apps", "deployments"] = MANAGED_SELECTOR
+
     kube = Kube.from_config()
-    runtime = Runtime(reconciler=Reconciler(kube, settings))
+    facts = IndexFacts()
+    runtime = Runtime(reconciler=Reconciler(kube, settings, facts), facts=facts)
     identity: str | None = None
     priority: int | None = None
     if args.peering is not None:
@@ -113,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     placer = install_placement(runtime, settings)
     autoscaler = Autoscaler(runtime.reconciler, intensity=intensity_from(placer.signals))
     runtime.reconciler.decided_replicas = autoscaler.replicas
+    runtime.reconciler.scaling_status = autoscaler.status
     runtime.every(settings.scrape_interval_seconds, autoscaler.run, "autoscale")
     try:
         kopf.run(
@@ -125,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             priority=priority,
             clusterwide=not namespaces,
             namespaces=namespaces,
-            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+            liveness_endpoint=telemetry.health_url(settings.bind_address, settings.health_port),
         )
     finally:
         telemetry.shutdown_tracing()

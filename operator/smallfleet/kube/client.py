@@ -298,13 +298,22 @@ class Kube:
         namespace: str | None,
         name: str,
         status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
-        """JSON merge patch of the /status subresource."""
+        """JSON merge patch of the /status subresource.
+
+        With `resource_version`, the API server applies it only to that
+        version of the object and answers 409 otherwise (optimistic concurrency).
+        """
         info = kind_info(api_version, kind)
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         return self.request(
             "PATCH",
             info.path(namespace, name, "status"),
-            body={"status": dict(status)},
+            body=body,
             content_type="application/merge-patch+json",
             verb=f"patch {kind}/status",
         )

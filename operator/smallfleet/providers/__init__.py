@@ -4,7 +4,7 @@
 the configured source, reads its credentials from the environment (the Helm
 chart fills them from a Secret), and wraps it in the fallback chain
 (live -> last good -> static). Call `fetch(regions)` once per refresh and
-hand the readings, keyed by region, to `smallfleet.placement.decide`.
+hand the readings, keyed by region, to `smallfleet.core.placement.decide`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from smallfleet.placement.regions import RegionTable
-from smallfleet.placement.signals import CarbonReading
+from smallfleet.core.placement.regions import RegionTable
+from smallfleet.core.placement.signals import CarbonReading
 from smallfleet.providers.base import CarbonProvider
 from smallfleet.providers.carbonawaresdk import CarbonAwareSDKProvider
 from smallfleet.providers.data import default_region_table, static_intensities

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
-from smallfleet.placement.regions import RegionTable
-from smallfleet.placement.signals import CarbonReading
+from smallfleet.core.placement.regions import RegionTable
+from smallfleet.core.placement.signals import CarbonReading
 from smallfleet.providers.http import ProviderError
 
 log = logging.getLogger("smallfleet.providers")

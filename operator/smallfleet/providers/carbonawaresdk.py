@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from smallfleet.placement.regions import RegionTable
-from smallfleet.placement.signals import CarbonReading, EmissionsScope, SignalKind
+from smallfleet.core.placement.regions import RegionTable
+from smallfleet.core.placement.signals import CarbonReading, EmissionsScope, SignalKind
 from smallfleet.providers.base import (
     RegionFetcher,
     TTLCache,

@@ -8,7 +8,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from smallfleet.placement.regions import RegionTable, parse_region_table
+from smallfleet.core.placement.regions import RegionTable, parse_region_table
 
 
 def _load(name: str) -> Any:

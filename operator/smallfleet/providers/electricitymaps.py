@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from smallfleet.placement.regions import RegionTable
-from smallfleet.placement.signals import CarbonReading, EmissionsScope
+from smallfleet.core.placement.regions import RegionTable
+from smallfleet.core.placement.signals import CarbonReading, EmissionsScope
 from smallfleet.providers.base import RegionFetcher, TTLCache, number, parse_time
 from smallfleet.providers.data import default_region_table
 from smallfleet.providers.http import HttpClient, ProviderError, Secret

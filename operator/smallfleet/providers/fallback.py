@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from smallfleet.placement.signals import CarbonReading
+from smallfleet.core.placement.signals import CarbonReading
 from smallfleet.providers.base import CarbonProvider, log
 from smallfleet.providers.static import StaticProvider
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from smallfleet.placement.regions import RegionTable
-from smallfleet.placement.signals import CarbonReading
+from smallfleet.core.placement.regions import RegionTable
+from smallfleet.core.placement.signals import CarbonReading
 from smallfleet.providers.data import StaticIntensity, default_region_table, static_intensities
 
 

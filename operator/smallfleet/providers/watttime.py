@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from smallfleet.placement.regions import RegionTable
-from smallfleet.placement.signals import LBS_PER_MWH_TO_G_PER_KWH, CarbonReading
+from smallfleet.core.placement.regions import RegionTable
+from smallfleet.core.placement.signals import LBS_PER_MWH_TO_G_PER_KWH, CarbonReading
 from smallfleet.providers.base import RegionFetcher, TTLCache, number, parse_time
 from smallfleet.providers.data import default_region_table
 from smallfleet.providers.http import HttpClient, ProviderError, Secret

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, Literal
 
-from smallfleet.render.quantity import format_bytes, format_cpu, parse_quantity
-from smallfleet.settings import Settings
-from smallfleet.spec import (
+from smallfleet.core.render.quantity import format_bytes, format_cpu, parse_quantity
+from smallfleet.core.spec import (
     BACKENDS,
     Artifact,
     DynamicBatching,
@@ -33,6 +32,7 @@ from smallfleet.spec import (
     Tensor,
     validate_pipeline_refs,
 )
+from smallfleet.settings import Settings
 
 OwnerKind = Literal["SmallModel", "ModelPipeline"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from smallfleet.placement.regions import RegionTable
-from smallfleet.placement.signals import CarbonReading
-from smallfleet.spec import Placement, Resources
+from smallfleet.core.placement.regions import RegionTable
+from smallfleet.core.placement.signals import CarbonReading
+from smallfleet.core.spec import Placement, Resources
 
 # Exclusion reasons, as listed in the CRD's status.placement.excluded[].reason.
 REASON_OK: Final = "Feasible"

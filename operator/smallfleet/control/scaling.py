@@ -36,25 +36,25 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from smallfleet import conditions as c
-from smallfleet import spec as specs
-from smallfleet import status as st
 from smallfleet import telemetry
-from smallfleet.autoscaling import ScalingDecision
-from smallfleet.autoscaling.decision import METRICS_MISSING, SCALED_DOWN, SCALED_UP
-from smallfleet.handlers.placement import Signals
-from smallfleet.handlers.reconcile import (
+from smallfleet.control.reconcile import (
     API_VERSION,
     MODEL_PIPELINE,
     SMALL_MODEL,
     Reconciler,
     owned,
-    owner_selector,
     utcnow,
 )
+from smallfleet.core import conditions as c
+from smallfleet.core import spec as specs
+from smallfleet.core import status as st
+from smallfleet.core.autoscaling import ScalingDecision
+from smallfleet.core.autoscaling.decision import METRICS_MISSING, SCALED_DOWN, SCALED_UP
+from smallfleet.core.placement.evaluate import Signals
+from smallfleet.core.render.serverplan import ServerPlan
+from smallfleet.core.replicas import clamp
 from smallfleet.kube import KubeError
 from smallfleet.metricsource import ScalingLoop
-from smallfleet.render.serverplan import ServerPlan
 
 log = logging.getLogger("smallfleet.scaling")
 
@@ -161,10 +161,12 @@ class Autoscaler:
         self.intensity: Callable[[str], float | None] = intensity or (lambda _region: None)
         self.now = now
         self.clock = clock
-        # (namespace, deployment) -> replicas last decided; read by the reconciler's render.
+        # (namespace, deployment) -> replicas last decided; read by the reconciler's render,
+        # written under the resource's lock.
         self._decided: dict[tuple[str, str], int] = {}
+        # Only the periodic thread touches these: the loop's keys and each resource's report.
         self._keys: dict[Key, set[str]] = {}  # resource -> its ScalingLoop keys
-        self._written: dict[Key, float] = {}
+        self._reports: dict[Key, _Report] = {}
 
     # -- the reconciler's side -------------------------------------------------
 
@@ -173,9 +175,24 @@ class Autoscaler:
         if plan.scaling.mode != "operator":
             return None
         found = self._decided.get((namespace, deployment))
-        if found is None:
+        return None if found is None else clamp(plan.scaling, found)
+
+    def status(self, key: Key, current: Mapping[str, Any]) -> st.Derived | None:
+        """This resource's part of status (`scaling`, ScalingActive) for the one status writer.
+
+        The time of the last decision is a stamp: kept from `current` while
+        the decision it dates is the same, so rewriting status moves nothing.
+        """
+        report = self._reports.get(key)
+        if report is None:
             return None
-        return max(plan.scaling.min_replicas, min(plan.scaling.max_replicas, found))
+        scaling = dict(report.scaling)
+        last = scaling.get("lastDecision")
+        if isinstance(last, Mapping):
+            before = (current.get("scaling") or {}).get("lastDecision") or {}
+            same = {k: v for k, v in before.items() if k != "time"} == dict(last)
+            scaling["lastDecision"] = {**last, "time": before.get("time") if same else report.at}
+        return st.Derived((report.condition,), {"scaling": scaling})
 
     # -- the periodic pass -----------------------------------------------------
 
@@ -200,12 +217,12 @@ class Autoscaler:
             self._decided.pop((namespace, deployment), None)
             with contextlib.suppress(KeyError):  # never decided: no series to drop
                 DESIRED.remove(kind, namespace, name, deployment)
-        self._written.pop(key, None)
+        self._reports.pop(key, None)
 
     def step(self, kind: str, namespace: str, name: str) -> list[RegionStep]:
         """Decide (and scale) every region of one resource; write its scaling status."""
         key = (kind, namespace, name)
-        body = self.kube.get(API_VERSION, kind, namespace, name)
+        body = self.reconciler.body(key)
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             self.forget(*key)
             return []
@@ -215,12 +232,8 @@ class Autoscaler:
             self.forget(*key)
             self._report_fixed(key, mode)
             return []
-        owner_labels = owner_selector(kind, name)
-        deployments = owned(
-            self.kube.list_objects("apps/v1", "Deployment", namespace, labels=owner_labels),
-            body["metadata"].get("uid"),
-        )
-        pods = self.kube.pods(namespace, owner_labels) if deployments else []
+        deployments = owned(self.reconciler.facts.deployments(key), body["metadata"].get("uid"))
+        pods = self.reconciler.facts.pods(key) if deployments else []
         models = [m.name for m in plan.models if not m.is_ensemble]
         batch = max((m.max_batch_size for m in plan.models if not m.is_ensemble), default=0)
         steps: list[RegionStep] = []
@@ -414,43 +427,47 @@ class Autoscaler:
         *,
         changed: bool,
     ) -> None:
-        kind, namespace, name = key
-        with self.reconciler.lock(key):
-            fresh = self.kube.get(API_VERSION, kind, namespace, name)
-            if fresh is None:
-                return
-            status = fresh.get("status") or {}
-            old = dict(status.get("scaling") or {})
-            # Another mode's fields would mislead (a desired count nobody acts on): replace them.
-            new = {**old, **scaling} if scaling.get("mode") == "operator" else dict(scaling)
-            if "lastDecision" in scaling:
-                new["lastDecision"] = {**scaling["lastDecision"], "time": self.now()}
-                if "value" not in scaling["lastDecision"]:
-                    new["lastDecision"]["value"] = None  # the merge patch clears an old value
-            generation = int(fresh["metadata"].get("generation") or 0)
-            conditions = c.set_condition(
-                status.get("conditions") or [], cond, now=self.now(), observed_generation=generation
+        """Keep this resource's report; have the status writer send it when it says something new.
+
+        A new value of the metric alone is reported at most every
+        STATUS_REFRESH_SECONDS, so steady load costs no status writes.
+        """
+        if scaling.get("mode") != "operator":
+            # Another mode's fields would mislead (a desired count nobody acts on): clear them.
+            scaling = {**dict.fromkeys(OPERATOR_FIELDS), **scaling}
+        old = self._reports.get(key)
+        now = self.clock()
+        if old is not None and not changed:
+            same = old.condition == cond and _without_volatile(old.scaling) == _without_volatile(
+                scaling
             )
-            before = c.get_condition(status.get("conditions") or [], c.SCALING_ACTIVE) or {}
-            moved = (
-                changed
-                or before.get("status") != cond.status
-                or before.get("reason") != cond.reason
-                or before.get("message") != cond.message
-                or _without_volatile(old) != _without_volatile(new)
-            )
-            due = self.clock() - self._written.get(key, float("-inf")) >= STATUS_REFRESH_SECONDS
-            # Only a new value refreshes the time: a steady state costs no writes.
-            value_moved = (old.get("lastDecision") or {}).get("value") != (
-                new.get("lastDecision") or {}
+            value_moved = (old.scaling.get("lastDecision") or {}).get("value") != (
+                scaling.get("lastDecision") or {}
             ).get("value")
-            if not moved and not (due and value_moved):
+            if same and (not value_moved or now - old.written < STATUS_REFRESH_SECONDS):
                 return
-            patch: dict[str, Any] = {"scaling": {**dict.fromkeys(old), **new}}
-            if conditions != status.get("conditions"):
-                patch["conditions"] = conditions
-            self.kube.patch_status(API_VERSION, kind, namespace, name, patch)
-            self._written[key] = self.clock()
+        self._reports[key] = _Report(dict(scaling), cond, self.now(), now)
+        self.reconciler.write_status(key)
+
+
+@dataclass(frozen=True)
+class _Report:
+    """The autoscaler's last word on one resource, as the status writer will merge it."""
+
+    scaling: Mapping[str, Any]
+    condition: c.Condition
+    at: str  # when it was decided (the stamp of lastDecision.time)
+    written: float  # clock() of the report
+
+
+OPERATOR_FIELDS: Final = (
+    "desiredReplicas",
+    "currentReplicas",
+    "readyReplicas",
+    "effectiveMaxReplicas",
+    "pendingReplicas",
+    "lastDecision",
+)
 
 
 def _without_volatile(scaling: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from smallfleet.render.serverplan import ModelEntry, ServerPlan
-from smallfleet.spec import Tensor
+from smallfleet.core.render.serverplan import ModelEntry, ServerPlan
+from smallfleet.core.spec import Tensor
 
 HTTP_PORT: Final = 8000
 GRPC_PORT: Final = 8001

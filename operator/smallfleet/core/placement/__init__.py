@@ -6,9 +6,9 @@ Public surface for the runtime: `decide`, `plan_move`, the input values
 energy estimates (`estimate`, `power_watts`, `grams_per_hour`).
 """
 
-from smallfleet.placement.capacity import Claim, node_capacity, with_claims
-from smallfleet.placement.decide import Exclusion, PlacementDecision, decide
-from smallfleet.placement.energy import (
+from smallfleet.core.placement.capacity import Claim, node_capacity, with_claims
+from smallfleet.core.placement.decide import Exclusion, PlacementDecision, decide
+from smallfleet.core.placement.energy import (
     Estimate,
     cpu_cores,
     estimate,
@@ -16,21 +16,21 @@ from smallfleet.placement.energy import (
     grams_per_hour,
     power_watts,
 )
-from smallfleet.placement.moves import MovePlan, plan_move
-from smallfleet.placement.policies import (
+from smallfleet.core.placement.moves import MovePlan, plan_move
+from smallfleet.core.placement.policies import (
     CurrentPlacement,
     NodeCapacity,
     PlacementInput,
     PolicyResult,
 )
-from smallfleet.placement.regions import (
+from smallfleet.core.placement.regions import (
     RegionInfo,
     RegionTable,
     merge_zone_map,
     parse_region_table,
     with_zone_overrides,
 )
-from smallfleet.placement.signals import CarbonReading
+from smallfleet.core.placement.signals import CarbonReading
 
 __all__ = [
     "CarbonReading",

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from smallfleet.render.quantity import parse_quantity
+from smallfleet.core.render.quantity import parse_quantity
 
 Action = Literal["create", "update", "delete", "noop"]
 Key = tuple[str, str, str, str]  # (apiVersion, kind, namespace, name)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from smallfleet.spec import Resources
+from smallfleet.core.spec import Resources
 
 DEFAULT_UTILISATION: Final = 0.30
 # A CPU model's share: watts per requested core at full load, above the

@@ -14,17 +14,17 @@ from typing import Any, TextIO
 
 import yaml
 
-from smallfleet.render.children import UNPLACED, render_children
-from smallfleet.render.serverplan import ServerPlan, plan_for_model, plan_for_pipeline
-from smallfleet.render.yamltext import dump
-from smallfleet.settings import Settings
-from smallfleet.spec import (
+from smallfleet.core.render.children import UNPLACED, render_children
+from smallfleet.core.render.serverplan import ServerPlan, plan_for_model, plan_for_pipeline
+from smallfleet.core.render.yamltext import dump
+from smallfleet.core.spec import (
     ModelPipelineSpec,
     SmallModelSpec,
     SpecError,
     parse_model_pipeline,
     parse_small_model,
 )
+from smallfleet.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,7 @@
 """HorizontalPodAutoscaler and KEDA ScaledObject children, for teams that scale with those.
 
 With `scaling.mode: operator` the operator decides replicas itself
-(`smallfleet.autoscaling`). Teams that already run a metrics adapter or KEDA
+(`smallfleet.core.autoscaling`). Teams that already run a metrics adapter or KEDA
 can hand the decision to them instead; the operator then renders the scaler
 objects here and leaves `replicas` out of its Deployments, so only one
 manager ever writes the scale.
@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any, Final, Protocol
 
-from smallfleet.spec import Scaling
-from smallfleet.tritonmetrics import pod_regex, promql
+from smallfleet.core.spec import Scaling
+from smallfleet.core.tritonmetrics import pod_regex, promql
 
 # Name of the per-pod metric the adapter serves for each scaling metric, and its unit.
 POD_METRICS: Final[Mapping[str, str]] = {

@@ -1,6 +1,6 @@
 """Carbon-aware placement inside the running operator: signals in, regions out, status beside.
 
-`smallfleet.placement` decides and `smallfleet.providers` fetches; this
+`smallfleet.core.placement` decides and `smallfleet.providers` fetches; this
 module is the shell around them. It keeps the latest carbon readings in
 memory (refreshed on a period, for the regions the cluster's nodes carry),
 plugs a region chooser into `Reconciler` that asks `placement.decide` where
@@ -20,7 +20,6 @@ a move in progress is recognised after a restart too.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -29,33 +28,36 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from smallfleet import conditions as c
-from smallfleet import status as st
 from smallfleet import telemetry
-from smallfleet.handlers.operator import Runtime
-from smallfleet.handlers.reconcile import (
-    API_VERSION,
-    Key,
-    Reconciler,
-    RegionRequest,
-    owned,
-    owner_selector,
-)
-from smallfleet.kube import Kube, KubeError, Rejected
-from smallfleet.placement import (
+from smallfleet.control.facts import Facts, Key
+from smallfleet.control.reconcile import API_VERSION, Reconciler, RegionRequest, owned
+from smallfleet.control.runtime import Runtime
+from smallfleet.core import conditions as c
+from smallfleet.core import status as st
+from smallfleet.core.placement import (
     CarbonReading,
     Claim,
-    CurrentPlacement,
-    PlacementDecision,
-    PlacementInput,
     RegionTable,
-    decide,
-    node_capacity,
-    plan_move,
-    with_claims,
     with_zone_overrides,
 )
-from smallfleet.placement.policies import REASON_NO_CAPACITY
+from smallfleet.core.placement.evaluate import (
+    Evaluation,
+    Signals,
+    evaluate,
+    only_full,
+    placement_status,
+    ready_by_region,
+)
+from smallfleet.core.reconcile import removable
+from smallfleet.core.render.children import (
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    NODE_REGION_LABEL,
+    UNPLACED,
+    deployment_name,
+)
+from smallfleet.core.render.serverplan import ServerPlan
+from smallfleet.kube import Kube, KubeError
 from smallfleet.providers import (
     CarbonProvider,
     ProviderError,
@@ -63,20 +65,9 @@ from smallfleet.providers import (
     build_provider,
     default_region_table,
 )
-from smallfleet.render.children import (
-    GPU_PRODUCT_LABEL,
-    LABEL_MANAGED_BY,
-    LABEL_OWNER_KIND,
-    LABEL_OWNER_NAME,
-    LABEL_REGION,
-    MANAGED_BY,
-    NODE_REGION_LABEL,
-    UNPLACED,
-)
-from smallfleet.render.serverplan import ServerPlan
 from smallfleet.settings import Settings
 
-log = logging.getLogger("smallfleet.placement")
+log = logging.getLogger("smallfleet.core.placement")
 
 # How often moves in progress are checked for completion (cheap: one list per moving model).
 MOVE_CHECK_SECONDS: Final = 2.0
@@ -118,30 +109,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _rfc3339(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 # --------------------------------------------------------------------------- signals
-
-
-@dataclass(frozen=True)
-class Signals:
-    """The latest readings by region, the region table they were fetched with, and when."""
-
-    readings: Mapping[str, CarbonReading]
-    table: RegionTable
-    fetched_at: dt.datetime | None = None
 
 
 class CarbonSignals:
@@ -151,7 +119,7 @@ class CarbonSignals:
         self,
         kube: Kube,
         settings: Settings,
-        nodes: Callable[[], list[dict[str, Any]]],
+        nodes: Callable[[], Sequence[Mapping[str, Any]]],
         *,
         env: Mapping[str, str] | None = None,
         now: Callable[[], dt.datetime] = utcnow,
@@ -233,173 +201,6 @@ class CarbonSignals:
             SIGNAL_STALE.labels(region=region).set(1 if degraded else 0)
 
 
-# --------------------------------------------------------------------------- evaluation
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """One model's placement as decided now, with what it was decided from."""
-
-    decision: PlacementDecision
-    current: CurrentPlacement | None
-    last_move_time: str | None  # what status.placement.lastMoveTime should say
-    replicas: int
-
-
-def _replicas(plan: ServerPlan, deployments: Sequence[Mapping[str, Any]]) -> int:
-    observed = [
-        int(d.get("spec", {}).get("replicas") or 0)
-        for d in deployments
-        if d.get("spec", {}).get("replicas") is not None
-    ]
-    current = max(observed) if observed else plan.scaling.min_replicas
-    return max(plan.scaling.min_replicas, min(plan.scaling.max_replicas, current))
-
-
-def _region(deployment: Mapping[str, Any]) -> str:
-    return str((deployment.get("metadata", {}).get("labels") or {}).get(LABEL_REGION) or "")
-
-
-def ready_by_region(
-    deployments: Sequence[Mapping[str, Any]], *, unplaced: bool = False
-) -> dict[str, int]:
-    """Region -> ready replicas of the model's placed Deployments (and UNPLACED's, if asked)."""
-    out: dict[str, int] = {}
-    for d in deployments:
-        region = _region(d)
-        if region or unplaced:
-            out[region] = out.get(region, 0) + int(d.get("status", {}).get("readyReplicas") or 0)
-    return out
-
-
-def replicas_by_region(deployments: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """Region -> replicas the model's Deployments run (spec), for estimates and status."""
-    out: dict[str, int] = {}
-    for d in deployments:
-        region = _region(d)
-        if region:
-            out[region] = out.get(region, 0) + int(d.get("spec", {}).get("replicas") or 0)
-    return out
-
-
-def current_placement(
-    owner: Mapping[str, Any], deployments: Sequence[Mapping[str, Any]], now: dt.datetime
-) -> CurrentPlacement | None:
-    """Where the model is placed: the regions last decided (status), else where it runs."""
-    placement = (owner.get("status") or {}).get("placement") or {}
-    decided = [
-        str(r["region"])
-        for r in placement.get("regions") or []
-        if isinstance(r, Mapping) and r.get("region")
-    ]
-    running = ready_by_region(deployments)
-    regions = decided or sorted(running)
-    if not regions:
-        return None
-    since = _parse_time(placement.get("lastMoveTime"))
-    if since is None:
-        created = [
-            t
-            for d in deployments
-            if (t := _parse_time(d.get("metadata", {}).get("creationTimestamp"))) is not None
-        ]
-        since = min(created) if created else now
-    held = tuple(sorted((r, n) for r, n in running.items() if n > 0))
-    return CurrentPlacement(tuple(regions), since, held)
-
-
-def capacity_nodes(plan: ServerPlan, nodes: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The nodes a server may land on: CPU servers stay off GPU nodes, as rendered."""
-    if plan.resources.gpus > 0:
-        return list(nodes)
-    return [
-        n for n in nodes if GPU_PRODUCT_LABEL not in (n.get("metadata", {}).get("labels") or {})
-    ]
-
-
-def evaluate(
-    plan: ServerPlan,
-    owner: Mapping[str, Any],
-    deployments: Sequence[Mapping[str, Any]],
-    nodes: Sequence[Mapping[str, Any]],
-    pods: Sequence[Mapping[str, Any]],
-    signals: Signals,
-    settings: Settings,
-    now: dt.datetime,
-    claims: Sequence[Claim] = (),
-) -> Evaluation:
-    """Decide one model's regions from values alone (no I/O).
-
-    `claims` are other models' GPUs promised by decisions whose pods have not
-    bound yet; they count as taken.
-    """
-    meta = owner.get("metadata") or {}
-    replicas = _replicas(plan, deployments)
-    current = current_placement(owner, deployments, now)
-    model = PlacementInput(
-        f"{meta.get('namespace', '')}/{meta.get('name', '')}",
-        plan.placement,
-        plan.resources,
-        # Room for at least one replica: a KEDA model at zero must have somewhere to come back.
-        max(1, replicas),
-    )
-    capacity = with_claims(node_capacity(capacity_nodes(plan, nodes), pods), claims)
-    decision = decide(
-        model, signals.readings, capacity, current, now, settings, regions=signals.table
-    )
-    if replicas == 0 and not decision.feasible:
-        # Nowhere has room for one: at zero replicas it still fits anywhere it may run.
-        decision = decide(
-            dataclasses.replace(model, replicas=0), signals.readings, capacity, current, now,
-            settings, regions=signals.table,
-        )  # fmt: skip
-    previous = ((owner.get("status") or {}).get("placement") or {}).get("lastMoveTime")
-    if decision.regions and (current is None or decision.move):
-        last_move: str | None = _rfc3339(now)
-    else:
-        last_move = str(previous) if previous else (_rfc3339(current.since) if current else None)
-    return Evaluation(decision, current, last_move, replicas)
-
-
-def placement_status(
-    evaluation: Evaluation,
-    plan: ServerPlan,
-    deployments: Sequence[Mapping[str, Any]],
-    settings: Settings,
-    now: dt.datetime,
-    *,
-    has_deployments: bool,
-) -> st.Derived:
-    """Conditions and fields (`placement`, `carbon`) for one evaluated model."""
-    decision = evaluation.decision
-    running = replicas_by_region(deployments)
-    replicas = {r: running.get(r, evaluation.replicas) for r in decision.regions}
-    fields: dict[str, Any] = {
-        "placement": decision.placement_status(replicas, evaluation.last_move_time),
-        "carbon": decision.carbon_status(now, plan.resources, replicas, pue=settings.pue),
-    }
-    conds: list[c.Condition] = [decision.placed_condition(), decision.signal_condition()]
-    if not decision.feasible and not has_deployments:
-        message = decision.message[: st.MAX_MESSAGE]
-        conds += [
-            c.Condition(c.READY, "False", c.REASON_NO_FEASIBLE_REGION, message),
-            c.Condition(
-                c.RECONCILING, "False", c.REASON_NO_FEASIBLE_REGION, "no region can take it"
-            ),
-            c.Condition(c.STALLED, "True", c.REASON_NO_FEASIBLE_REGION, message),
-        ]
-    return st.Derived(tuple(conds), fields)
-
-
-def only_full(decision: PlacementDecision) -> bool:
-    """No region is feasible, and only for want of room: no rule of the spec excludes any."""
-    return (
-        not decision.feasible
-        and bool(decision.excluded)
-        and all(e.reason == REASON_NO_CAPACITY for e in decision.excluded)
-    )
-
-
 def _owner_key(owner: Mapping[str, Any]) -> Key:
     meta = owner.get("metadata") or {}
     return (str(owner.get("kind", "")), str(meta.get("namespace") or ""), str(meta.get("name")))
@@ -426,58 +227,69 @@ class _Claimed:
 
 
 class Placer:
-    """The region chooser and status contributor that `Reconciler` calls, plus the periodic passes."""
+    """The region chooser and status contributor that `Reconciler` calls, plus the periodic passes.
+
+    Reads come from `Facts` (the watches); the state kept between calls
+    (choices awaiting their status write, moves in progress, claims, the
+    emissions per model) spans resources and is guarded by one lock, held
+    only while that state is read or changed, never across I/O.
+    """
 
     def __init__(
         self,
         kube: Kube,
         settings: Settings,
         signals: CarbonSignals,
+        facts: Facts,
         *,
         now: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.signals = signals
+        self.facts = facts
         self.now = now
         self.reconciler: Reconciler | None = None
+        self._lock = threading.Lock()
         self._choices: dict[Key, _Choice] = {}
         self._moving: dict[Key, tuple[str, ...]] = {}
         self._announced: dict[Key, tuple[str, ...]] = {}  # the last move announced by an Event
-        self._pods: tuple[float, list[dict[str, Any]]] | None = None
         self._emissions: dict[Key, float] = {}
         self._unschedulable: set[Key] = set()  # servers the scheduler could not place
         self._claims: dict[Key, _Claimed] = {}
-        self._deciding = threading.Lock()  # one decision at a time sees the others' claims
 
     # -- called by Reconciler ------------------------------------------------
 
     def regions(self, req: RegionRequest) -> dict[str, int]:
         """`{region: replicas}` for the plan: the decided regions (empty when none is feasible)."""
         key = _owner_key(req.owner)
-        nodes = req.nodes()
-        pods = self._gpu_pods(req.pods) if req.plan.resources.gpus > 0 else []
+        nodes = req.facts.nodes()
+        pods = req.facts.gpu_pods() if req.plan.resources.gpus > 0 else []
+        signals = self.signals.latest()
         now = self.now()
-        with self._deciding:
+        decision_moves = False
+        with self._lock:  # one decision at a time sees the others' claims
             ev = evaluate(
-                req.plan, req.owner, req.deployments, nodes, pods, self.signals.latest(),
+                req.plan, req.owner, req.deployments, nodes, pods, signals,
                 self.settings, now, self._outstanding(key, nodes, pods),
             )  # fmt: skip
             self._claim(key, req.plan, ev)
-        self._choices[key] = _Choice(ev, req.plan)
-        decision = ev.decision
-        if (
-            decision.move
-            and ev.current is not None
-            and self._announced.get(key) != decision.regions
-        ):
-            # A reconcile of a body read before the last status write decides the same move again.
-            self._announced[key] = decision.regions
+            self._choices[key] = _Choice(ev, req.plan)
+            decision = ev.decision
+            if (
+                decision.move
+                and ev.current is not None
+                and self._announced.get(key) != decision.regions
+            ):
+                # A reconcile of a body read before the last status write decides it again.
+                self._announced[key] = decision.regions
+                decision_moves = True
+            if decision.regions and set(ready_by_region(req.deployments, unplaced=True)) - set(
+                decision.regions
+            ):
+                self._moving[key] = decision.regions
+        if decision_moves:
             self._moved(req.owner, ev)
-        if decision.regions and set(ready_by_region(req.deployments, unplaced=True)) - set(
-            decision.regions
-        ):
-            self._moving[key] = decision.regions
         if not decision.regions and only_full(decision):
             # Every region is allowed and merely full: an unpinned server lets the
             # scheduler say what is missing, and run it wherever room appears first.
@@ -487,7 +299,8 @@ class Placer:
     def status_extra(
         self, key: Key, body: Mapping[str, Any], deployments: Sequence[Mapping[str, Any]]
     ) -> st.Derived | None:
-        choice = self._choices.pop(key, None)
+        with self._lock:
+            choice = self._choices.pop(key, None)
         if choice is None:
             return None
         derived = placement_status(
@@ -498,20 +311,23 @@ class Placer:
         MODEL_WATTS.labels(*key).set(float(carbon.get("energyWatts") or 0.0))
         grams = float(carbon.get("gramsCO2ePerHour") or 0.0)
         MODEL_GRAMS.labels(*key).set(grams)
-        self._emissions[key] = grams
-        FLEET_GRAMS.set(sum(self._emissions.values()))
+        with self._lock:
+            self._emissions[key] = grams
+            FLEET_GRAMS.set(sum(self._emissions.values()))
         return derived
 
     def observed(self, key: Key, derived: st.Derived) -> None:
         """Remember models whose servers the scheduler cannot place, for `replace_unschedulable`."""
         stalled = next((x for x in derived.conditions if x.type == c.STALLED), None)
-        if stalled is not None and (stalled.status, stalled.reason) == (
+        stuck = stalled is not None and (stalled.status, stalled.reason) == (
             "True",
             c.REASON_UNSCHEDULABLE,
-        ):
-            self._unschedulable.add(key)
-        else:
-            self._unschedulable.discard(key)
+        )
+        with self._lock:
+            if stuck:
+                self._unschedulable.add(key)
+            else:
+                self._unschedulable.discard(key)
 
     # -- periodic ----------------------------------------------------------
 
@@ -521,41 +337,41 @@ class Placer:
         self.reevaluate()
 
     def reevaluate(self, only: set[Key] | None = None) -> None:
-        """Reconcile every known model (or those in `only`) whose decision would change now."""
+        """Reconcile every watched model (or those in `only`) whose decision would change now."""
         reconciler = self._reconciler()
         known = reconciler.known()
-        for gone in set(self._emissions) - set(known):
-            self._forget(gone)
+        with self._lock:
+            gone = set(self._emissions) - set(known)
+        for key in gone:
+            self._forget(key)
         if only is not None:
             known = [k for k in known if k in only]
         if not known:
             return
         signals = self.signals.latest()
-        nodes = reconciler.nodes()
-        pods: list[dict[str, Any]] | None = None
-        deployments = self._deployments({ns for _, ns, _ in known})
+        nodes = self.facts.nodes()
+        pods = self.facts.gpu_pods()
         for key in known:
             kind, namespace, name = key
-            body = self.kube.get(API_VERSION, kind, namespace, name)
+            body = reconciler.body(key)
             if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                 continue
             try:
                 plan = reconciler.plan(kind, body)
             except Exception:  # an invalid spec is the reconcile's to report
                 continue
-            mine = owned(deployments.get((kind, namespace, name), []), body["metadata"].get("uid"))
-            if pods is None and plan.resources.gpus > 0:
-                pods = self._gpu_pods(reconciler.all_pods, max_age=0.0)
-            with self._deciding:
-                claims = self._outstanding(key, nodes, pods or [])
+            mine = owned(self.facts.deployments(key), body["metadata"].get("uid"))
+            gpu_pods = pods if plan.resources.gpus > 0 else []
+            with self._lock:
+                claims = self._outstanding(key, nodes, gpu_pods)
             ev = evaluate(
-                plan, body, mine, nodes, pods or [], signals, self.settings, self.now(), claims
+                plan, body, mine, nodes, gpu_pods, signals, self.settings, self.now(), claims
             )
             if self._differs(body, ev, mine):
                 log.info(
                     "%s %s/%s: placement changed: %s", kind, namespace, name, ev.decision.message
                 )
-                reconciler.reconcile_named(kind, namespace, name)  # the freshest body
+                reconciler.reconcile_named(kind, namespace, name)
 
     def replace_unschedulable(self) -> None:
         """Place again, now, the models whose servers cannot be scheduled where they were put.
@@ -564,34 +380,41 @@ class Placer:
         that lose the race find their region full once the winners' pods bind.
         Their region is then infeasible, which placement repairs without dwell.
         """
-        self._unschedulable &= set(self._reconciler().known())
-        stuck = set(self._unschedulable)
+        known = set(self._reconciler().known())
+        with self._lock:
+            self._unschedulable &= known
+            stuck = set(self._unschedulable)
         if stuck:
             self.reevaluate(only=stuck)
 
     def finish_moves(self) -> None:
-        """Reconcile models whose move can complete: every target region is Ready."""
+        """Reconcile models whose move can complete: every target region serves (make-before-break)."""
         reconciler = self._reconciler()
-        for key, target in list(self._moving.items()):
+        with self._lock:
+            moving = list(self._moving.items())
+        for key, target in moving:
             kind, namespace, name = key
-            try:
-                found = self.kube.list_objects(
-                    "apps/v1",
-                    "Deployment",
-                    namespace,
-                    labels=owner_selector(kind, name),
-                )
-            except KubeError as exc:
-                log.warning("move of %s %s/%s not checked: %s", kind, namespace, name, exc)
+            body = reconciler.body(key)
+            if body is None:
+                with self._lock:
+                    self._moving.pop(key, None)
                 continue
-            ready = ready_by_region(found, unplaced=True)
-            wanted = replicas_by_region(found)
-            need = max([wanted.get(r, 1) for r in target] or [1])
-            step = plan_move(ready, target, required_ready=need)
-            if not (set(ready) - set(target)):
-                self._moving.pop(key, None)
-            elif step.delete:
-                reconciler.reconcile_named(kind, namespace, name)
+            found = owned(self.facts.deployments(key), body["metadata"].get("uid"))
+            regions = {str(st.region_of(d) or UNPLACED): str(d["metadata"]["name"]) for d in found}
+            if not set(regions) - set(target):
+                with self._lock:
+                    self._moving.pop(key, None)
+                continue
+            try:
+                plan = reconciler.plan(kind, body)
+            except Exception:  # an invalid spec is the reconcile's to report
+                continue
+            wanted = frozenset(deployment_name(plan, r) for r in target)
+            if removable(found, wanted):
+                try:
+                    reconciler.reconcile_named(kind, namespace, name)
+                except KubeError as exc:
+                    log.warning("move of %s %s/%s not finished: %s", kind, namespace, name, exc)
 
     # -- helpers -----------------------------------------------------------
 
@@ -695,46 +518,17 @@ class Placer:
                     out.append(Claim(region, claimed.gpu_product, claimed.gpus, left))
         return out
 
-    def _gpu_pods(
-        self, fetch: Callable[[], list[dict[str, Any]]], *, max_age: float = PODS_TTL_SECONDS
-    ) -> list[dict[str, Any]]:
-        """The cluster's live pods, shared by decisions less than `max_age` seconds apart."""
-        now = time.monotonic()
-        if self._pods is not None and now - self._pods[0] < max_age:
-            return self._pods[1]
-        try:
-            pods = fetch()
-        except Rejected:
-            pods = []  # a namespaced install may not list every pod: judge by capacity alone
-        self._pods = (now, pods)
-        return pods
-
-    def _deployments(self, namespaces: set[str]) -> dict[Key, list[dict[str, Any]]]:
-        out: dict[Key, list[dict[str, Any]]] = {}
-        for namespace in sorted(namespaces):
-            for d in self.kube.list_objects(
-                "apps/v1", "Deployment", namespace, labels={LABEL_MANAGED_BY: MANAGED_BY}
-            ):
-                labels = d.get("metadata", {}).get("labels") or {}
-                key = (
-                    str(labels.get(LABEL_OWNER_KIND, "")),
-                    namespace,
-                    str(labels.get(LABEL_OWNER_NAME, "")),
-                )
-                out.setdefault(key, []).append(d)
-        return out
-
     def _forget(self, key: Key) -> None:
-        with self._deciding:
+        with self._lock:
             self._claims.pop(key, None)
-        self._emissions.pop(key, None)
-        self._moving.pop(key, None)
-        self._announced.pop(key, None)
-        self._unschedulable.discard(key)
+            self._emissions.pop(key, None)
+            self._moving.pop(key, None)
+            self._announced.pop(key, None)
+            self._unschedulable.discard(key)
+            FLEET_GRAMS.set(sum(self._emissions.values()))
         for gauge in (MODEL_WATTS, MODEL_GRAMS):
             with contextlib.suppress(KeyError):
                 gauge.remove(*key)
-        FLEET_GRAMS.set(sum(self._emissions.values()))
 
     def _reconciler(self) -> Reconciler:
         if self.reconciler is None:
@@ -747,8 +541,8 @@ def install(
 ) -> Placer:
     """Plug carbon-aware placement into a `handlers.operator.Runtime`'s reconciler and timers."""
     reconciler = runtime.reconciler
-    signals = CarbonSignals(reconciler.kube, settings, reconciler.nodes, env=env)
-    placer = Placer(reconciler.kube, settings, signals)
+    signals = CarbonSignals(reconciler.kube, settings, reconciler.facts.nodes, env=env)
+    placer = Placer(reconciler.kube, settings, signals, reconciler.facts)
     placer.reconciler = reconciler
     reconciler.choose_regions = placer.regions
     reconciler.status_extra = placer.status_extra
@@ -764,10 +558,7 @@ __all__ = [
     "Evaluation",
     "Placer",
     "Signals",
-    "current_placement",
     "evaluate",
     "install",
     "placement_status",
-    "ready_by_region",
-    "replicas_by_region",
 ]

@@ -25,9 +25,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from smallfleet.crd_schemas import SCHEMAS
-from smallfleet.schema import apply as apply_schema
-from smallfleet.schema import describe
+from smallfleet.core.crd_schemas import SCHEMAS
+from smallfleet.core.schema import apply as apply_schema
+from smallfleet.core.schema import describe
 
 ModelFormat = Literal["onnx", "pytorch", "tensorflow", "tensorrt", "python"]
 DataType = Literal[

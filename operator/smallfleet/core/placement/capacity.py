@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from smallfleet.placement.policies import NodeCapacity
+from smallfleet.core.placement.policies import NodeCapacity
 
 REGION_LABEL: Final = "topology.kubernetes.io/region"
 GPU_PRODUCT_LABEL: Final = "nvidia.com/gpu.product"

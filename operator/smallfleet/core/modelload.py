@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from smallfleet.spec import BACKENDS
+from smallfleet.core.spec import BACKENDS
 
 MAX_REASON_CHARS: Final = 300
 # Index states whose reason explains nothing wrong (an explicit unload).

@@ -20,9 +20,9 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from smallfleet.render.autoscalers import autoscaler_manifests
-from smallfleet.render.serverplan import ServerPlan
-from smallfleet.render.triton import (
+from smallfleet.core.render.autoscalers import autoscaler_manifests
+from smallfleet.core.render.serverplan import ServerPlan
+from smallfleet.core.render.triton import (
     EXIT_TIMEOUT_SECONDS,
     GRPC_PORT,
     HTTP_PORT,

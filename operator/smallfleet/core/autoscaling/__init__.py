@@ -1,11 +1,11 @@
 """Autoscaling from Triton's own metrics: a pure decision, called on a timer by the operator.
 
-See `smallfleet.autoscaling.decision` for the algorithm and how to call it;
+See `smallfleet.core.autoscaling.decision` for the algorithm and how to call it;
 the metrics come from `smallfleet.metricsource` (I/O) through
-`smallfleet.tritonmetrics` (pure).
+`smallfleet.core.tritonmetrics` (pure).
 """
 
-from smallfleet.autoscaling.decision import (
+from smallfleet.core.autoscaling.decision import (
     Recommendation,
     ScalerState,
     ScalingDecision,

@@ -5,15 +5,20 @@ No I/O and no Kubernetes client: the same functions serve the operator, the
 the operator applies.
 """
 
-from smallfleet.render.children import UNPLACED, common_labels, render_children, selector_labels
-from smallfleet.render.serverplan import (
+from smallfleet.core.render.children import (
+    UNPLACED,
+    common_labels,
+    render_children,
+    selector_labels,
+)
+from smallfleet.core.render.serverplan import (
     EnsembleStep,
     ModelEntry,
     ServerPlan,
     plan_for_model,
     plan_for_pipeline,
 )
-from smallfleet.render.triton import model_repository, triton_args, triton_config
+from smallfleet.core.render.triton import model_repository, triton_args, triton_config
 
 __all__ = [
     "UNPLACED",

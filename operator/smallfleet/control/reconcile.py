@@ -1,12 +1,27 @@
-"""One reconcile per kind: parse → render → plan → apply → prune → status.
+"""One reconcile per kind: gather facts → plan (pure) → apply → status, written in one place.
 
-The handlers in `handlers.operator` only say *when* to reconcile; this module
-says *what* reconciling is, so that a create, an update, a resume after a
-restart, a child Deployment's event and a periodic resync all converge on the
-same answer. It holds no state the cluster does not: children are found by
-their labels, status is derived from what is observed, and server-side apply
-makes a repeat harmless, so an operator killed halfway through and started
-again finishes the job without duplicates.
+The handlers only say *when* to reconcile; this module says *what*
+reconciling is, so that a create, an update, a resume after a restart, a
+child's watch event and a periodic pass converge on the same answer. Reads
+come from `Facts` (what kopf watches), the plan from
+`core.reconcile.plan_reconcile`, and this module executes it. It holds no
+state the cluster does not: children are found by their labels, status is
+derived from what is observed, and server-side apply makes a repeat harmless,
+so an operator killed halfway through finishes the job without duplicates.
+
+**Status has one writer.** Every part that reports on a resource (the
+reconcile itself, placement through `status_extra`, the autoscaler through
+`scaling_status`) hands its conditions and fields to `_write_status`, which
+merges them into the freshest status it knows and sends only what changed,
+carrying that status' resourceVersion: a write computed from a stale read is
+refused (409) and merged again into a fresh one, so no part overwrites
+another's, and nothing is sent when nothing changed.
+
+**Concurrency.** kopf's worker threads and the periodic thread may act on one
+resource at once; every reconcile, status write and scaling write of a
+resource runs under that resource's lock (`KeyedLocks`), and its `_memo`
+entry is only replaced under it. State that spans resources belongs to one
+part (placement's claims, the autoscaler's loop), behind that part's lock.
 
 Errors are sorted once, here: a spec the core rejects, or an object the API
 server refuses, becomes `Stalled` with the message and is not retried until
@@ -16,18 +31,33 @@ the handler to retry with backoff.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from smallfleet import conditions as c
-from smallfleet import spec as specs
-from smallfleet import status as st
 from smallfleet import telemetry
+from smallfleet.control.facts import MODEL_PIPELINE, SMALL_MODEL, Facts, Key
+from smallfleet.core import conditions as c
+from smallfleet.core import spec as specs
+from smallfleet.core import status as st
+from smallfleet.core.placement import node_capacity
+from smallfleet.core.placement.evaluate import capacity_nodes
+from smallfleet.core.reconcile import needs_listing, plan_reconcile, stamped
+from smallfleet.core.render import UNPLACED, plan_for_model, plan_for_pipeline, render_children
+from smallfleet.core.render.children import (
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    LABEL_REGION,
+    MANAGED_BY,
+    deployment_name,
+)
+from smallfleet.core.render.serverplan import ServerPlan
+from smallfleet.core.replicas import replicas_to_run
 from smallfleet.kube import (
     FIELD_MANAGER,
     PIPELINE_FIELD_MANAGER,
@@ -36,40 +66,23 @@ from smallfleet.kube import (
     Rejected,
     Transient,
 )
-from smallfleet.plan import plan_changes
-from smallfleet.render import UNPLACED, plan_for_model, plan_for_pipeline, render_children
-from smallfleet.render.children import (
-    GPU_PRODUCT_LABEL,
-    GPU_RESOURCE,
-    LABEL_MANAGED_BY,
-    LABEL_OWNER_KIND,
-    LABEL_OWNER_NAME,
-    LABEL_REGION,
-    MANAGED_BY,
-    NODE_REGION_LABEL,
-    deployment_name,
-)
-from smallfleet.render.serverplan import ServerPlan
 from smallfleet.settings import Settings
 
 log = logging.getLogger("smallfleet.reconcile")
 
 API_VERSION: Final = "serving.smallfleet.io/v1alpha1"
-SMALL_MODEL: Final = "SmallModel"
-MODEL_PIPELINE: Final = "ModelPipeline"
-# Every kind a plan may render; listed on each reconcile so a child that is no
-# longer rendered (an HPA after switching to operator scaling) gets pruned.
-CHILD_KINDS: Final = (
+# The children that are not watched, listed only when they may have to change or go
+# (an HPA after switching to operator scaling); Deployments come from the watch.
+UNWATCHED_KINDS: Final = (
     ("v1", "ConfigMap"),
     ("v1", "Service"),
-    ("apps/v1", "Deployment"),
     ("policy/v1", "PodDisruptionBudget"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("keda.sh/v1alpha1", "ScaledObject"),
 )
+STATUS_ATTEMPTS: Final = 3
 
-Key = tuple[str, str, str]  # (kind, namespace, name)
-NODES_TTL: Final = 10.0
+__all__ = ["MODEL_PIPELINE", "SMALL_MODEL", "Key", "Outcome", "Reconciler", "RegionRequest"]
 
 
 def utcnow() -> str:
@@ -78,7 +91,7 @@ def utcnow() -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a reconcile concluded: 'ready', 'progressing' or 'stalled'."""
+    """What a reconcile concluded: 'ready', 'progressing', 'stalled', 'skipped' or 'gone'."""
 
     result: str
     message: str = ""
@@ -92,90 +105,53 @@ class _Memo:
     generation: int
     deployments: frozenset[str]
     digest: str | None
-    status: dict[str, Any] = field(default_factory=dict)
     states: dict[str, st.DeploymentState] = field(default_factory=dict)
     floor: int | None = None
+    body: Mapping[str, Any] | None = None  # the resource as our last status write returned it
+    stalled_for_good: bool = False  # InvalidSpec: only a new generation can help
 
 
 @dataclass(frozen=True)
 class RegionRequest:
-    """What region choice needs: the plan, the owner, what runs now and how to see the cluster."""
+    """What region choice needs: the plan, the owner, what runs now and the watched cluster."""
 
     plan: ServerPlan
     owner: Mapping[str, Any]
     deployments: Sequence[Mapping[str, Any]]  # observed, this owner's
-    nodes: Callable[[], list[dict[str, Any]]]
-    pods: Callable[[], list[dict[str, Any]]]  # every running or pending pod of the cluster
+    facts: Facts
 
 
 RegionChooser = Callable[[RegionRequest], dict[str, int]]
-# Conditions and fields a part plugged in beside the region chooser adds to a
-# reconciled resource's status: (key, body, its Deployments) -> Derived or None.
+# Conditions and fields a part plugged in beside the reconcile adds to a resource's status.
 StatusExtra = Callable[[Key, Mapping[str, Any], Sequence[Mapping[str, Any]]], st.Derived | None]
 
 
-def _current_replicas(plan: ServerPlan, deployments: Sequence[Mapping[str, Any]]) -> int:
-    """Replicas to render: what runs now (an autoscaler may have set it) within min..max."""
-    scaling = plan.scaling
-    observed = [
-        int(d.get("spec", {}).get("replicas") or 0)
-        for d in deployments
-        if d.get("spec", {}).get("replicas") is not None
-    ]
-    current = max(observed) if observed else scaling.min_replicas
-    return max(scaling.min_replicas, min(scaling.max_replicas, current))
+class KeyedLocks:
+    """One re-entrant lock per resource, dropped once nobody holds or waits for it."""
 
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[Key, tuple[threading.RLock, int]] = {}
 
-def _gpu_count(value: Any) -> int:
-    try:
-        return int(str(value or "0"))
-    except ValueError:
-        return 0
+    @contextlib.contextmanager
+    def hold(self, key: Key) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key) or (threading.RLock(), 0)
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users <= 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
 
-
-def _node_fits(node: Mapping[str, Any], plan: ServerPlan) -> bool:
-    labels = node.get("metadata", {}).get("labels") or {}
-    if plan.resources.gpus == 0:
-        return GPU_PRODUCT_LABEL not in labels
-    allocatable = node.get("status", {}).get("allocatable") or {}
-    if _gpu_count(allocatable.get(GPU_RESOURCE)) < plan.resources.gpus:
-        return False
-    product = plan.resources.gpu_product
-    return product is None or labels.get(GPU_PRODUCT_LABEL) == product
-
-
-def free_capacity(
-    plan: ServerPlan, nodes: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
-) -> dict[str, int]:
-    """Per region, how many more of this server's pods its fitting nodes could hold (GPU-wise)."""
-    used: dict[str, int] = {}
-    for pod in pods:
-        node = pod.get("spec", {}).get("nodeName")
-        if not node or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-            continue
-        for container in pod.get("spec", {}).get("containers") or []:
-            limits = (container.get("resources") or {}).get("limits") or {}
-            requests = (container.get("resources") or {}).get("requests") or {}
-            used[node] = used.get(node, 0) + _gpu_count(
-                requests.get(GPU_RESOURCE, limits.get(GPU_RESOURCE))
-            )
-    free: dict[str, int] = {}
-    for node in nodes:
-        labels = node.get("metadata", {}).get("labels") or {}
-        region = labels.get(NODE_REGION_LABEL)
-        if not region or not _node_fits(node, plan):
-            continue
-        if plan.resources.gpus == 0:
-            room = 1_000_000  # CPU servers: GPU room does not limit them
-        else:
-            allocatable = _gpu_count(
-                (node.get("status", {}).get("allocatable") or {}).get(GPU_RESOURCE)
-            )
-            room = (
-                max(0, allocatable - used.get(node["metadata"]["name"], 0)) // plan.resources.gpus
-            )
-        free[str(region)] = free.get(str(region), 0) + room
-    return free
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._locks)
 
 
 def sticky_regions(req: RegionRequest) -> dict[str, int]:
@@ -183,10 +159,10 @@ def sticky_regions(req: RegionRequest) -> dict[str, int]:
 
     Regions already running stay (a restart must not move workloads); else,
     among the spec's allowed regions whose nodes can hold the server, those
-    with the most free GPUs (name breaks ties); else unplaced, which leaves
-    the scheduler to say why nothing fits.
+    with room for the most replicas (name breaks ties); else unplaced, which
+    leaves the scheduler to say why nothing fits.
     """
-    replicas = _current_replicas(req.plan, req.deployments)
+    replicas = replicas_to_run(req.plan.scaling, req.deployments)
     running = sorted(
         {
             str(d.get("metadata", {}).get("labels", {}).get(LABEL_REGION, UNPLACED))
@@ -196,17 +172,23 @@ def sticky_regions(req: RegionRequest) -> dict[str, int]:
     spread = max(1, req.plan.placement.spread)
     if running:
         return dict.fromkeys(running[:spread], replicas)
-    nodes = req.nodes()
-    try:
-        pods = req.pods() if req.plan.resources.gpus > 0 else []
-    except Rejected:
-        pods = []  # a namespaced install may not list every pod: judge by capacity alone
-    free = free_capacity(req.plan, nodes, pods)
+    gpus = req.plan.resources.gpus
+    product = (req.plan.resources.gpu_product or "").lower()
+    room: dict[str, int] = {}
+    pods = req.facts.gpu_pods() if gpus > 0 else []
+    for node in node_capacity(capacity_nodes(req.plan, req.facts.nodes()), pods):
+        if gpus == 0:
+            fits = 1_000_000  # CPU servers: GPU room does not limit them
+        elif node.cpu_only or (product and (node.gpu_product or "").lower() != product):
+            continue
+        else:
+            fits = node.free_gpus // gpus
+        room[node.region] = room.get(node.region, 0) + fits
     allowed = set(req.plan.placement.regions)
-    candidates = [r for r in free if not allowed or r in allowed]
+    candidates = [r for r in room if not allowed or r in allowed]
     if not candidates:
         return {UNPLACED: replicas}
-    ranked = sorted(candidates, key=lambda r: (-free[r], r))
+    ranked = sorted(candidates, key=lambda r: (-room[r], r))
     return dict.fromkeys(ranked[:spread], replicas)
 
 
@@ -268,15 +250,26 @@ def _message(exc: specs.SpecError) -> str:
     return "; ".join(str(e) for e in exc.errors) or str(exc)
 
 
-def _floor(plan: ServerPlan) -> int:
-    """Ready replicas per Deployment below which the resource does not serve as specified."""
-    # A scale-to-zero minimum still needs one replica once the autoscaler asks for any.
-    return max(1, plan.scaling.min_replicas)
+def _resource_version(body: Mapping[str, Any] | None) -> int:
+    try:
+        return int(str(((body or {}).get("metadata") or {}).get("resourceVersion") or 0))
+    except ValueError:
+        return 0
 
 
-def _digest(plan: ServerPlan) -> str | None:
-    digests = sorted({m.artifact.digest for m in plan.models if m.artifact is not None})
-    return digests[0] if len(digests) == 1 else None
+def _uid(body: Mapping[str, Any] | None) -> Any:
+    return ((body or {}).get("metadata") or {}).get("uid")
+
+
+def _combine(base: st.Derived, more: st.Derived | None) -> st.Derived:
+    """`base` with `more`'s conditions and fields laid over it."""
+    if more is None:
+        return base
+    types = {x.type for x in more.conditions}
+    return st.Derived(
+        tuple(x for x in base.conditions if x.type not in types) + more.conditions,
+        {**base.fields, **more.fields},
+    )
 
 
 class Reconciler:
@@ -286,42 +279,59 @@ class Reconciler:
         self,
         kube: Kube,
         settings: Settings,
+        facts: Facts,
         *,
         regions: RegionChooser = sticky_regions,
         now: Callable[[], str] = utcnow,
     ) -> None:
         self.kube = kube
         self.settings = settings
+        self.facts = facts
         self.choose_regions = regions
         self.now = now
-        self._locks: dict[Key, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self.locks = KeyedLocks()
         self._memo: dict[Key, _Memo] = {}
-        self._nodes: tuple[float, list[dict[str, Any]]] | None = None
         self.status_extra: StatusExtra = lambda _key, _body, _deployments: None
+        # The autoscaler's part of status (`status.scaling`, ScalingActive), or None.
+        self.scaling_status: Callable[[Key, Mapping[str, Any]], st.Derived | None] = (
+            lambda _key, _status: None
+        )
         # Told each status before it is written (placement watches for servers the
         # scheduler cannot place, to move them without waiting for a refresh).
         self.observed: Callable[[Key, st.Derived], None] = lambda _key, _derived: None
         # Replicas the operator's autoscaler set on a Deployment (plan, namespace, name), so
-        # that applying the spec again keeps them; None: no opinion (see handlers.scaling).
+        # that applying the spec again keeps them; None: no opinion (see control.scaling).
         self.decided_replicas: Callable[[ServerPlan, str, str], int | None] = (
             lambda _plan, _namespace, _deployment: None
         )
 
-    def lock(self, key: Key) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
+    def lock(self, key: Key) -> contextlib.AbstractContextManager[None]:
+        """Hold one resource: its reconcile, status write and scaling write never interleave."""
+        return self.locks.hold(key)
 
     def forget(self, kind: str, namespace: str | None, name: str) -> None:
         key = (kind, namespace or "", name)
-        self._memo.pop(key, None)
-        with self._locks_guard:
-            self._locks.pop(key, None)
+        with self.lock(key):
+            self._memo.pop(key, None)
         telemetry.record_state(*key, None)
 
     def known(self) -> list[Key]:
-        """Every resource reconciled since start and not deleted since."""
-        return sorted(self._memo)
+        """Every resource being watched (not only those reconciled since start)."""
+        return self.facts.resources()
+
+    def body(self, key: Key, seen: Mapping[str, Any] | None = None) -> Mapping[str, Any] | None:
+        """The freshest body known of a resource: the watch's, `seen`, or our last write's."""
+        candidates = [b for b in (self.facts.owner(key), seen) if b is not None]
+        memo = self._memo.get(key)
+        if (
+            memo is not None
+            and memo.body is not None
+            and any(_uid(memo.body) == _uid(b) for b in candidates)
+        ):
+            candidates.append(memo.body)
+        if not candidates:
+            return None
+        return max(candidates, key=_resource_version)
 
     # -- entry points ------------------------------------------------------
 
@@ -335,17 +345,17 @@ class Reconciler:
         kind = str(body["kind"])
         meta = body["metadata"]
         key = (kind, str(meta["namespace"]), str(meta["name"]))
-        memo = self._memo.get(key)
-        if (
-            once
-            and memo is not None
-            and memo.uid == meta.get("uid")
-            and memo.generation == meta.get("generation")
-        ):
-            return Outcome("skipped")
         with self.lock(key), telemetry.reconcile_timer(*key) as rec:
+            memo = self._memo.get(key)
+            if (
+                once
+                and memo is not None
+                and memo.uid == meta.get("uid")
+                and memo.generation == meta.get("generation")
+            ):
+                return Outcome("skipped")
             try:
-                outcome = self._reconcile(key, body)
+                outcome = self._reconcile(key, self.body(key, body) or body)
             except BaseException:
                 # Half done: the retry must not be mistaken for a repeat of a finished one.
                 self._memo.pop(key, None)
@@ -354,54 +364,46 @@ class Reconciler:
             return outcome
 
     def refresh(self, kind: str, namespace: str | None, name: str) -> Outcome | None:
-        """Status from the children alone; a full reconcile when something is missing or stale.
+        """Status from the watched children alone; a full reconcile when something is missing.
 
-        Called on child events and timers. None when the owner is gone.
+        Called on child events, by the autoscaler and by the periodic pass.
+        None when the owner is gone. Sends nothing unless the status changes.
         """
-        namespace = namespace or ""
-        key = (kind, namespace, name)
+        key = (kind, namespace or "", name)
         with self.lock(key):
-            body = self.kube.get(API_VERSION, kind, namespace, name)
+            body = self.body(key)
             if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                 return None
             memo = self._memo.get(key)
             meta = body["metadata"]
-            fresh = (
+            if (
                 memo is not None
                 and memo.uid == meta.get("uid")
                 and memo.generation == meta.get("generation")
-            )
-            if fresh and memo is not None:
-                stalled = c.get_condition(memo.status.get("conditions") or [], c.STALLED) or {}
-                if (
-                    stalled.get("status") == "True"
-                    and stalled.get("reason") == c.REASON_INVALID_SPEC
-                ):
+            ):
+                if memo.stalled_for_good:
                     return Outcome("stalled")  # only a change of the spec can help
-                deployments = owned(
-                    self.kube.list_objects(
-                        "apps/v1", "Deployment", namespace, labels=owner_selector(kind, name)
-                    ),
-                    meta.get("uid"),
-                )
-                names = {d["metadata"]["name"] for d in deployments}
-                memo.states = {d["metadata"]["name"]: st.deployment_state(d) for d in deployments}
+                deployments = self._deployments(key, body)
+                names = {str(d["metadata"]["name"]) for d in deployments}
+                memo.states = {
+                    str(d["metadata"]["name"]): st.deployment_state(d) for d in deployments
+                }
                 # Nothing applied yet (a missing model, a refused object): only a full
                 # reconcile can tell whether that has changed.
                 if names == memo.deployments and memo.deployments:
-                    pods = self.kube.pods(namespace, owner_selector(kind, name))
                     derived = st.derive(
                         deployments=deployments,
-                        pods=pods,
+                        pods=self.facts.pods(key),
                         expected=memo.deployments,
                         digest=memo.digest,
                         floor=memo.floor,
                     )
-                    with telemetry.reconcile_timer(*key) as rec:
-                        outcome = self._write_status(key, body, derived)
-                        rec.result = outcome.result
-                        return outcome
-        return self.reconcile(body)
+                    return self._write_status(key, body, derived)
+            return self.reconcile(body)
+
+    def write_status(self, key: Key) -> Outcome | None:
+        """Bring one resource's status up to date with every part (the autoscaler calls this)."""
+        return self.refresh(*key)
 
     def deployment_changed(
         self, kind: str, namespace: str | None, name: str, deployment: Mapping[str, Any]
@@ -421,14 +423,21 @@ class Reconciler:
         dep_name = str(deployment.get("metadata", {}).get("name"))
         return memo.states.get(dep_name) != st.deployment_state(deployment)
 
-    def nodes(self) -> list[dict[str, Any]]:
-        """The cluster's nodes, listed at most once per NODES_TTL seconds (they rarely change)."""
-        now = time.monotonic()
-        if self._nodes is None or now - self._nodes[0] > NODES_TTL:
-            self._nodes = (now, self.kube.nodes())
-        return self._nodes[1]
+    def plan(self, kind: str, body: Mapping[str, Any]) -> ServerPlan:
+        """The server plan of a SmallModel or ModelPipeline body (SpecError when it has none)."""
+        return self._plan(kind, body)
+
+    def reconcile_named(self, kind: str, namespace: str, name: str) -> Outcome | None:
+        """Full reconcile of a resource known by name (None when it is gone)."""
+        body = self.body((kind, namespace, name))
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        return self.reconcile(body)
 
     # -- the work ----------------------------------------------------------
+
+    def _deployments(self, key: Key, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return owned(self.facts.deployments(key), _uid(body))
 
     def _reconcile(self, key: Key, body: Mapping[str, Any]) -> Outcome:
         kind, namespace, name = key
@@ -438,122 +447,100 @@ class Reconciler:
         except specs.SpecError as exc:
             reason = getattr(exc, "reason", c.REASON_INVALID_SPEC)
             telemetry.ERRORS.labels(kind=kind, error_class="invalid_spec").inc()
-            return self._stall(key, body, reason, _message(exc))
+            return self._stall(
+                key, body, reason, _message(exc), final=reason == c.REASON_INVALID_SPEC
+            )
 
-        observed: list[dict[str, Any]] = []
-        # A resource never reconciled has nothing stale to prune, and applying is
-        # idempotent, so children left by an interrupted first attempt are simply
-        # applied again: skip the lists, the costliest part of a burst of creations.
-        if (body.get("status") or {}).get("observedGeneration"):  # the CRD defaults it to 0
-            for api_version, child_kind in CHILD_KINDS:
-                observed += self.kube.list_objects(
-                    api_version, child_kind, namespace, labels=owner_selector(kind, name)
-                )
-        observed = owned(observed, meta.get("uid"))
-        observed_deployments = [o for o in observed if o["kind"] == "Deployment"]
-        regions = self.choose_regions(
-            RegionRequest(plan, body, observed_deployments, self.nodes, self.all_pods)
-        )
-        owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": meta}
-        regions = dict(regions)
+        deployments = self._deployments(key, body)
+        regions = dict(self.choose_regions(RegionRequest(plan, body, deployments, self.facts)))
         for region in list(regions):
             decided = self.decided_replicas(plan, namespace, deployment_name(plan, region))
             if decided is not None:
                 regions[region] = decided
-        desired = render_children(plan, owner=owner, regions=regions)
-        wanted = frozenset(d["metadata"]["name"] for d in desired if d["kind"] == "Deployment")
-
-        applied: dict[str, dict[str, Any]] = {}
-        stale: list[dict[str, Any]] = []
-        for change in plan_changes(desired, observed):
-            obj = change.obj
-            if change.action in ("create", "update"):
-                log.info(
-                    "%s %s/%s: %s",
-                    change.action,
-                    obj["kind"],
-                    obj["metadata"]["name"],
-                    change.reason,
-                )
-                try:
-                    if change.action == "create":
-                        result = self._create(obj, kind, meta)
-                    else:
-                        result = self.kube.apply(obj, manager=_manager(kind))
-                except _Predecessor as exc:
-                    self._write_status(key, body, st.applying(exc.message))
-                    raise
-                except _NameTaken as exc:
-                    telemetry.ERRORS.labels(kind=kind, error_class="name_conflict").inc()
-                    return self._stall(key, body, c.REASON_NAME_CONFLICT, str(exc))
-                except (Rejected, NotFound) as exc:
-                    telemetry.ERRORS.labels(kind=kind, error_class="rejected").inc()
-                    return self._stall(
-                        key,
-                        body,
-                        c.REASON_APPLY_FAILED,
-                        f"{obj['kind']} {obj['metadata']['name']}: {exc.message}",
-                    )
-                if obj["kind"] == "Deployment":
-                    applied[obj["metadata"]["name"]] = result
-            elif change.action == "delete":
-                stale.append(obj)
-
-        current = {d["metadata"]["name"]: d for d in observed_deployments}
-        current.update(applied)
-        wanted_now = [current[n] for n in sorted(wanted) if n in current]
-        # Make-before-break: an old region's Deployment goes only once the new ones serve.
-        new_ready = len(wanted_now) == len(wanted) and all(
-            (s := st.deployment_state(d)).rollout_done and s.ready >= s.desired for d in wanted_now
+        owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": meta}
+        desired = stamped(render_children(plan, owner=owner, regions=regions))
+        generation = int(meta.get("generation") or 0)
+        observed_generation = int((body.get("status") or {}).get("observedGeneration") or 0)
+        listed = needs_listing(
+            desired, deployments, generation=generation, observed_generation=observed_generation
         )
-        for obj in stale:
-            if obj["kind"] == "Deployment" and not new_ready:
-                continue
+        observed: list[dict[str, Any]] = list(deployments)
+        if listed:
+            for api_version, child_kind in UNWATCHED_KINDS:
+                observed += owned(
+                    self.kube.list_objects(
+                        api_version, child_kind, namespace, labels=owner_selector(kind, name)
+                    ),
+                    meta.get("uid"),
+                )
+        # A first reconcile has nothing to prune, and creating looks each name up first.
+        work = plan_reconcile(plan, desired, observed, complete=listed or observed_generation == 0)
+
+        current: dict[str, dict[str, Any]] = {str(d["metadata"]["name"]): d for d in deployments}
+        for change in work.changes:
+            obj = change.obj
+            log.info(
+                "%s %s/%s: %s", change.action, obj["kind"], obj["metadata"]["name"], change.reason
+            )
+            try:
+                if change.action == "create":
+                    result = self._create(obj, kind, meta)
+                else:
+                    result = self.kube.apply(obj, manager=_manager(kind))
+            except _Predecessor as exc:
+                self._write_status(key, body, st.applying(exc.message))
+                raise
+            except _NameTaken as exc:
+                telemetry.ERRORS.labels(kind=kind, error_class="name_conflict").inc()
+                return self._stall(key, body, c.REASON_NAME_CONFLICT, str(exc))
+            except (Rejected, NotFound) as exc:
+                telemetry.ERRORS.labels(kind=kind, error_class="rejected").inc()
+                return self._stall(
+                    key,
+                    body,
+                    c.REASON_APPLY_FAILED,
+                    f"{obj['kind']} {obj['metadata']['name']}: {exc.message}",
+                )
+            if obj["kind"] == "Deployment":
+                current[str(obj["metadata"]["name"])] = result
+        for obj in work.delete:
             log.info("delete %s/%s: no longer desired", obj["kind"], obj["metadata"]["name"])
             self.kube.delete(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"])
-            current.pop(obj["metadata"]["name"], None)
+            current.pop(str(obj["metadata"]["name"]), None)
 
-        # Deployments created just now have no pods yet: nothing to list.
-        pods = self.kube.pods(namespace, owner_selector(kind, name)) if observed_deployments else []
-        digest = _digest(plan)
-        floor = _floor(plan)
         derived = st.derive(
             deployments=list(current.values()),
-            pods=pods,
-            expected=wanted,
-            digest=digest,
-            floor=floor,
+            pods=self.facts.pods(key) if deployments else [],
+            expected=work.expected,
+            digest=work.digest,
+            floor=work.floor,
         )
         extra: dict[str, Any] = {"endpoint": f"{plan.name}.{namespace}.svc"}
         if kind == MODEL_PIPELINE:
             extra["models"] = sorted({m.name for m in plan.models if not m.is_ensemble})
-        derived = st.Derived(derived.conditions, {**derived.fields, **extra})
-        more = self.status_extra(key, body, list(current.values()))
-        if more is not None:
-            types = {x.type for x in more.conditions}
-            derived = st.Derived(
-                tuple(x for x in derived.conditions if x.type not in types) + more.conditions,
-                {**derived.fields, **more.fields},
-            )
-        self._memo[key] = _Memo(
-            uid=str(meta.get("uid")),
-            generation=int(meta.get("generation") or 0),
+        derived = _combine(
+            st.Derived(derived.conditions, {**derived.fields, **extra}),
+            self.status_extra(key, body, list(current.values())),
+        )
+        self._remember(
+            key,
+            body,
             deployments=frozenset(current),
-            digest=digest,
+            digest=work.digest,
             states={n: st.deployment_state(d) for n, d in current.items()},
-            floor=floor,
+            floor=work.floor,
         )
         return self._write_status(key, body, derived)
 
-    def all_pods(self) -> list[dict[str, Any]]:
-        """Every live pod of the cluster, for the GPU room they take."""
-        return self.kube.list_objects(
-            "v1", "Pod", None, fields="status.phase!=Succeeded,status.phase!=Failed"
+    def _remember(self, key: Key, body: Mapping[str, Any], **what: Any) -> None:
+        meta = body["metadata"]
+        before = self._memo.get(key)
+        self._memo[key] = _Memo(
+            uid=str(meta.get("uid")),
+            generation=int(meta.get("generation") or 0),
+            body=before.body if before is not None and before.uid == meta.get("uid") else None,
+            **{"deployments": frozenset(), "digest": None, **what},
         )
-
-    def plan(self, kind: str, body: Mapping[str, Any]) -> ServerPlan:
-        """The server plan of a SmallModel or ModelPipeline body (SpecError when it has none)."""
-        return self._plan(kind, body)
 
     def _plan(self, kind: str, body: Mapping[str, Any]) -> ServerPlan:
         if kind == SMALL_MODEL:
@@ -563,8 +550,8 @@ class Reconciler:
         missing: list[str] = []
         broken: list[str] = []
         for name in sorted({step.model for step in pipeline.steps}):
-            found = self.kube.get(API_VERSION, SMALL_MODEL, pipeline.namespace, name)
-            if found is None or found.get("metadata", {}).get("deletionTimestamp"):
+            found = self.facts.owner((SMALL_MODEL, pipeline.namespace, name))
+            if found is None:
                 missing.append(name)
                 continue
             try:
@@ -658,31 +645,47 @@ class Reconciler:
             f"remove that {obj['kind']}"
         )
 
-    def _stall(self, key: Key, body: Mapping[str, Any], reason: str, message: str) -> Outcome:
-        meta = body["metadata"]
-        self._memo[key] = _Memo(
-            uid=str(meta.get("uid")),
-            generation=int(meta.get("generation") or 0),
-            deployments=frozenset(),
-            digest=None,
-        )
+    def _stall(
+        self, key: Key, body: Mapping[str, Any], reason: str, message: str, *, final: bool = False
+    ) -> Outcome:
+        """Status for a resource the operator will not act on until something changes."""
+        self._remember(key, body, stalled_for_good=final)
         return self._write_status(key, body, st.stalled(reason, message))
 
     def _write_status(self, key: Key, body: Mapping[str, Any], derived: st.Derived) -> Outcome:
+        """The one place status is written: merge every part, send what changed, with its version."""
+        derived = _combine(derived, self.scaling_status(key, body.get("status") or {}))
         self.observed(key, derived)
         kind, namespace, name = key
-        meta = body["metadata"]
-        generation = int(meta.get("generation") or 0)
-        memo = self._memo.get(key)
-        # The body's status, not a remembered one: other parts (placement, autoscaling) write there too.
-        current = body.get("status") or {}
-        new, flips = st.merge(current, derived, now=self.now(), generation=generation)
-        patch = st.status_patch(current, new)
-        if patch:
-            self.kube.patch_status(API_VERSION, kind, namespace, name, patch)
-        if memo is not None:
-            memo.status = new
-        owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": meta}
+        new: dict[str, Any] = dict(body.get("status") or {})
+        flips: list[st.Transition] = []
+        for attempt in range(STATUS_ATTEMPTS):
+            generation = int(body["metadata"].get("generation") or 0)
+            current = body.get("status") or {}
+            new, flips = st.merge(current, derived, now=self.now(), generation=generation)
+            patch = st.status_patch(current, new)
+            if not patch:
+                break
+            version = str(body["metadata"].get("resourceVersion") or "") or None
+            try:
+                written = self.kube.patch_status(
+                    API_VERSION, kind, namespace, name, patch, resource_version=version
+                )
+            except NotFound:
+                return Outcome("gone")
+            except Transient as exc:
+                if exc.status != 409 or attempt == STATUS_ATTEMPTS - 1:
+                    raise
+                fresh = self.kube.get(API_VERSION, kind, namespace, name)
+                if fresh is None:
+                    return Outcome("gone")
+                body = fresh  # someone wrote in between: merge again into what is there now
+                continue
+            memo = self._memo.get(key)
+            if memo is not None and written.get("metadata"):
+                memo.body = written
+            break
+        owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": body["metadata"]}
         for flip in flips:
             if flip.type not in (c.READY, c.STALLED) or (flip.old is None and flip.new == "False"):
                 continue
@@ -701,10 +704,3 @@ class Reconciler:
         result = {"Ready": "ready", "Stalled": "stalled"}.get(summary, "progressing")
         stalled = c.get_condition(new["conditions"], c.STALLED)
         return Outcome(result, str((stalled or {}).get("message", "")))
-
-    def reconcile_named(self, kind: str, namespace: str, name: str) -> Outcome | None:
-        """Full reconcile of a resource known by name (None when it is gone)."""
-        body = self.kube.get(API_VERSION, kind, namespace, name)
-        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
-            return None
-        return self.reconcile(body)

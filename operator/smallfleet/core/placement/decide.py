@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from smallfleet import conditions as c
-from smallfleet.placement.energy import estimate
-from smallfleet.placement.policies import (
+from smallfleet.core import conditions as c
+from smallfleet.core.placement.energy import estimate
+from smallfleet.core.placement.policies import (
     REASON_NOT_ALLOWED,
     REASON_RESIDENCY,
     CurrentPlacement,
@@ -44,10 +44,10 @@ from smallfleet.placement.policies import (
     evaluate,
     latency_penalty,
 )
-from smallfleet.placement.regions import RegionTable
-from smallfleet.placement.signals import CarbonReading, EmissionsScope, SignalKind
+from smallfleet.core.placement.regions import RegionTable
+from smallfleet.core.placement.signals import CarbonReading, EmissionsScope, SignalKind
+from smallfleet.core.spec import Resources
 from smallfleet.settings import Settings
-from smallfleet.spec import Resources
 
 _MAX_REGIONS: Final = 32  # CRD maxItems of status.placement.regions
 _MAX_EXCLUDED: Final = 64
@@ -164,7 +164,6 @@ class PlacementDecision:
             out.update(
                 provider=",".join(sorted({r.provider for r in used})),
                 signalKind=oldest.kind,
-                ageSeconds=int(oldest.age(now).total_seconds()),
                 observedAt=oldest.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 intensity=round(weighted / weight if weight else used[0].intensity or 0.0, 1),
             )

@@ -21,7 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from smallfleet import conditions as c
+from smallfleet.core import conditions as c
 
 REGION_LABEL: Final = "topology.kubernetes.io/region"
 SMALLFLEET_REGION_LABEL: Final = "serving.smallfleet.io/region"
@@ -415,16 +415,37 @@ def merge(
     status: dict[str, Any] = {
         k: v for k, v in current.items() if k not in ("conditions", "observedGeneration")
     }
-    status.update(derived.fields)
+    for key, value in derived.fields.items():
+        before = status.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            # JSON merge patch semantics: a part's keys replace, None removes, others stay.
+            value = {**before, **value}
+        status[key] = _without_none(value)
     status["observedGeneration"] = generation
     status["conditions"] = conds
     return status, flips
 
 
+def _without_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def status_patch(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON merge patch taking `current` to `new` at the top level (None clears a key)."""
+    """The JSON merge patch (RFC 7386) taking `current` to `new`: only what differs, None clears."""
     current = current or {}
-    patch: dict[str, Any] = {k: v for k, v in new.items() if current.get(k) != v}
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = current.get(key)
+        if before == value:
+            continue
+        if isinstance(value, Mapping) and isinstance(before, Mapping) and key != "conditions":
+            inner = status_patch(before, value)
+            inner.update({k: None for k in before if k not in value})
+            patch[key] = inner
+        else:
+            patch[key] = value
     return patch
 
 

@@ -69,8 +69,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Final
 
-from smallfleet.spec import Scaling
-from smallfleet.tritonmetrics import LoadSample
+from smallfleet.core.spec import Scaling
+from smallfleet.core.tritonmetrics import LoadSample
 
 # Reasons (CamelCase) carried in the decision, for status.scaling and Events.
 SCALED_UP: Final = "ScaledUp"

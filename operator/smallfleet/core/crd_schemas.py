@@ -603,10 +603,6 @@ _JSON: Final = r"""{
      "carbon": {
       "description": "The carbon signal of the serving region(s) and the estimated emissions.",
       "properties": {
-       "ageSeconds": {
-        "description": "The signal's age when the status was written.",
-        "type": "number"
-       },
        "energyWatts": {
         "description": "Estimated power draw of the serving replicas, including the data-centre PUE.",
         "type": "number"
@@ -1605,10 +1601,6 @@ _JSON: Final = r"""{
      "carbon": {
       "description": "The carbon signal of the serving region(s) and the estimated emissions.",
       "properties": {
-       "ageSeconds": {
-        "description": "The signal's age when the status was written.",
-        "type": "number"
-       },
        "energyWatts": {
         "description": "Estimated power draw of the serving replicas, including the data-centre PUE.",
         "type": "number"

@@ -1,0 +1,155 @@
+"""What the operator knows about the cluster, read from its watches rather than asked for.
+
+kopf already watches SmallModels, ModelPipelines, the Deployments and Pods
+the operator made, every Pod that holds a GPU, and the Nodes; the handlers
+keep those as kopf indices (`handlers.indices`). `Facts` is the read side of
+them: the reconciler, placement and the autoscaler take every read from
+here, so at steady state the operator sends no requests beyond its watches
+and the Triton scrapes.
+
+An index lags the API server by one watch event. Every decision made from
+it is safe to repeat: server-side apply is idempotent, a new child's name is
+looked up before it is created, and a status write carries the
+resourceVersion it was computed from, so a stale read costs a retry, never a
+wrong write.
+
+kopf updates its indices on its event loop while handlers and the periodic
+thread read them; each read below copies what it returns under the GIL, so a
+reader never sees a collection change under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+# A kopf index: key -> the values every indexed object returned for that key.
+IndexView = Mapping[Any, Collection[Any]]
+
+SMALL_MODEL: Final = "SmallModel"
+MODEL_PIPELINE: Final = "ModelPipeline"
+OWNER_KINDS: Final = (SMALL_MODEL, MODEL_PIPELINE)
+# The kopf indices `handlers.indices` keeps, by the name kopf passes each under.
+OWNER_INDEX: Final = {SMALL_MODEL: "smallmodels", MODEL_PIPELINE: "modelpipelines"}
+INDEX_NAMES: Final = (
+    "smallmodels",
+    "modelpipelines",
+    "pipelines_by_model",
+    "child_deployments",
+    "child_pods",
+    "gpu_pods",
+    "cluster_nodes",
+)
+
+
+class Facts(Protocol):
+    """Read-only views of the watched cluster, keyed the way the operator asks."""
+
+    def owner(self, key: Key) -> dict[str, Any] | None:
+        """The SmallModel or ModelPipeline itself (None when not known or being deleted)."""
+
+    def resources(self) -> list[Key]:
+        """Every SmallModel and ModelPipeline being watched, sorted."""
+
+    def deployments(self, key: Key) -> list[dict[str, Any]]:
+        """The Deployments labelled as this resource's children (any uid: callers filter)."""
+
+    def pods(self, key: Key) -> list[dict[str, Any]]:
+        """The pods of this resource's Deployments."""
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The cluster's nodes."""
+
+    def gpu_pods(self) -> list[dict[str, Any]]:
+        """Every bound pod of the cluster that holds GPUs (slim: node, containers' GPU requests)."""
+
+    def pipelines_using(self, namespace: str, model: str) -> list[str]:
+        """Names of the pipelines in `namespace` whose steps name SmallModel `model`."""
+
+
+def _values(index: IndexView | None, key: Any) -> list[Any]:
+    if index is None:
+        return []
+    found = index.get(key)
+    return list(found) if found is not None else []
+
+
+@dataclass
+class IndexFacts:
+    """`Facts` over kopf indices, set by the handlers at start-up (empty until then)."""
+
+    indices: dict[str, IndexView] = field(default_factory=dict)
+
+    def attach(self, indices: Mapping[str, IndexView]) -> None:
+        self.indices = dict(indices)
+
+    def owner(self, key: Key) -> dict[str, Any] | None:
+        index = OWNER_INDEX.get(key[0])
+        found = _values(self.indices.get(index) if index else None, key)
+        if not found or (found[0].get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        return dict(found[0])
+
+    def resources(self) -> list[Key]:
+        keys: list[Key] = []
+        for index in OWNER_INDEX.values():
+            keys += [k for k in list(self.indices.get(index) or ()) if isinstance(k, tuple)]
+        return sorted(keys)
+
+    def deployments(self, key: Key) -> list[dict[str, Any]]:
+        return _values(self.indices.get("child_deployments"), key)
+
+    def pods(self, key: Key) -> list[dict[str, Any]]:
+        return _values(self.indices.get("child_pods"), key)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return _values(self.indices.get("cluster_nodes"), None)
+
+    def gpu_pods(self) -> list[dict[str, Any]]:
+        return _values(self.indices.get("gpu_pods"), None)
+
+    def pipelines_using(self, namespace: str, model: str) -> list[str]:
+        return sorted(set(_values(self.indices.get("pipelines_by_model"), (namespace, model))))
+
+
+@dataclass
+class StaticFacts:
+    """`Facts` from plain lists: tests, the offline CLI and the stress test feed it directly."""
+
+    objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    children: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
+    pod_list: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
+    node_list: list[dict[str, Any]] = field(default_factory=list)
+    gpu_pod_list: list[dict[str, Any]] = field(default_factory=list)
+
+    def owner(self, key: Key) -> dict[str, Any] | None:
+        return self.objects.get(key)
+
+    def resources(self) -> list[Key]:
+        return sorted(self.objects)
+
+    def deployments(self, key: Key) -> list[dict[str, Any]]:
+        return list(self.children.get(key, []))
+
+    def pods(self, key: Key) -> list[dict[str, Any]]:
+        return list(self.pod_list.get(key, []))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self.node_list)
+
+    def gpu_pods(self) -> list[dict[str, Any]]:
+        return list(self.gpu_pod_list)
+
+    def pipelines_using(self, namespace: str, model: str) -> list[str]:
+        out = []
+        for (kind, ns, name), body in self.objects.items():
+            steps = (body.get("spec") or {}).get("steps") or []
+            if (
+                kind == MODEL_PIPELINE
+                and ns == namespace
+                and any(isinstance(s, Mapping) and s.get("model") == model for s in steps)
+            ):
+                out.append(name)
+        return sorted(out)

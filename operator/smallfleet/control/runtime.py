@@ -1,0 +1,115 @@
+"""The runtime every handler shares: background passes and leadership.
+
+Periodic work (the status resync; carbon refresh and autoscaling register
+theirs with `every`) runs in one background thread rather than as kopf
+timers: kopf guards each timer with a finalizer on the resource, and a
+finalizer would block deleting a model, or its namespace, whenever the
+operator is not running.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from smallfleet.control.facts import IndexFacts
+from smallfleet.control.reconcile import Reconciler
+from smallfleet.core import leadership
+from smallfleet.kube import Kube, KubeError
+
+log = logging.getLogger("smallfleet.runtime")
+
+PERIODIC_TICK_SECONDS: Final = 1.0
+LEADERSHIP_CACHE_SECONDS: Final = 2.0
+
+
+@dataclass
+class Runtime:
+    """What every handler shares; passed to kopf as its `memo`.
+
+    Periodic work (the status resync here; carbon refresh and autoscaling
+    register theirs with `every`) runs in one background thread rather than
+    as kopf timers: kopf guards each timer with a finalizer on the resource,
+    and a finalizer would block deleting a model, or its namespace, whenever
+    the operator is not running.
+    """
+
+    reconciler: Reconciler
+    facts: IndexFacts = field(default_factory=IndexFacts)
+    generations: dict[tuple[str, str], Any] = field(default_factory=dict)
+    tasks: list[Periodic] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    # Whether this replica leads (always, when standalone); kopf pauses only its handlers.
+    leading: Callable[[], bool] = lambda: True
+
+    def every(self, seconds: float, fn: Callable[[], None], name: str) -> None:
+        """Run `fn` every `seconds` in the background thread (first run after one period)."""
+        self.tasks.append(Periodic(name, seconds, fn, time.monotonic() + seconds))
+
+    def run_periodic(self) -> None:
+        while not self.stop.wait(PERIODIC_TICK_SECONDS):
+            try:
+                leading = self.leading()
+            except Exception:  # unknown counts as not leading: two actors are worse than none
+                log.exception("could not tell whether this replica leads")
+                leading = False
+            if not leading:
+                continue
+            now = time.monotonic()
+            for task in self.tasks:
+                if now < task.due:
+                    continue
+                task.due = now + task.seconds
+                try:
+                    task.fn()
+                except Exception:  # one failing task must not stop the others
+                    log.exception("periodic task %s failed", task.name)
+
+    def resync(self) -> None:
+        """Refresh every watched resource's status from its children (the safety net).
+
+        Reads come from the watches, so a pass over a quiet fleet sends nothing.
+        """
+        for kind, namespace, name in self.reconciler.known():
+            if self.stop.is_set():
+                return
+            try:
+                self.reconciler.refresh(kind, namespace, name)
+            except KubeError as exc:
+                log.warning("resync of %s %s/%s failed: %s", kind, namespace, name, exc)
+
+
+def peering_leader(
+    kube: Kube, name: str, namespace: str | None, identity: str, priority: int
+) -> Callable[[], bool]:
+    """`Runtime.leading` for a replica in kopf peering `name` (cluster-wide when no namespace)."""
+    kind = "KopfPeering" if namespace else "ClusterKopfPeering"
+    cached: list[tuple[float, bool]] = []
+
+    def leading() -> bool:
+        now = time.monotonic()
+        if cached and now - cached[0][0] < LEADERSHIP_CACHE_SECONDS:
+            return cached[0][1]
+        peering = kube.get("kopf.dev/v1", kind, namespace, name)
+        answer = leadership.leads(
+            (peering or {}).get("status"), identity, priority, dt.datetime.now(dt.UTC)
+        )
+        if not cached or cached[0][1] != answer:
+            log.info("replica %s %s", identity, "leads" if answer else "stands by")
+        cached[:] = [(now, answer)]
+        return answer
+
+    return leading
+
+
+@dataclass
+class Periodic:
+    name: str
+    seconds: float
+    fn: Callable[[], None]
+    due: float

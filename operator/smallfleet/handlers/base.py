@@ -1,0 +1,76 @@
+"""What every kopf handler module shares: the registry, the resources, and the reconcile call.
+
+Handlers are sync functions: kopf runs them in its thread pool, and the
+Kubernetes client they use is synchronous. Each one is a few lines that hand
+the object to the control layer and turn a transient failure into
+`kopf.TemporaryError`, so kopf retries it with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import kopf
+
+from smallfleet import telemetry
+from smallfleet.control.facts import MODEL_PIPELINE, SMALL_MODEL
+from smallfleet.control.runtime import Runtime
+from smallfleet.core.render.children import (
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    MANAGED_BY,
+)
+from smallfleet.kube import KubeError, Transient
+
+log = logging.getLogger("smallfleet.handlers")
+
+GROUP: Final = "serving.smallfleet.io"
+VERSION: Final = "v1alpha1"
+MODELS: Final = (GROUP, VERSION, "smallmodels")
+PIPELINES: Final = (GROUP, VERSION, "modelpipelines")
+MANAGED: Final = {LABEL_MANAGED_BY: MANAGED_BY}
+MANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+MAX_BACKOFF_SECONDS: Final = 60.0
+
+registry: Final = kopf.OperatorRegistry()
+
+
+def runtime_of(memo: Any) -> Runtime:
+    runtime = getattr(memo, "runtime", None)
+    if not isinstance(runtime, Runtime):
+        raise kopf.PermanentError("smallfleet runtime missing from kopf memo")
+    return runtime
+
+
+def reconcile(memo: Any, body: Any, retry: int, *, once: bool = False) -> None:
+    """Reconcile one SmallModel or ModelPipeline; transient failures retry with backoff."""
+    try:
+        outcome = runtime_of(memo).reconciler.reconcile(body, once=once)
+    except Transient as exc:
+        telemetry.ERRORS.labels(kind=body.get("kind", ""), error_class="transient").inc()
+        raise kopf.TemporaryError(str(exc), delay=min(MAX_BACKOFF_SECONDS, 2.0**retry)) from exc
+    except KubeError as exc:
+        telemetry.ERRORS.labels(kind=body.get("kind", ""), error_class="rejected").inc()
+        raise kopf.TemporaryError(str(exc), delay=MAX_BACKOFF_SECONDS) from exc
+    log.debug("%s: %s", body.get("metadata", {}).get("name"), outcome)
+
+
+def refresh(memo: Any, kind: str, namespace: str | None, name: str) -> None:
+    """Bring an owner's status up to date from its watched children."""
+    try:
+        runtime_of(memo).reconciler.refresh(kind, namespace, name)
+    except KubeError as exc:
+        telemetry.ERRORS.labels(kind=kind, error_class="transient").inc()
+        log.warning(
+            "refresh of %s %s/%s failed, the resync will retry: %s", kind, namespace, name, exc
+        )
+
+
+def owner_of(labels: Any) -> tuple[str, str] | None:
+    """(kind, name) of the SmallModel or ModelPipeline a child's labels name, if any."""
+    kind, name = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
+    if kind in (SMALL_MODEL, MODEL_PIPELINE) and name:
+        return str(kind), str(name)
+    return None

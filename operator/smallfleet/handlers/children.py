@@ -1,0 +1,42 @@
+"""Child handlers: a Deployment's or pod's change reaches its owner's status within one event.
+
+Children report back through the same watches that fill the indices, so
+readiness reaches the owner's status within a watch event instead of a
+polling period; the resync is only the safety net.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from smallfleet.core import status as st
+from smallfleet.handlers.base import MANAGED, owner_of, refresh, registry, runtime_of
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+def deployment_event(
+    type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A child Deployment changed: bring its owner's status up to date."""
+    owner = owner_of(body.get("metadata", {}).get("labels") or {})
+    if not type or owner is None:
+        return  # the initial listing: the resume handlers cover it
+    if type == "DELETED" or runtime_of(memo).reconciler.deployment_changed(
+        owner[0], namespace, owner[1], body
+    ):
+        refresh(memo, owner[0], namespace, owner[1])
+
+
+def _pod_in_trouble(body: kopf.Body, **_: Any) -> bool:
+    return st.pod_problem(body) is not None
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED, when=_pod_in_trouble, registry=registry)
+def pod_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A child pod reports a problem (unschedulable, failed fetch or load): surface it now."""
+    owner = owner_of(body.get("metadata", {}).get("labels") or {})
+    if not type or type == "DELETED" or owner is None:
+        return
+    refresh(memo, owner[0], namespace, owner[1])

@@ -1,0 +1,127 @@
+"""kopf indices: the operator's view of the cluster, kept by kopf from its watches.
+
+kopf fills every index from its watch streams (the initial listing first:
+resource handlers start only once the indices are populated) and keeps it
+current; `control.facts.IndexFacts` reads them. Each function stores the
+least that the operator reads: children and owners without their
+`managedFields` and kopf's bookkeeping annotations, and of every other pod
+only its node and GPU requests, and only if it holds a GPU, so that
+unrelated objects in the cluster cost (almost) no memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import kopf
+
+from smallfleet.control.facts import MODEL_PIPELINE, SMALL_MODEL, Key
+from smallfleet.core.placement.capacity import GPU_RESOURCE
+from smallfleet.handlers.base import MODELS, PIPELINES, owner_of, registry
+
+KOPF_PREFIX: Final = "smallfleet.io/"
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without its managedFields and kopf's own annotations."""
+    out = dict(body)
+    meta = dict(out.get("metadata") or {})
+    meta.pop("managedFields", None)
+    notes = meta.get("annotations") or {}
+    if any(k.startswith(KOPF_PREFIX) for k in notes):
+        meta["annotations"] = {k: v for k, v in notes.items() if not k.startswith(KOPF_PREFIX)}
+    out["metadata"] = meta
+    return out
+
+
+def _key(kind: str, namespace: str | None, name: str) -> Key:
+    return (kind, namespace or "", name)
+
+
+@kopf.index(*MODELS, registry=registry)
+def smallmodels(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Key, dict[str, Any]]:
+    return {_key(SMALL_MODEL, namespace, name): slim(body)}
+
+
+@kopf.index(*PIPELINES, registry=registry)
+def modelpipelines(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Key, dict[str, Any]]:
+    return {_key(MODEL_PIPELINE, namespace, name): slim(body)}
+
+
+@kopf.index(*PIPELINES, registry=registry)
+def pipelines_by_model(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str], str]:
+    """(namespace, SmallModel) -> the pipelines whose steps name it."""
+    steps = spec.get("steps") or []
+    return {(namespace or "", str(s.get("model"))): name for s in steps if isinstance(s, Mapping)}
+
+
+@kopf.index("apps", "v1", "deployments", registry=registry)
+def child_deployments(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[Key, dict[str, Any]] | None:
+    owner = owner_of(labels)
+    return None if owner is None else {_key(owner[0], namespace, owner[1]): slim(body)}
+
+
+@kopf.index("", "v1", "pods", registry=registry)
+def child_pods(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[Key, dict[str, Any]] | None:
+    owner = owner_of(labels)
+    return None if owner is None else {_key(owner[0], namespace, owner[1]): slim(body)}
+
+
+def _gpus(containers: Any) -> int:
+    total = 0
+    for c in containers or []:
+        res = (c.get("resources") or {}) if isinstance(c, Mapping) else {}
+        value = (res.get("requests") or {}).get(
+            GPU_RESOURCE, (res.get("limits") or {}).get(GPU_RESOURCE)
+        )
+        try:
+            total += int(str(value or 0))
+        except ValueError:
+            continue
+    return total
+
+
+@kopf.index("", "v1", "pods", registry=registry)
+def gpu_pods(
+    body: kopf.Body, namespace: str | None, name: str, labels: kopf.Labels, **_: Any
+) -> dict[None, dict[str, Any]] | None:
+    """Every bound, live pod that holds GPUs: the room it takes on its node, and whose it is."""
+    spec = body.get("spec") or {}
+    node = spec.get("nodeName")
+    if not node or (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return None
+    gpus = max(_gpus(spec.get("containers")), _gpus(spec.get("initContainers")))
+    if gpus <= 0:
+        return None
+    return {
+        None: {
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+            "spec": {
+                "nodeName": node,
+                "containers": [{"resources": {"requests": {GPU_RESOURCE: str(gpus)}}}],
+            },
+            "status": {"phase": (body.get("status") or {}).get("phase")},
+        }
+    }
+
+
+@kopf.index("", "v1", "nodes", registry=registry)
+def cluster_nodes(body: kopf.Body, **_: Any) -> dict[None, dict[str, Any]]:
+    node = slim(body)
+    status = body.get("status") or {}
+    node["status"] = {
+        "allocatable": dict(status.get("allocatable") or {}),
+        "capacity": dict(status.get("capacity") or {}),
+    }
+    return {None: node}

@@ -1,0 +1,55 @@
+"""SmallModel handlers: reconcile on create, update and resume; tell pipelines that use it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from smallfleet.control.facts import MODEL_PIPELINE, SMALL_MODEL
+from smallfleet.handlers.base import MODELS, log, reconcile, registry, runtime_of
+from smallfleet.kube import KubeError
+
+
+@kopf.on.create(*MODELS, registry=registry)
+def smallmodel_create(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    reconcile(memo, body, retry, once=True)
+
+
+@kopf.on.update(*MODELS, registry=registry)
+def smallmodel_update(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    reconcile(memo, body, retry)
+
+
+@kopf.on.resume(*MODELS, registry=registry)
+def smallmodel_resume(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    reconcile(memo, body, retry)
+
+
+@kopf.on.delete(*MODELS, registry=registry, optional=True)
+def smallmodel_delete(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    # Children go by garbage collection (ownerReferences); only memory is left to clear.
+    runtime_of(memo).reconciler.forget(SMALL_MODEL, namespace, name)
+
+
+@kopf.on.event(*MODELS, registry=registry)
+def smallmodel_event(
+    type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    """Re-reconcile the pipelines that name this model when it appears, changes or goes."""
+    runtime = runtime_of(memo)
+    key = (namespace or "", name)
+    generation = body.get("metadata", {}).get("generation")
+    if type == "DELETED":
+        runtime.generations.pop(key, None)
+        runtime.reconciler.forget(SMALL_MODEL, namespace, name)
+    elif not type or runtime.generations.get(key) == generation:
+        runtime.generations[key] = generation
+        return
+    else:
+        runtime.generations[key] = generation
+    try:
+        for pipeline in runtime.facts.pipelines_using(*key):
+            runtime.reconciler.reconcile_named(MODEL_PIPELINE, key[0], pipeline)
+    except KubeError as exc:
+        log.warning("pipelines using %s/%s not updated, the resync will: %s", namespace, name, exc)
