@@ -5,8 +5,10 @@ ships copies because Helm installs CRDs only from a chart's own crds/
 directory. Copies drift, so this check fails on any byte of difference and
 `--sync` is the only sanctioned way to update them. The chart is also linted
 strictly and rendered with several value sets (all namespaces, one namespace,
-several replicas with peering), and every rendered object must carry the
-standard app.kubernetes.io labels that tools select on.
+several replicas with peering), every rendered object must carry the
+standard app.kubernetes.io labels that tools select on, and the operator must
+listen on its pod IP (SMALLFLEET_BIND_ADDRESS from status.podIP), never on a
+wildcard address.
 
 Usage: python hack/check_chart.py [--sync]   (SMALLFLEET_HELM=PATH checks with another Helm)
 """
@@ -149,6 +151,37 @@ def missing_labels(objects: Sequence[Mapping[str, Any]]) -> list[str]:
     return problems
 
 
+WILDCARD_ADDRESSES: Final = ("0.0.0.0", "[::]")
+BIND_ADDRESS_ENV: Final = "SMALLFLEET_BIND_ADDRESS"
+
+
+def wildcard_binds(objects: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Places where the operator would listen on every interface instead of its pod IP.
+
+    Each Deployment's operator container must take SMALLFLEET_BIND_ADDRESS from
+    `status.podIP` (the kubelet probes the pod IP), and no rendered object may
+    name a wildcard address.
+    """
+    problems = []
+    for obj in objects:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        text = yaml.safe_dump(dict(obj))
+        problems += [
+            f"{where} names the wildcard address {w}" for w in WILDCARD_ADDRESSES if w in text
+        ]
+        if obj["kind"] != "Deployment":
+            continue
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"]: e for e in container.get("env") or []}
+            field = env.get(BIND_ADDRESS_ENV, {}).get("valueFrom", {}).get("fieldRef", {})
+            if field.get("fieldPath") != "status.podIP":
+                problems.append(
+                    f"{where} container {container['name']} does not set {BIND_ADDRESS_ENV} "
+                    "from status.podIP"
+                )
+    return problems
+
+
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z][A-Za-z0-9]*):(?P<value>.*)$")
 
 
@@ -191,6 +224,7 @@ def check_chart() -> list[str]:
             problems.append(f"helm template ({name}): {exc}")
             continue
         problems += [f"({name}) {p}" for p in missing_labels(objects)]
+        problems += [f"({name}) {p}" for p in wildcard_binds(objects)]
     return problems
 
 
@@ -207,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problems:
         return 1
     print(
-        f"chart OK: CRDs identical to crds/, lint clean and labels present in {len(VALUE_SETS)} value sets"
+        f"chart OK: CRDs identical to crds/, lint clean, labels present and the operator bound "
+        f"to its pod IP in {len(VALUE_SETS)} value sets"
     )
     return 0
 

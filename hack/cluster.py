@@ -12,7 +12,9 @@ Two properties matter more than speed:
   explicitly (its defaults point at release sites this machine cannot reach).
 * Every address is loopback (see hack/kwok/kwokctl.yaml). `Cluster.assert_loopback`
   fails loudly if a node, Service or pod address leaves 127.0.0.0/8, before any
-  traffic is sent.
+  traffic is sent, and every component listens on 127.0.0.1 only:
+  `assert_listening_on_loopback` fails, naming the process and the address,
+  when one listens on a wildcard or any other non-loopback address.
 
 Usage: python -m hack.cluster up|down|status|kubeconfig [--name NAME] [--kubeconfig PATH]
 """
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -308,6 +310,25 @@ class Cluster:
                 f"check {KWOKCTL_CONFIG}):\n  " + "\n  ".join(bad)
             )
 
+    def assert_listening_on_loopback(self) -> list[Listener]:
+        """Fail, naming process and address, if a component listens beyond 127.0.0.0/8.
+
+        Returns the listeners seen (etcd, kube-apiserver, controller-manager,
+        scheduler, kwok-controller).
+        """
+        pids = _cluster_pids(self.name)
+        if not pids:
+            raise ClusterError(
+                f"no process of cluster {self.name!r} found (kwokctl workdir {KWOK_HOME})"
+            )
+        try:
+            return assert_listening_on_loopback(pids, f"processes of cluster {self.name!r}")
+        except ClusterError as exc:
+            raise ClusterError(
+                f"{exc}\n(bindAddress comes from {KWOKCTL_CONFIG}; a cluster created before it "
+                f"was set must be recreated: python -m hack.cluster down --name {self.name})"
+            ) from None
+
     def server_and_ca(self) -> tuple[str, str]:
         """The API server URL and its CA (base64), from the admin kubeconfig."""
         config = yaml.safe_load(self.kubeconfig.read_text())
@@ -377,6 +398,113 @@ def _is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address) in LOOPBACK
     except ValueError:
         return False
+
+
+# --------------------------------------------------------------------------- listening sockets
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A TCP socket in LISTEN state and the process that holds it."""
+
+    pid: int
+    process: str
+    address: str  # "0.0.0.0" and "::" are the wildcards
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.process} (pid {self.pid}) listens on {host}:{self.port}"
+
+
+def _proc_address(text: str) -> str:
+    """An address as /proc/net/tcp{,6} prints it (host-order 32-bit words), IPv4-mapped unwrapped."""
+    raw = bytes.fromhex(text)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(words) == 4:
+        return str(ipaddress.IPv4Address(words))
+    addr = ipaddress.IPv6Address(words)
+    return str(addr.ipv4_mapped or addr)
+
+
+def listen_is_loopback(address: str) -> bool:
+    """True for 127.0.0.0/8 and ::1; a wildcard (0.0.0.0, ::) or any other address is not."""
+    addr = ipaddress.ip_address(address)
+    return addr in LOOPBACK or addr == ipaddress.IPv6Address("::1")
+
+
+def process_tree(pids: Iterable[int]) -> list[int]:
+    """The given processes and all their descendants (children run servers too)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    seen: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.append(pid)
+            todo += children.get(pid, [])
+    return seen
+
+
+def listeners(pids: Iterable[int]) -> list[Listener]:
+    """Every TCP socket in LISTEN state held by these processes (read from /proc, no `ss`)."""
+    found: list[Listener] = []
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            inodes = set()
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+        except OSError:  # gone meanwhile
+            continue
+        for table in ("tcp", "tcp6"):
+            try:
+                text = Path(f"/proc/{pid}/net/{table}").read_text()
+            except OSError:
+                continue
+            found += [Listener(pid, name, a, p) for a, p in listening_in(text, inodes)]
+    return found
+
+
+def listening_in(table: str, inodes: Iterable[str] | None = None) -> list[tuple[str, int]]:
+    """(address, port) of the LISTEN rows of a /proc/net/tcp{,6} table, of these socket inodes."""
+    wanted = None if inodes is None else set(inodes)
+    found = []
+    for line in table.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) < 10 or cols[3] != "0A":  # 0A: LISTEN
+            continue
+        if wanted is not None and cols[9] not in wanted:
+            continue
+        address, port = cols[1].split(":")
+        found.append((_proc_address(address), int(port, 16)))
+    return found
+
+
+def assert_listening_on_loopback(pids: Iterable[int], what: str) -> list[Listener]:
+    """Fail, naming each process and address, if any of them listens beyond loopback.
+
+    Returns every listener seen, so a caller can also check that there were some.
+    """
+    tree = process_tree(pids)
+    seen = listeners(tree)
+    bad = [lst for lst in seen if not listen_is_loopback(lst.address)]
+    if bad:
+        raise ClusterError(
+            f"{what} listen beyond loopback (every local process must listen on "
+            "127.0.0.0/8 only):\n  " + "\n  ".join(str(b) for b in bad)
+        )
+    return seen
 
 
 # --------------------------------------------------------------------------- chart and operator
@@ -483,9 +611,11 @@ def deployment_env(cluster: Cluster, chart: ChartRelease) -> dict[str, str]:
             continue
         source = var.get("valueFrom", {})
         if "fieldRef" in source:
+            # A local process's "pod IP" is loopback: it listens where the kubelet would dial.
             env[var["name"]] = {
                 "metadata.name": f"{chart.deployment}-local",
                 "metadata.namespace": chart.namespace,
+                "status.podIP": "127.0.0.1",
             }.get(source["fieldRef"]["fieldPath"], "")
         elif "secretKeyRef" in source:
             ref = source["secretKeyRef"]
@@ -607,6 +737,7 @@ def up(name: str, kubeconfig: Path, bin_dir: Path | None = None) -> Cluster:
             )
             _add_nodes(cluster)
             cluster.assert_loopback()
+            cluster.assert_listening_on_loopback()
         except (ClusterError, TimeoutError) as exc:
             raise ClusterError(f"{exc}\n{_component_log_tail(name)}") from exc
         return cluster

@@ -7,7 +7,8 @@ operator. Proving that needs a real engine, so these helpers run Flux's
 source-controller and kustomize-controller (built from their Go modules) against
 the test cluster, fed by `git http-backend` behind Python's CGI server. Every
 address involved is on 127.0.0.1, and `assert_loopback_only` checks the
-controllers' live sockets to make sure of it.
+controllers' live sockets (what they are connected to and what they listen on)
+to make sure of it.
 
 The Argo CD health script is evaluated here too (`argocd_health`), in the Lua 5.1
 that Argo CD's gopher-lua implements, so tests can hold its verdict against Flux's
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlparse
 
+from hack.cluster import assert_listening_on_loopback
 from tests.argocd_lua import health
 
 LOOPBACK: Final = "127.0.0.1"
@@ -569,7 +571,7 @@ def remote_addresses(pid: int) -> set[str]:
 
 
 def assert_loopback_only(pids: list[int]) -> set[str]:
-    """Every connection the processes hold goes to loopback; returns the peers seen."""
+    """The processes connect to and listen on loopback only; returns the peers seen."""
     peers: set[str] = set()
     for pid in pids:
         addrs = remote_addresses(pid)
@@ -577,6 +579,7 @@ def assert_loopback_only(pids: list[int]) -> set[str]:
         if bad:
             raise GitOpsError(f"process {pid} is connected to non-loopback addresses {bad}")
         peers |= addrs
+    assert_listening_on_loopback(pids, "GitOps processes")
     return peers
 
 

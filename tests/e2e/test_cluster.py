@@ -3,7 +3,8 @@
 Placement and scaling rest on what the real kube-scheduler does with GPU
 requests, region affinity and taints, and the operator's safety rests on the
 chart's RBAC actually being enforced. These tests check those foundations
-with plain pods and plain kubectl, before any smallfleet code runs.
+with plain pods and plain kubectl, before any smallfleet code runs, and that
+every process of the cluster, and the operator, listens on loopback only.
 """
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hack.cluster import non_loopback_addresses
-from tests.e2e.cluster import ChartRelease, Cluster
+from hack.cluster import (
+    Listener,
+    assert_listening_on_loopback,
+    listen_is_loopback,
+    listening_in,
+    non_loopback_addresses,
+)
+from tests.e2e.cluster import ChartRelease, Cluster, OperatorFactory
 
 REGIONS = ("eu-north-1", "eu-west-1", "us-east-1")
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -249,3 +256,87 @@ def test_non_loopback_addresses_are_all_reported(
 ) -> None:
     # Pure: the rule assert_loopback enforces, without a cluster.
     assert sorted(non_loopback_addresses(nodes, services, pods)) == sorted(flagged)
+
+
+# --------------------------------------------------------------------------- listening addresses
+
+# Flags by which kwokctl tells each component where to listen; each must appear once, on
+# 127.0.0.1 (extraArgs in kwokctl.yaml would append a second, conflicting one).
+BIND_FLAGS = {
+    "etcd": ("--listen-client-urls", "--listen-peer-urls"),
+    "kube-apiserver": ("--bind-address",),
+    "kube-controller-manager": ("--bind-address",),
+    "kube-scheduler": ("--bind-address",),
+    "kwok-controller": ("--server-address",),
+}
+
+
+def _argv(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def test_every_cluster_process_listens_on_loopback_only(cluster: Cluster) -> None:
+    seen = cluster.assert_listening_on_loopback()  # fails naming process and address
+    by_pid: dict[int, list[Listener]] = defaultdict(list)
+    for listener in seen:
+        by_pid[listener.pid].append(listener)
+    components = {Path(_argv(pid)[0]).name: pid for pid in by_pid}
+    assert set(BIND_FLAGS) <= set(components), sorted(components)
+    for component, flags in BIND_FLAGS.items():
+        argv = _argv(components[component])
+        for flag in flags:
+            given = [a.split("=", 1)[1] for a in argv if a.startswith(f"{flag}=")]
+            assert len(given) == 1, f"{component}: {flag} given {len(given)} times: {given}"
+            host = given[0].removeprefix("http://").rsplit(":", 1)[0]
+            assert host == "127.0.0.1", f"{component} {flag}={given[0]}"
+        assert all(lst.address == "127.0.0.1" for lst in by_pid[components[component]]), by_pid[
+            components[component]
+        ]
+
+
+def test_the_operator_listens_on_loopback_only(
+    operator_process: OperatorFactory, namespace: str
+) -> None:
+    # As the chart runs it: SMALLFLEET_BIND_ADDRESS from the pod IP, loopback here.
+    operator = operator_process(namespace)
+    assert operator.env["SMALLFLEET_BIND_ADDRESS"] == "127.0.0.1"
+    seen = assert_listening_on_loopback([operator.pid], "the operator")
+    listening = {(lst.address, lst.port) for lst in seen}
+    assert {("127.0.0.1", operator.metrics_port), ("127.0.0.1", operator.health_port)} <= (
+        listening
+    ), listening
+    assert "process_resident_memory_bytes" in operator.metrics()
+
+
+# A /proc/net/tcp{,6} table: LISTEN rows (st 0A) on a wildcard, loopback and other addresses,
+# and one established connection (st 01) that is no listener.
+_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:094B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 11 1
+   1: 0100007F:192B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12 1
+   2: 0300017F:1F42 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 13 1
+   3: 0100007F:192B 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 14 1
+"""
+_TCP6 = """\
+  sl  local_address                         remote_address                        st tx_queue
+   0: 00000000000000000000000000000000:280A 00000000000000000000000000000000:0000 0A 0 0 0 0 0 21 1
+   1: 00000000000000000000000001000000:2382 00000000000000000000000000000000:0000 0A 0 0 0 0 0 22 1
+   2: 0000000000000000FFFF00000100007F:1F91 00000000000000000000000000000000:0000 0A 0 0 0 0 0 23 1
+   3: 000000FD000000000000000017000000:0050 00000000000000000000000000000000:0000 0A 0 0 0 0 0 24 1
+"""
+
+
+def test_listening_rows_are_read_with_their_addresses() -> None:
+    # Pure: what assert_listening_on_loopback reads from /proc, without a cluster.
+    assert listening_in(_TCP) == [("0.0.0.0", 2379), ("127.0.0.1", 6443), ("127.1.0.3", 8002)]
+    assert listening_in(_TCP, {"12", "14"}) == [("127.0.0.1", 6443)]
+    assert listening_in(_TCP6) == [
+        ("::", 10250),
+        ("::1", 9090),
+        ("127.0.0.1", 8081),
+        ("fd00::17", 80),
+    ]
+    loopback = {a for a, _ in listening_in(_TCP) + listening_in(_TCP6) if listen_is_loopback(a)}
+    assert loopback == {"127.0.0.1", "127.1.0.3", "::1"}
+    assert str(Listener(7, "etcd", "0.0.0.0", 2379)) == "etcd (pid 7) listens on 0.0.0.0:2379"
+    assert str(Listener(7, "etcd", "::", 2379)) == "etcd (pid 7) listens on [::]:2379"
