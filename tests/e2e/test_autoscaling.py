@@ -1,11 +1,13 @@
 """The operator scales a SmallModel from a real Triton's metrics, on a real control plane.
 
 KWOK gives every pod an IP in 127.1.0.0/16, so when the operator scrapes
-`<podIP>:8002` it reaches whatever listens on port 8002 of this machine's
-loopback. The test starts a real tritonserver there (metrics bound to
-0.0.0.0:8002, HTTP and gRPC on free 127.0.0.1 ports) serving a model whose
-name is the SmallModel's, so each KWOK pod of the model "is" that server as
-far as metrics go. Load goes to the server with tritonclient; the operator
+`<podIP>:8002` it reaches whatever listens at that address on this machine's
+loopback. The test starts a real tritonserver on 127.0.0.1 only (HTTP, gRPC
+and metrics on free ports) serving a model whose name is the SmallModel's,
+and keeps a small forwarder listening on each pod's own IP, port 8002, that
+passes the scrape on to Triton's metrics port (tests/e2e/podnet.py): each KWOK
+pod of the model "is" that server as far as metrics go, and nothing listens on
+a wildcard address. Load goes to the server with tritonclient; the operator
 scales the Deployment through `/scale`; the real kube-scheduler places the
 new pods on GPU nodes of the model's region, or leaves them Pending when no
 GPU is free there, and the status says which.
@@ -18,7 +20,7 @@ starts when the load stops, which is all the test relies on.
 from __future__ import annotations
 
 import json
-import socket
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,9 @@ from typing import Any, Final
 
 import pytest
 import yaml
+from hack.cluster import assert_listening_on_loopback
 from tests.e2e.cluster import Cluster, OperatorFactory, condition
+from tests.e2e.podnet import PodForwards, pod_forwards
 from tests.triton.triton_harness import (
     TextLoad,
     TritonEnv,
@@ -39,7 +43,7 @@ from tests.triton.triton_harness import (
     start_triton,
 )
 
-from smallfleet.render import plan_for_model, triton_args
+from smallfleet.core.render import plan_for_model, triton_args
 from smallfleet.settings import Settings
 
 MODEL: Final = "minilm-l6"  # the SmallModel's name is the Triton model's
@@ -55,18 +59,8 @@ STEP_TIMEOUT_S: Final = 90.0
 DOWN_TIMEOUT_S: Final = 120.0
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
-def _start_triton_on_8002(env: TritonEnv, workdir: Path, artifacts_url: str) -> TritonServer:
-    """The rendered server, metrics on 0.0.0.0:8002 so every KWOK pod IP reaches it."""
+def _start_triton(env: TritonEnv, workdir: Path, artifacts_url: str) -> TritonServer:
+    """The rendered server, on 127.0.0.1 only; forwarders at the pod IPs reach its metrics."""
     docs = load_manifests(
         MODEL, ARTIFACTS_URL=artifacts_url, BACKEND_ENV=str(env.execution_env_path)
     )
@@ -79,21 +73,14 @@ def _start_triton_on_8002(env: TritonEnv, workdir: Path, artifacts_url: str) -> 
         triton_args(plan, str(repository)),
         log_path=workdir / "tritonserver.log",
         timeout=240.0,
-        metrics_port=METRICS_PORT,
-        metrics_address="0.0.0.0",
     )
 
 
 @pytest.fixture(scope="module")
-def triton_8002(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    assert _port_free(METRICS_PORT), (
-        f"port {METRICS_PORT} is taken on this machine: the test needs it for Triton's metrics "
-        "(the operator scrapes <podIP>:8002 and KWOK pod IPs are loopback); stop whatever "
-        f"listens there (`ss -ltnp 'sport = :{METRICS_PORT}'`)"
-    )
+def triton_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     env = prepare_env()
     with serve_directory(env.artifacts) as url:
-        server = _start_triton_on_8002(env, tmp_path_factory.mktemp("triton-8002"), url)
+        server = _start_triton(env, tmp_path_factory.mktemp("triton"), url)
         try:
             yield server
         finally:
@@ -187,7 +174,21 @@ def test_load_scales_up_into_the_region_pending_beyond_its_gpus_then_down(
     crds_installed: list[str],
     namespace: str,
     operator_process: OperatorFactory,
-    triton_8002: TritonServer,
+    triton_local: TritonServer,
+) -> None:
+    selector = f"serving.smallfleet.io/owner-name={MODEL}"
+    metrics = ("127.0.0.1", triton_local.metrics_port)
+    with pod_forwards(cluster, namespace, selector, METRICS_PORT, metrics) as forwards:
+        _scale_up_and_down(cluster, namespace, operator_process, triton_local, forwards)
+        assert not forwards.all_errors(), forwards.all_errors()
+
+
+def _scale_up_and_down(
+    cluster: Cluster,
+    namespace: str,
+    operator_process: OperatorFactory,
+    triton: TritonServer,
+    forwards: PodForwards,
 ) -> None:
     operator = operator_process(namespace, env=_operator_env())
     cluster.apply_yaml(yaml.safe_dump(_model(namespace)), namespace=namespace)
@@ -215,7 +216,7 @@ def test_load_scales_up_into_the_region_pending_beyond_its_gpus_then_down(
     assert quiet["status"]["scaling"]["mode"] == "operator"
     assert quiet["status"]["scaling"]["desiredReplicas"] == 1
 
-    load = TextLoad(triton_8002, MODEL, LOAD_CLIENTS, limit_s=LOAD_LIMIT_S)
+    load = TextLoad(triton, MODEL, LOAD_CLIENTS, limit_s=LOAD_LIMIT_S)
     load_started = time.monotonic()
     try:
 
@@ -235,6 +236,25 @@ def test_load_scales_up_into_the_region_pending_beyond_its_gpus_then_down(
         pods = _wait(
             cluster, "never 2 placed and 2 Pending pods", 60, two_running_two_pending, status
         )
+
+        # Each placed pod's own IP answers on 8002 through a forwarder bound to that address;
+        # Triton, the operator and the forwarders (this process) listen on loopback only.
+        def forwarded() -> set[str] | None:
+            placed = [p for p in _pods(cluster, namespace) if p["spec"].get("nodeName")]
+            ips = {p["status"].get("podIP") or "" for p in placed}
+            ok = len(ips) == len(placed) == 2 and "" not in ips and ips <= forwards.addresses()
+            return ips if ok else None
+
+        placed = _wait(
+            cluster, "no forwarder at each placed pod's IP", 30, forwarded,
+            lambda: f"forwarders at {sorted(forwards.addresses())}; errors {forwards.all_errors()}",
+        )  # fmt: skip
+        listeners = assert_listening_on_loopback(
+            [triton.process.pid, operator.pid, os.getpid()], "Triton, the operator or the test"
+        )
+        listening = {(lst.address, lst.port) for lst in listeners}
+        assert {(ip, METRICS_PORT) for ip in placed} <= listening, sorted(listening)
+        assert ("127.0.0.1", triton.metrics_port) in listening, sorted(listening)
         nodes = {n["metadata"]["name"]: n for n in cluster.kubectl_json("get", "nodes")["items"]}
         for pod in pods:
             node = pod["spec"].get("nodeName")
