@@ -85,6 +85,10 @@ bench: venv triton-env bins ## Benchmarks (print tables)
 bench-throughput-quick: venv bins ## Operator throughput bench with 100 objects per side (~2 min)
 	SMALLFLEET_BENCH_OBJECTS=100 $(BIN)/python bench/run.py operator_throughput
 
+.PHONY: bench-fleet
+bench-fleet: venv bins ## Fleet bench vs plain kopf: create, quiet, update, unrelated load, delete (SMALLFLEET_FLEET_*; hours)
+	$(BIN)/python bench/run.py fleet
+
 .PHONY: cluster
 cluster: venv bins ## Start the local multi-region KWOK cluster (writes ./kubeconfig)
 	$(BIN)/python -m hack.cluster up

@@ -25,55 +25,53 @@ run gives up and prints what it reached).
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import os
 import re
-import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import kubernetes
 import yaml
 
-ROOT: Final = Path(__file__).resolve().parent.parent
-for _path in (ROOT, ROOT / "operator"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from hack.cluster import (  # noqa: E402
-    NODES_MANIFEST,
+from _kube import (
+    BASELINE_DIR,
+    PLAIN,
+    SM,
     Cluster,
-    down,
-    exists,
+    OperatorProcess,
+    Watcher,
+    baseline_operator,
+    bench_nodes,
+    cpu_seconds,
+    fresh_cluster,
+    handled,
     install_chart,
     install_crds,
-    up,
+    log,
+    namespaces_manifest,
+    peak_rss_mib,
+    plain_app,
+    plain_handled,
+    ready,
+    sigterm_interrupts,
+    small_model,
+    start_operator,
+    wait_count,
     wait_established,
+    workdir,
 )
-from tests.e2e.cluster import OperatorProcess, free_port, start_operator  # noqa: E402
+from _kube import apply_all as _apply_all
 
 CLUSTER_NAME: Final = "sf-bench"
 OBJECTS: Final = int(os.environ.get("SMALLFLEET_BENCH_OBJECTS", "500"))
 LIMIT_S: Final = float(os.environ.get("SMALLFLEET_BENCH_LIMIT_S", "900"))
 WORKERS: Final = 8
 NAMESPACES: Final = 4
-BASELINE_DIR: Final = Path(__file__).resolve().parent / "baseline"
-PYTHON: Final = ROOT / ".venv" / "bin" / "python"
-
-SM: Final = ("serving.smallfleet.io", "v1alpha1", "smallmodels")
-PLAIN: Final = ("bench.smallfleet.io", "v1", "plainapps")
 WRITE_VERBS: Final = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
 # Kinds an operator writes for its objects; the bench's own applies (verb APPLY
 # on the custom kind) are left out, and so are the controllers' writes, which
@@ -88,172 +86,14 @@ BENCH_NODES: Final = 4
 BENCH_NODE_PODS: Final = 300
 
 
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------- objects
-
-
-def small_model(i: int) -> dict[str, Any]:
-    name = f"bench-model-{i:05d}"
-    return {
-        "apiVersion": "serving.smallfleet.io/v1alpha1",
-        "kind": "SmallModel",
-        "metadata": {"name": name, "namespace": namespace_of("sf", i)},
-        "spec": {
-            "model": {
-                "uri": f"https://models.example.com/bench/{name}.tar.gz",
-                "digest": "sha256:" + f"{i:064x}",
-                "format": "python",
-            },
-            "triton": {
-                "maxBatchSize": 8,
-                "inputs": [{"name": "text", "datatype": "BYTES", "dims": [1]}],
-                "outputs": [{"name": "label", "datatype": "BYTES", "dims": [1]}],
-            },
-            "resources": {"gpus": 0, "cpu": "100m", "memory": "256Mi"},
-            "scaling": {"mode": "none", "minReplicas": 1, "maxReplicas": 1},
-            "card": {
-                "owner": "bench@example.com",
-                "license": "MIT",
-                "description": "A throughput benchmark model.",
-            },
-        },
-    }
-
-
-def plain_app(i: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "bench.smallfleet.io/v1",
-        "kind": "PlainApp",
-        "metadata": {"name": f"bench-app-{i:05d}", "namespace": namespace_of("plain", i)},
-        "spec": {"replicas": 1, "image": "app:latest"},
-    }
 
 
 def namespace_of(side: str, i: int) -> str:
     return f"bench-{side}-{i % NAMESPACES}"
 
 
-def bench_nodes() -> list[dict[str, Any]]:
-    """Copies of the cluster's CPU node with room for the fleet's pods."""
-    template = next(
-        doc
-        for doc in yaml.safe_load_all(NODES_MANIFEST.read_text())
-        if doc
-        and doc.get("kind") == "Node"
-        and "nvidia.com/gpu.product" not in doc["metadata"].get("labels", {})
-    )
-    nodes = []
-    for k in range(BENCH_NODES):
-        node = copy.deepcopy(template)
-        name = f"cpu-bench-{k}"
-        node["metadata"]["name"] = name
-        node["metadata"]["labels"]["kubernetes.io/hostname"] = name
-        for key in ("capacity", "allocatable"):
-            node["status"][key].update(cpu="256", memory="1Ti", pods=str(BENCH_NODE_PODS))
-        nodes.append(node)
-    return nodes
-
-
 # --------------------------------------------------------------------------- observation
-
-
-class Watcher:
-    """Watches one custom kind in every namespace; notes when each object first meets each test.
-
-    A watch, not polling: each object's time is when its event arrived, and
-    the bench does not load the API server with lists of the whole fleet.
-    """
-
-    def __init__(
-        self,
-        api: kubernetes.client.ApiClient,
-        resource: tuple[str, str, str],
-        tests: Mapping[str, Callable[[Mapping[str, Any]], bool]],
-    ) -> None:
-        self.api = kubernetes.client.CustomObjectsApi(api)
-        self.resource = resource
-        self.tests = dict(tests)
-        self.seen: dict[str, dict[str, float]] = {t: {} for t in tests}
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="bench-watch", daemon=True)
-
-    def __enter__(self) -> Watcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-    def count(self, test: str) -> int:
-        with self._lock:
-            return len(self.seen[test])
-
-    def last(self, test: str) -> float:
-        with self._lock:
-            return max(self.seen[test].values(), default=0.0)
-
-    def _see(self, obj: Mapping[str, Any]) -> None:
-        now = time.monotonic()
-        meta = obj.get("metadata", {})
-        key = f"{meta.get('namespace')}/{meta.get('name')}"
-        with self._lock:
-            for name, test in self.tests.items():
-                if key not in self.seen[name] and test(obj):
-                    self.seen[name][key] = now
-
-    def _run(self) -> None:
-        group, version, plural = self.resource
-        version_seen: str | None = None
-        while not self._stop.is_set():
-            try:
-                if version_seen is None:
-                    listing = cast(
-                        dict[str, Any], self.api.list_cluster_custom_object(group, version, plural)
-                    )
-                    for item in listing.get("items", []):
-                        self._see(item)
-                    version_seen = str(listing["metadata"]["resourceVersion"])
-                stream = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    self.api.list_cluster_custom_object,
-                    group,
-                    version,
-                    plural,
-                    resource_version=version_seen,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=5,
-                )
-                for event in stream:
-                    obj = event["object"]
-                    if event["type"] == "ERROR":  # usually 410 Gone: list again
-                        version_seen = None
-                        break
-                    version_seen = str(obj["metadata"]["resourceVersion"])
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self._see(obj)
-            except Exception as exc:  # a dropped watch is listed again; the last error is kept
-                self.error = exc
-                version_seen = None
-                self._stop.wait(0.5)
-
-
-def handled(obj: Mapping[str, Any]) -> bool:
-    status = obj.get("status") or {}
-    return bool(status.get("observedGeneration") == obj.get("metadata", {}).get("generation"))
-
-
-def ready(obj: Mapping[str, Any]) -> bool:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def plain_handled(obj: Mapping[str, Any]) -> bool:
-    return bool(((obj.get("status") or {}).get("create") or {}).get("deployment"))
 
 
 RequestKey = tuple[str, str, str, str]  # verb, group, resource, subresource
@@ -306,12 +146,6 @@ def operator_writes(requests: Counter[RequestKey], plural: str) -> Counter[Reque
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def reads(requests: Counter[RequestKey]) -> Counter[str]:
     """GET and LIST requests by resource (from every client: the controllers mostly watch)."""
     out: Counter[str] = Counter()
@@ -319,14 +153,6 @@ def reads(requests: Counter[RequestKey]) -> Counter[str]:
         if verb in ("GET", "LIST") and n > 0:
             out[f"{verb} {resource}{'/' + sub if sub else ''}"] += n
     return out
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set (VmHWM), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 # --------------------------------------------------------------------------- one side
@@ -351,33 +177,11 @@ class Result:
 
 def apply_all(cluster: Cluster, docs: list[dict[str, Any]]) -> None:
     """Apply the objects with WORKERS parallel `kubectl apply --server-side` runs."""
-    chunks = [yaml.safe_dump_all(docs[k::WORKERS]) for k in range(WORKERS)]
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(lambda text: cluster.apply_yaml(text, field_manager="bench"), chunks))
-
-
-def wait_count(
-    watcher: Watcher, test: str, n: int, alive: Callable[[], str | None], started: float
-) -> float | None:
-    """Seconds from `started` until `n` objects met `test`, or None after LIMIT_S."""
-    deadline = time.monotonic() + LIMIT_S
-    while watcher.count(test) < n:
-        problem = alive()
-        if problem:
-            raise RuntimeError(problem)
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.2)
-    return watcher.last(test) - started
+    _apply_all(cluster, docs, workers=WORKERS, timeout=LIMIT_S)
 
 
 def create_namespaces(cluster: Cluster, side: str) -> None:
-    names = [f"bench-{side}-{k}" for k in range(NAMESPACES)]
-    cluster.apply_yaml(
-        yaml.safe_dump_all(
-            [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in names]
-        )
-    )
+    cluster.apply_yaml(namespaces_manifest([f"bench-{side}-{k}" for k in range(NAMESPACES)]))
 
 
 def delete_namespaces(cluster: Cluster, side: str) -> None:
@@ -397,52 +201,6 @@ def delete_namespaces(cluster: Cluster, side: str) -> None:
     log(f"namespaces of {side} still terminating after {LIMIT_S:.0f}s; going on")
 
 
-@contextlib.contextmanager
-def baseline_operator(cluster: Cluster, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    port = free_port()
-    argv = [
-        str(PYTHON), "-m", "kopf", "run", "--standalone", "--all-namespaces",
-        f"--liveness=http://127.0.0.1:{port}/healthz", str(BASELINE_DIR / "operator.py"),
-    ]  # fmt: skip
-    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), PYTHONUNBUFFERED="1")
-    log_path = workdir / "baseline.log"
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"plain kopf exited {proc.returncode}:\n{log_path.read_text()[-3000:]}"
-                )
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r,
-            ):
-                if r.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"plain kopf never answered /healthz:\n{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
-        yield proc
-    finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 def run_baseline(cluster: Cluster, api: kubernetes.client.ApiClient, workdir: Path) -> Result:
     result = Result("plain kopf", OBJECTS)
     cluster.apply_yaml(BASELINE_DIR / "crd.yaml")
@@ -458,8 +216,8 @@ def run_baseline(cluster: Cluster, api: kubernetes.client.ApiClient, workdir: Pa
 
         before, cpu = api_snapshot(cluster), cpu_seconds(proc.pid)
         started = time.monotonic()
-        apply_all(cluster, [plain_app(i) for i in range(OBJECTS)])
-        result.handled_s = wait_count(watcher, "handled", OBJECTS, alive, started)
+        apply_all(cluster, [plain_app(i, namespace_of("plain", i)) for i in range(OBJECTS)])
+        result.handled_s = wait_count(watcher, "handled", OBJECTS, alive, started, LIMIT_S)
         result.handled = watcher.count("handled")
         result.rss_mib = peak_rss_mib(proc.pid)
         result.cpu_s = cpu_seconds(proc.pid) - cpu
@@ -488,15 +246,15 @@ def run_smallfleet(cluster: Cluster, api: kubernetes.client.ApiClient, workdir: 
 
             before, cpu = api_snapshot(cluster), cpu_seconds(operator.pid)
             started = time.monotonic()
-            apply_all(cluster, [small_model(i) for i in range(OBJECTS)])
-            result.handled_s = wait_count(watcher, "handled", OBJECTS, alive, started)
+            apply_all(cluster, [small_model(i, namespace_of("sf", i)) for i in range(OBJECTS)])
+            result.handled_s = wait_count(watcher, "handled", OBJECTS, alive, started, LIMIT_S)
             result.handled = watcher.count("handled")
             if result.handled_s is not None:
                 result.api_handled = api_snapshot(cluster) - before
                 missing = missing_children(cluster)
                 if missing:
                     result.note = f"handled, but children missing: {missing}"
-                result.ready_s = wait_count(watcher, "ready", OBJECTS, alive, started)
+                result.ready_s = wait_count(watcher, "ready", OBJECTS, alive, started, LIMIT_S)
             result.ready = watcher.count("ready")
             result.rss_mib = peak_rss_mib(operator.pid)
             result.cpu_s = cpu_seconds(operator.pid) - cpu
@@ -610,29 +368,18 @@ def _breakdown(title: str, results: list[Result], counts: Callable[[Result], Cou
 # --------------------------------------------------------------------------- main
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> int:
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with tempfile.TemporaryDirectory(prefix="sf-bench-") as tmp:
-            workdir = Path(tmp)
-            if exists(CLUSTER_NAME):
-                log(f"deleting the cluster {CLUSTER_NAME!r} a previous run left behind")
-                down(CLUSTER_NAME)
-            try:
-                cluster = up(CLUSTER_NAME, workdir / "kubeconfig")
-                return _measure(cluster, workdir)
-            finally:
-                down(CLUSTER_NAME)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with (
+        sigterm_interrupts(),
+        workdir() as work,
+        fresh_cluster(CLUSTER_NAME, work) as cluster,
+    ):
+        return _measure(cluster, work)
 
 
 def _measure(cluster: Cluster, workdir: Path) -> int:
-    cluster.apply_yaml(yaml.safe_dump_all(bench_nodes()), server_side=False)
+    nodes = bench_nodes(BENCH_NODES, BENCH_NODE_PODS)
+    cluster.apply_yaml(yaml.safe_dump_all(nodes), server_side=False)
     install_crds(cluster)
     api = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
         config_file=str(cluster.kubeconfig)

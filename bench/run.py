@@ -2,6 +2,8 @@
 
 `make bench` calls this. Benchmarks print figures; none asserts on time.
 Pass module names to run only some: `python bench/run.py carbon_placement`.
+A module that sets `IN_MAKE_BENCH = False` (fleet.py: hours at its default
+sizes) runs only when named.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def main(argv: list[str]) -> int:
     for name in names:
         module = importlib.import_module(name)
         entry = getattr(module, "main", None)
-        if entry is None:
+        if entry is None or (not argv and not getattr(module, "IN_MAKE_BENCH", True)):
             continue
         print(f"\n##### bench/{name}.py", flush=True)
         t0 = time.perf_counter()
