@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smallfleet.core.reconcile import (
-    CHILDREN_ANNOTATION,
+    CHILDREN_LABEL,
     fingerprint,
     needs_listing,
     plan_reconcile,
@@ -63,7 +63,7 @@ def deployments(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_every_deployment_carries_the_fingerprint_of_the_other_children() -> None:
     objs = desired({"eu-north-1": 1})
     mark = fingerprint(objs)
-    assert all(d["metadata"]["annotations"][CHILDREN_ANNOTATION] == mark for d in deployments(objs))
+    assert all(d["metadata"]["labels"][CHILDREN_LABEL] == mark for d in deployments(objs))
     assert fingerprint(desired({"eu-north-1": 1})) == mark  # deterministic
     assert fingerprint(deployments(objs)) != mark  # it covers the other children
 
@@ -85,7 +85,7 @@ def test_unwatched_children_are_listed_only_when_they_may_differ(
     seen = [running(d) for d in deployments(objs)] if have_deployments else []
     if not same_mark:
         for d in seen:
-            d["metadata"]["annotations"][CHILDREN_ANNOTATION] = "0" * 16
+            d["metadata"]["labels"][CHILDREN_LABEL] = "0" * 16
     assert (
         needs_listing(objs, seen, generation=generation, observed_generation=observed_generation)
         is want

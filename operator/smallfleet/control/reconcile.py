@@ -35,6 +35,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -44,6 +45,7 @@ from smallfleet.control.facts import MODEL_PIPELINE, SMALL_MODEL, Facts, Key
 from smallfleet.core import conditions as c
 from smallfleet.core import spec as specs
 from smallfleet.core import status as st
+from smallfleet.core.autoscaling.report import fixed_scaling
 from smallfleet.core.placement import node_capacity
 from smallfleet.core.placement.evaluate import capacity_nodes
 from smallfleet.core.reconcile import needs_listing, plan_reconcile, stamped
@@ -62,6 +64,7 @@ from smallfleet.kube import (
     FIELD_MANAGER,
     PIPELINE_FIELD_MANAGER,
     Kube,
+    KubeError,
     NotFound,
     Rejected,
     Transient,
@@ -81,6 +84,9 @@ UNWATCHED_KINDS: Final = (
     ("keda.sh/v1alpha1", "ScaledObject"),
 )
 STATUS_ATTEMPTS: Final = 3
+# A status that only says "in progress" waits this long for the children to settle, so a
+# new model usually gets one status write (Ready) instead of one per step of its rollout.
+SETTLE_SECONDS: Final = 5.0
 
 __all__ = ["MODEL_PIPELINE", "SMALL_MODEL", "Key", "Outcome", "Reconciler", "RegionRequest"]
 
@@ -109,6 +115,9 @@ class _Memo:
     floor: int | None = None
     body: Mapping[str, Any] | None = None  # the resource as our last status write returned it
     stalled_for_good: bool = False  # InvalidSpec: only a new generation can help
+    # What the last reconcile's plugged-in parts (placement, the scaling mode) said,
+    # kept for the writes between reconciles.
+    extra: st.Derived | None = None
 
 
 @dataclass(frozen=True)
@@ -261,6 +270,12 @@ def _uid(body: Mapping[str, Any] | None) -> Any:
     return ((body or {}).get("metadata") or {}).get("uid")
 
 
+def _in_progress(derived: st.Derived) -> bool:
+    """Whether a status says only that work is under way (nothing a person must act on)."""
+    by_type = {x.type: x.status for x in derived.conditions}
+    return by_type.get(c.RECONCILING) == "True" and by_type.get(c.STALLED) != "True"
+
+
 def _combine(base: st.Derived, more: st.Derived | None) -> st.Derived:
     """`base` with `more`'s conditions and fields laid over it."""
     if more is None:
@@ -291,6 +306,9 @@ class Reconciler:
         self.now = now
         self.locks = KeyedLocks()
         self._memo: dict[Key, _Memo] = {}
+        self._settling: dict[Key, float] = {}  # resource -> when its deferred status is due
+        self._settling_lock = threading.Lock()
+        self.clock: Callable[[], float] = time.monotonic
         self.status_extra: StatusExtra = lambda _key, _body, _deployments: None
         # The autoscaler's part of status (`status.scaling`, ScalingActive), or None.
         self.scaling_status: Callable[[Key, Mapping[str, Any]], st.Derived | None] = (
@@ -313,6 +331,8 @@ class Reconciler:
         key = (kind, namespace or "", name)
         with self.lock(key):
             self._memo.pop(key, None)
+        with self._settling_lock:
+            self._settling.pop(key, None)
         telemetry.record_state(*key, None)
 
     def known(self) -> list[Key]:
@@ -363,11 +383,15 @@ class Reconciler:
             rec.result = outcome.result
             return outcome
 
-    def refresh(self, kind: str, namespace: str | None, name: str) -> Outcome | None:
+    def refresh(
+        self, kind: str, namespace: str | None, name: str, *, settle: bool = True
+    ) -> Outcome | None:
         """Status from the watched children alone; a full reconcile when something is missing.
 
         Called on child events, by the autoscaler and by the periodic pass.
-        None when the owner is gone. Sends nothing unless the status changes.
+        None when the owner is gone. Sends nothing unless the status changes;
+        with `settle`, a status that only says "in progress" waits up to
+        SETTLE_SECONDS for the next one (`flush_settled` sends it then).
         """
         key = (kind, namespace or "", name)
         with self.lock(key):
@@ -398,8 +422,26 @@ class Reconciler:
                         digest=memo.digest,
                         floor=memo.floor,
                     )
-                    return self._write_status(key, body, derived)
+                    with telemetry.reconcile_timer(*key) as rec:
+                        outcome = self._write_status(
+                            key, body, _combine(derived, memo.extra), settle=settle
+                        )
+                        rec.result = outcome.result
+                        return outcome
             return self.reconcile(body)
+
+    def flush_settled(self) -> None:
+        """Write the deferred "in progress" statuses that are due (the periodic thread calls this)."""
+        now = self.clock()
+        with self._settling_lock:
+            due = [k for k, at in self._settling.items() if at <= now]
+            for key in due:
+                del self._settling[key]
+        for key in due:
+            try:
+                self.refresh(*key, settle=False)
+            except KubeError as exc:
+                log.warning("status of %s %s/%s not written, the resync will: %s", *key, exc)
 
     def write_status(self, key: Key) -> Outcome | None:
         """Bring one resource's status up to date with every part (the autoscaler calls this)."""
@@ -518,8 +560,8 @@ class Reconciler:
         extra: dict[str, Any] = {"endpoint": f"{plan.name}.{namespace}.svc"}
         if kind == MODEL_PIPELINE:
             extra["models"] = sorted({m.name for m in plan.models if not m.is_ensemble})
-        derived = _combine(
-            st.Derived(derived.conditions, {**derived.fields, **extra}),
+        parts = _combine(
+            fixed_scaling(plan.scaling.mode) or st.Derived((), {}),
             self.status_extra(key, body, list(current.values())),
         )
         self._remember(
@@ -529,8 +571,10 @@ class Reconciler:
             digest=work.digest,
             states={n: st.deployment_state(d) for n, d in current.items()},
             floor=work.floor,
+            extra=parts,
         )
-        return self._write_status(key, body, derived)
+        derived = _combine(st.Derived(derived.conditions, {**derived.fields, **extra}), parts)
+        return self._write_status(key, body, derived, settle=True)
 
     def _remember(self, key: Key, body: Mapping[str, Any], **what: Any) -> None:
         meta = body["metadata"]
@@ -652,10 +696,17 @@ class Reconciler:
         self._remember(key, body, stalled_for_good=final)
         return self._write_status(key, body, st.stalled(reason, message))
 
-    def _write_status(self, key: Key, body: Mapping[str, Any], derived: st.Derived) -> Outcome:
+    def _write_status(
+        self, key: Key, body: Mapping[str, Any], derived: st.Derived, *, settle: bool = False
+    ) -> Outcome:
         """The one place status is written: merge every part, send what changed, with its version."""
         derived = _combine(derived, self.scaling_status(key, body.get("status") or {}))
         self.observed(key, derived)
+        with self._settling_lock:
+            if settle and _in_progress(derived):
+                self._settling.setdefault(key, self.clock() + SETTLE_SECONDS)
+                return Outcome("progressing")
+            self._settling.pop(key, None)
         kind, namespace, name = key
         new: dict[str, Any] = dict(body.get("status") or {})
         flips: list[st.Transition] = []

@@ -60,11 +60,6 @@ log = logging.getLogger("smallfleet.scaling")
 
 # Status is rewritten when the decision changes, else at most this often (value, time).
 STATUS_REFRESH_SECONDS: Final = 30.0
-EXTERNAL: Final = {
-    "hpa": "replicas are set by the HorizontalPodAutoscaler",
-    "keda": "replicas are set by the KEDA ScaledObject",
-}
-
 DESIRED: Final = telemetry.gauge(
     "scaling_desired_replicas",
     "Replicas the operator's autoscaler wants, per Deployment.",
@@ -410,14 +405,9 @@ class Autoscaler:
         self._write(key, scaling, cond, changed=any(d.changed for d in decisions))
 
     def _report_fixed(self, key: Key, mode: str) -> None:
-        message = EXTERNAL.get(mode)
-        if message is None:
-            cond = c.Condition(
-                c.SCALING_ACTIVE, "False", c.REASON_FIXED_REPLICAS, "scaling mode none"
-            )
-        else:
-            cond = c.Condition(c.SCALING_ACTIVE, "False", c.REASON_EXTERNAL_SCALER, message)
-        self._write(key, {"mode": mode}, cond, changed=False)
+        # The reconcile writes this part with the rest of status (`fixed_scaling`): only
+        # a report left from operator mode must go, so that it does not override it.
+        self._reports.pop(key, None)
 
     def _write(
         self,
@@ -432,9 +422,6 @@ class Autoscaler:
         A new value of the metric alone is reported at most every
         STATUS_REFRESH_SECONDS, so steady load costs no status writes.
         """
-        if scaling.get("mode") != "operator":
-            # Another mode's fields would mislead (a desired count nobody acts on): clear them.
-            scaling = {**dict.fromkeys(OPERATOR_FIELDS), **scaling}
         old = self._reports.get(key)
         now = self.clock()
         if old is not None and not changed:
@@ -458,16 +445,6 @@ class _Report:
     condition: c.Condition
     at: str  # when it was decided (the stamp of lastDecision.time)
     written: float  # clock() of the report
-
-
-OPERATOR_FIELDS: Final = (
-    "desiredReplicas",
-    "currentReplicas",
-    "readyReplicas",
-    "effectiveMaxReplicas",
-    "pendingReplicas",
-    "lastDecision",
-)
 
 
 def _without_volatile(scaling: Mapping[str, Any]) -> dict[str, Any]:

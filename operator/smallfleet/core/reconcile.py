@@ -7,7 +7,7 @@ nowhere else:
 
 - **What to look at.** Deployments are watched, the other children are not:
   they change only with the spec or with the operator's rendering. Their
-  rendering is fingerprinted in an annotation on each Deployment, so a resync
+  rendering is fingerprinted in a label on each Deployment, so a resync
   or a restart lists them only when the spec's generation or that
   fingerprint says they may differ.
 - **What to change.** `plan.plan_changes` diffs desired against observed, so
@@ -31,7 +31,9 @@ from smallfleet.core.plan import Change, plan_changes
 from smallfleet.core.render.children import LABEL_REGION
 from smallfleet.core.render.serverplan import ServerPlan
 
-CHILDREN_ANNOTATION: Final = "serving.smallfleet.io/children"
+# A label, not an annotation: the API server counts a Deployment's annotation change as a
+# new generation (a rollout to kstatus), a label change not.
+CHILDREN_LABEL: Final = "serving.smallfleet.io/children"
 DEPLOYMENT: Final = "Deployment"
 
 
@@ -58,7 +60,7 @@ def fingerprint(desired: Sequence[Mapping[str, Any]]) -> str:
 
 
 def stamped(desired: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The desired children, each Deployment annotated with the fingerprint of the others."""
+    """The desired children, each Deployment labelled with the fingerprint of the others."""
     mark = fingerprint(desired)
     out: list[dict[str, Any]] = []
     for obj in desired:
@@ -66,7 +68,7 @@ def stamped(desired: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             out.append(dict(obj))
             continue
         meta = dict(obj["metadata"])
-        meta["annotations"] = {**(meta.get("annotations") or {}), CHILDREN_ANNOTATION: mark}
+        meta["labels"] = {**(meta.get("labels") or {}), CHILDREN_LABEL: mark}
         out.append({**obj, "metadata": meta})
     return out
 
@@ -91,7 +93,7 @@ def needs_listing(
         return True
     mark = fingerprint(desired)
     return any(
-        ((d.get("metadata") or {}).get("annotations") or {}).get(CHILDREN_ANNOTATION) != mark
+        ((d.get("metadata") or {}).get("labels") or {}).get(CHILDREN_LABEL) != mark
         for d in deployments
     )
 

@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     autoscaler = Autoscaler(runtime.reconciler, intensity=intensity_from(placer.signals))
     runtime.reconciler.decided_replicas = autoscaler.replicas
     runtime.reconciler.scaling_status = autoscaler.status
+    runtime.every(1.0, runtime.reconciler.flush_settled, "settle")
     runtime.every(settings.scrape_interval_seconds, autoscaler.run, "autoscale")
     try:
         kopf.run(
