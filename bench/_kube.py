@@ -26,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final, cast
-from unittest import mock
 
 import kubernetes
 import yaml
@@ -493,15 +492,8 @@ def fresh_cluster(name: str, workdir: Path, config: Path | None = None) -> Itera
     if exists(name):
         log(f"deleting the cluster {name!r} a previous run left behind")
         down(name)
-    patch = (
-        mock.patch.object(hack.cluster, "KWOKCTL_CONFIG", config)
-        if config is not None
-        else contextlib.nullcontext()
-    )
     try:
-        with patch:
-            cluster = up(name, workdir / "kubeconfig")
-        yield cluster
+        yield up(name, workdir / "kubeconfig", config=config)
     finally:
         down(name)
 

@@ -653,10 +653,7 @@ def measure(run: Run) -> None:
                 with fresh_cluster(CLUSTER_NAME, work, config) as cluster:
                     flags = component_flags(CLUSTER_NAME)
                     if "audit-log-path" not in flags.get("kube-apiserver", {}):
-                        raise RuntimeError(
-                            "kube-apiserver runs without the audit log: hack/cluster.py no longer "
-                            f"takes its kwokctl config from KWOKCTL_CONFIG ({flags})"
-                        )
+                        raise RuntimeError(f"kube-apiserver runs without the audit log ({flags})")
                     if not run.limits:
                         run.limits = limits_report(flags, node_pods(max(SIZES)))
                     pods = node_pods(n)

@@ -712,8 +712,14 @@ def _component_log_tail(name: str, lines: int = 30) -> str:
     return "\n".join(parts)
 
 
-def up(name: str, kubeconfig: Path, bin_dir: Path | None = None) -> Cluster:
-    """Start the cluster NAME (or reuse a healthy one), add the nodes, write KUBECONFIG."""
+def up(
+    name: str, kubeconfig: Path, bin_dir: Path | None = None, *, config: Path | None = None
+) -> Cluster:
+    """Start the cluster NAME (or reuse a healthy one), add the nodes, write KUBECONFIG.
+
+    `config` replaces hack/kwok/kwokctl.yaml for a cluster created now (the
+    benchmarks raise the control plane's limits and turn on an audit log).
+    """
     bin_dir = bin_dir or ensure_binaries(("k8s", "kwok"))
     kubeconfig = kubeconfig.resolve()
     with _file_lock(CACHE / "clusters" / f"{name}.lock"):
@@ -727,7 +733,7 @@ def up(name: str, kubeconfig: Path, bin_dir: Path | None = None) -> Cluster:
                 log(f"cluster {name!r} exists but does not answer; recreating it")
                 _delete(name, bin_dir)
         if not exists(name, bin_dir):
-            _create(name, bin_dir)
+            _create(name, bin_dir, config or KWOKCTL_CONFIG)
             created = True
             _write_kubeconfig(name, bin_dir, kubeconfig)
         cluster = Cluster(name, kubeconfig, bin_dir, created=created)
@@ -743,7 +749,7 @@ def up(name: str, kubeconfig: Path, bin_dir: Path | None = None) -> Cluster:
         return cluster
 
 
-def _create(name: str, bin_dir: Path) -> None:
+def _create(name: str, bin_dir: Path, config: Path) -> None:
     log(f"creating cluster {name!r} (kwokctl, binary runtime, nothing downloaded)")
     # kwokctl has no --kubectl-binary flag: it finds kubectl on PATH, which
     # _kwokctl points at the bin directory so it never downloads one.
@@ -756,7 +762,7 @@ def _create(name: str, bin_dir: Path) -> None:
         "cluster",
         f"--name={name}",
         "--runtime=binary",
-        f"--config={KWOKCTL_CONFIG}",
+        f"--config={config}",
         f"--kubeconfig={scratch}",
         f"--kube-apiserver-binary={bin_dir / 'kube-apiserver'}",
         f"--kube-controller-manager-binary={bin_dir / 'kube-controller-manager'}",

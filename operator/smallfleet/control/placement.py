@@ -1,17 +1,20 @@
 """Carbon-aware placement inside the running operator: signals in, regions out, status beside.
 
-`smallfleet.core.placement` decides and `smallfleet.providers` fetches; this
-module is the shell around them. It keeps the latest carbon readings in
-memory (refreshed on a period, for the regions the cluster's nodes carry),
-plugs a region chooser into `Reconciler` that asks `placement.decide` where
-each model should run, and reports the decision in status (`carbon`,
-`placement`, conditions `Placed` and `CarbonSignalStale`), in an Event per
-move and in Prometheus gauges.
+`smallfleet.core.placement` decides (`evaluate` turns one model's facts into
+a decision and its status) and `smallfleet.providers` fetches; this module
+is the shell around them. It keeps the latest carbon readings in memory
+(refreshed on a period, for the regions the cluster's nodes carry), plugs a
+region chooser into `Reconciler` that asks the core where each model should
+run, and reports the decision through the reconciler's one status writer
+(`carbon`, `placement`, conditions `Placed` and `CarbonSignalStale`), in an
+Event per move and in Prometheus gauges.
 
-Signals change while specs do not, so a periodic pass re-evaluates every
-known resource and reconciles those whose decision would change; a faster
-check finishes moves in progress, so an old region's Deployment goes soon
-after the new one is Ready. The time of the last move lives in the
+Every read comes from the watches (`control.facts`): nodes, the pods that
+hold GPUs, each model's Deployments. Signals change while specs do not, so a
+periodic pass re-evaluates every watched model and reconciles those whose
+decision would change; a faster check finishes moves in progress with the
+same make-before-break rule the reconcile applies
+(`core.reconcile.removable`). The time of the last move lives in the
 resource's `status.placement.lastMoveTime`, so a restarted operator keeps the
 dwell time honest; the regions last decided live in `status.placement`, so
 a move in progress is recognised after a restart too.
@@ -69,12 +72,10 @@ from smallfleet.settings import Settings
 
 log = logging.getLogger("smallfleet.core.placement")
 
-# How often moves in progress are checked for completion (cheap: one list per moving model).
+# How often moves in progress are checked for completion (from the watches: no request).
 MOVE_CHECK_SECONDS: Final = 2.0
 # How often models whose servers the scheduler cannot place are placed again.
 UNSCHEDULABLE_CHECK_SECONDS: Final = 5.0
-# All-pod lists are the costliest read of a reconcile; a burst of reconciles shares one.
-PODS_TTL_SECONDS: Final = 2.0
 # How long a decision's GPUs stay promised to a model whose pods have not bound yet.
 CLAIM_TTL_SECONDS: Final = 30.0
 REASON_MOVED: Final = "Moved"
