@@ -365,6 +365,8 @@ def run_stress(seed: int, *, models: int = 6, operations: int = 400, threads: in
         assert mine == _expected_children(api, reconciler, body), key
         status = body["status"]
         assert status["observedGeneration"] == body["metadata"]["generation"], key
+        # What the reconcile adds beside the children's state survives the writes between.
+        assert status.get("endpoint") == f"{key[2]}.{NAMESPACE}.svc", status
         trues = [
             t
             for t in (c.READY, c.RECONCILING, c.STALLED)

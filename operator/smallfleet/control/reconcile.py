@@ -115,8 +115,8 @@ class _Memo:
     floor: int | None = None
     body: Mapping[str, Any] | None = None  # the resource as our last status write returned it
     stalled_for_good: bool = False  # InvalidSpec: only a new generation can help
-    # What the last reconcile's plugged-in parts (placement, the scaling mode) said,
-    # kept for the writes between reconciles.
+    # What the last reconcile added beside the children's state (endpoint, placement, the
+    # scaling mode), kept for the writes between reconciles.
     extra: st.Derived | None = None
 
 
@@ -561,7 +561,7 @@ class Reconciler:
         if kind == MODEL_PIPELINE:
             extra["models"] = sorted({m.name for m in plan.models if not m.is_ensemble})
         parts = _combine(
-            fixed_scaling(plan.scaling.mode) or st.Derived((), {}),
+            _combine(st.Derived((), extra), fixed_scaling(plan.scaling.mode)),
             self.status_extra(key, body, list(current.values())),
         )
         self._remember(
@@ -573,7 +573,7 @@ class Reconciler:
             floor=work.floor,
             extra=parts,
         )
-        derived = _combine(st.Derived(derived.conditions, {**derived.fields, **extra}), parts)
+        derived = _combine(derived, parts)
         return self._write_status(key, body, derived, settle=True)
 
     def _remember(self, key: Key, body: Mapping[str, Any], **what: Any) -> None:
