@@ -734,7 +734,9 @@ class Reconciler:
                 continue
             memo = self._memo.get(key)
             if memo is not None and written.get("metadata"):
-                memo.body = written
+                meta = dict(written["metadata"])
+                meta.pop("managedFields", None)  # most of the response's size; nothing reads it
+                memo.body = {**written, "metadata": meta}
             break
         owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": body["metadata"]}
         for flip in flips:

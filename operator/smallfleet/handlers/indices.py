@@ -74,8 +74,21 @@ def child_deployments(
 def child_pods(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, dict[str, Any]] | None:
+    """A child pod's identity, node and status: what readiness, problems and scrapes read.
+
+    The spec (a copy of the Deployment's template) is left out: it is most of
+    a pod's size and nothing reads it.
+    """
     owner = owner_of(labels)
-    return None if owner is None else {_key(owner[0], namespace, owner[1]): slim(body)}
+    if owner is None:
+        return None
+    meta = slim(body)["metadata"]
+    pod = {
+        "metadata": meta,
+        "spec": {"nodeName": (body.get("spec") or {}).get("nodeName")},
+        "status": body.get("status") or {},
+    }
+    return {_key(owner[0], namespace, owner[1]): pod}
 
 
 def _gpus(containers: Any) -> int:
