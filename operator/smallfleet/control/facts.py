@@ -30,7 +30,6 @@ IndexView = Mapping[Any, Collection[Any]]
 
 SMALL_MODEL: Final = "SmallModel"
 MODEL_PIPELINE: Final = "ModelPipeline"
-OWNER_KINDS: Final = (SMALL_MODEL, MODEL_PIPELINE)
 # The kopf indices `handlers.indices` keeps, by the name kopf passes each under.
 OWNER_INDEX: Final = {SMALL_MODEL: "smallmodels", MODEL_PIPELINE: "modelpipelines"}
 INDEX_NAMES: Final = (

@@ -17,7 +17,7 @@ from typing import Any, Final
 import kopf
 
 from smallfleet.control.facts import MODEL_PIPELINE, SMALL_MODEL, Key
-from smallfleet.core.placement.capacity import GPU_RESOURCE
+from smallfleet.core.placement.capacity import GPU_RESOURCE, pod_gpus
 from smallfleet.handlers.base import MODELS, PIPELINES, owner_of, registry
 
 KOPF_PREFIX: Final = "smallfleet.io/"
@@ -91,20 +91,6 @@ def child_pods(
     return {_key(owner[0], namespace, owner[1]): pod}
 
 
-def _gpus(containers: Any) -> int:
-    total = 0
-    for c in containers or []:
-        res = (c.get("resources") or {}) if isinstance(c, Mapping) else {}
-        value = (res.get("requests") or {}).get(
-            GPU_RESOURCE, (res.get("limits") or {}).get(GPU_RESOURCE)
-        )
-        try:
-            total += int(str(value or 0))
-        except ValueError:
-            continue
-    return total
-
-
 @kopf.index("", "v1", "pods", registry=registry)
 def gpu_pods(
     body: kopf.Body, namespace: str | None, name: str, labels: kopf.Labels, **_: Any
@@ -114,7 +100,7 @@ def gpu_pods(
     node = spec.get("nodeName")
     if not node or (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return None
-    gpus = max(_gpus(spec.get("containers")), _gpus(spec.get("initContainers")))
+    gpus = pod_gpus(body)
     if gpus <= 0:
         return None
     return {

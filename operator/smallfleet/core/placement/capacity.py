@@ -27,7 +27,8 @@ def _count(value: Any) -> int:
         return 0
 
 
-def _pod_gpus(pod: Mapping[str, Any]) -> int:
+def pod_gpus(pod: Mapping[str, Any]) -> int:
+    """GPUs a pod holds: its containers' requests, or its largest init container's."""
     spec = pod.get("spec") or {}
     total = 0
     for container in spec.get("containers") or []:
@@ -51,7 +52,7 @@ def node_capacity(
         node = (pod.get("spec") or {}).get("nodeName")
         if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             continue
-        used[node] = used.get(node, 0) + _pod_gpus(pod)
+        used[node] = used.get(node, 0) + pod_gpus(pod)
     out: list[NodeCapacity] = []
     for node in nodes:
         meta = node.get("metadata") or {}
