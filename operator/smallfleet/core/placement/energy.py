@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from smallfleet.core.render.quantity import parse_quantity
 from smallfleet.core.spec import Resources
 
 DEFAULT_UTILISATION: Final = 0.30
@@ -103,11 +104,13 @@ def power_watts(
 
 
 def cpu_cores(quantity: str) -> float:
-    """Kubernetes CPU quantity ("500m", "2", "1.5") as cores."""
-    q = quantity.strip()
-    if q.endswith("m"):
-        return float(q[:-1]) / 1000.0
-    return float(q)
+    """Kubernetes CPU quantity ("500m", "2", "1.5", "1k", "2e3") as cores.
+
+    The one quantity parser of the renderer, so that every suffix the API
+    server accepts for a SmallModel's CPU is a number here too: a spelling the
+    schema lets through must never turn a model's status update into an error.
+    """
+    return float(parse_quantity(quantity))
 
 
 def grams_per_hour(watts: float, intensity_g_per_kwh: float | None) -> float | None:
