@@ -24,6 +24,7 @@ import kubernetes
 import urllib3
 
 from smallfleet import telemetry
+from smallfleet.kube.permissions import ALL as PERMITTED
 
 FIELD_MANAGER: Final = "smallfleet"
 # A ModelPipeline's children have their own manager: a SmallModel and a pipeline of the
@@ -87,6 +88,25 @@ def kind_info(api_version: str, kind: str) -> KindInfo:
     if found is None:
         raise ValueError(f"smallfleet does not manage {kind} in {api_version}")
     return found
+
+
+def require(info: KindInfo, verbs: Iterable[str], sub: str = "") -> None:
+    """Refuse, before any request, a use that `permissions.USED` (and so the chart) lacks.
+
+    The API server would answer 403 anyway; this names the missing line, and it
+    makes the table the gate every request of the client passes.
+    """
+    group = info.api_version.rpartition("/")[0]
+    resource = f"{info.plural}/{sub}" if sub else info.plural
+    missing = sorted(v for v in verbs if (group, resource, v) not in PERMITTED)
+    if missing:
+        raise Rejected(
+            403,
+            f"smallfleet.kube.permissions.USED lacks {', '.join(missing)} on {resource} "
+            f"in group {group or 'core'!r}: add it there and to the chart's RBAC",
+            verb=" ".join(missing),
+            what=resource,
+        )
 
 
 class KubeError(Exception):
@@ -212,6 +232,7 @@ class Kube:
     ) -> dict[str, Any]:
         """Server-side apply of a whole object as field manager `manager`."""
         info = kind_info(str(obj["apiVersion"]), str(obj["kind"]))
+        require(info, ("patch", "create"))  # an apply that creates is checked as create
         meta = obj["metadata"]
         return self.request(
             "PATCH",
@@ -226,6 +247,7 @@ class Kube:
         self, api_version: str, kind: str, namespace: str | None, name: str
     ) -> dict[str, Any] | None:
         info = kind_info(api_version, kind)
+        require(info, ("get",))
         try:
             return self.request("GET", info.path(namespace, name), verb=f"get {kind}")
         except NotFound:
@@ -242,6 +264,7 @@ class Kube:
     ) -> list[dict[str, Any]]:
         """Items of a kind (an uninstalled kind, such as KEDA's, lists as empty)."""
         info = kind_info(api_version, kind)
+        require(info, ("list",))
         absent_since = self._absent.get((api_version, kind))
         if absent_since is not None and time.monotonic() - absent_since < ABSENT_KIND_TTL:
             return []
@@ -276,6 +299,7 @@ class Kube:
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
         """Delete with background propagation; False when it was already gone."""
         info = kind_info(api_version, kind)
+        require(info, ("delete",))
         try:
             self.request(
                 "DELETE",
@@ -307,6 +331,7 @@ class Kube:
         version of the object and answers 409 otherwise (optimistic concurrency).
         """
         info = kind_info(api_version, kind)
+        require(info, ("patch",), "status")
         body: dict[str, Any] = {"status": dict(status)}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
@@ -328,6 +353,7 @@ class Kube:
     ) -> dict[str, Any]:
         """JSON merge patch of the object (metadata only: the operator never writes spec)."""
         info = kind_info(api_version, kind)
+        require(info, ("patch",))
         return self.request(
             "PATCH",
             info.path(namespace, name),
@@ -336,15 +362,10 @@ class Kube:
             verb=f"patch {kind}",
         )
 
-    def get_scale(self, namespace: str, name: str) -> int:
-        """A Deployment's replicas as its /scale subresource reports them."""
-        info = kind_info("apps/v1", "Deployment")
-        body = self.request("GET", info.path(namespace, name, "scale"), verb="get scale")
-        return int((body.get("spec") or {}).get("replicas") or 0)
-
     def scale(self, namespace: str, name: str, replicas: int) -> dict[str, Any]:
         """Set a Deployment's replicas through /scale (the autoscaler's write)."""
         info = kind_info("apps/v1", "Deployment")
+        require(info, ("patch",), "scale")
         return self.request(
             "PATCH",
             info.path(namespace, name, "scale"),
@@ -400,4 +421,5 @@ class Kube:
             "count": 1,
         }
         info = kind_info("v1", "Event")
+        require(info, ("create",))
         self.request("POST", info.path(namespace), body=body, verb="create Event")
