@@ -1,14 +1,17 @@
 """Check the Helm chart: CRDs identical to crds/, lint clean, labels everywhere.
 
 The CRD YAML in crds/ is the single source of truth for the API; the chart
-ships copies because Helm installs CRDs only from a chart's own crds/
-directory. Copies drift, so this check fails on any byte of difference and
-`--sync` is the only sanctioned way to update them. The chart is also linted
-strictly and rendered with several value sets (all namespaces, one namespace,
-several replicas with peering), every rendered object must carry the
-standard app.kubernetes.io labels that tools select on, and the operator must
-listen on its pod IP (SMALLFLEET_BIND_ADDRESS from status.podIP), never on a
-wildcard address.
+carries copies in files/crds/ (a chart can only read its own files), which
+templates/crds.yaml renders with `.Files.Glob`, so that `helm upgrade`
+upgrades them (Helm never upgrades a chart's special crds/ directory, which
+the chart therefore must not have). Copies drift, so this check fails on any
+byte of difference, a CRD file missing on either side, or a rendered CRD
+missing, and `--sync` is the only sanctioned way to update them. The chart is
+also linted strictly and rendered with several value sets (all namespaces, one
+namespace, several replicas with peering, monitoring and JSON logs), every
+rendered object must carry the standard app.kubernetes.io labels that tools
+select on, and the operator must listen on its pod IP (SMALLFLEET_BIND_ADDRESS
+from status.podIP), never on a wildcard address.
 
 Usage: python hack/check_chart.py [--sync]   (SMALLFLEET_HELM=PATH checks with another Helm)
 """
@@ -36,7 +39,9 @@ from hack.cluster import ensure_binaries
 REPO: Final = Path(__file__).resolve().parent.parent
 CHART: Final = REPO / "charts" / "smallfleet"
 CRDS: Final = REPO / "crds"
-CHART_CRDS: Final = CHART / "crds"
+CHART_CRDS: Final = CHART / "files" / "crds"
+# Helm installs this directory once and never upgrades it: the chart must not have it.
+HELM_CRDS_DIR: Final = CHART / "crds"
 STANDARD_LABELS: Final = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -54,7 +59,14 @@ VALUE_SETS: Final[dict[str, tuple[str, ...]]] = {
     "peering": ("--set", "replicas=3"),
     "peering-one-namespace": ("--set", "replicas=2", "--set", "watchNamespace=models"),
     "scaled-to-zero": ("--set", "replicas=0", "--set", "carbon.credentialsSecret.name=carbon"),
-}
+    "monitoring-json-logs": (
+        "--set", "monitoring.serviceMonitor.enabled=true",
+        "--set", "monitoring.podMonitor.enabled=true",
+        "--set", "monitoring.dashboard.enabled=true",
+        "--set", "logFormat=json",
+    ),
+    "crds-elsewhere": ("--set", "crds.enabled=false", "--set", "watchNamespace=models"),
+}  # fmt: skip
 
 
 def helm_binary() -> Path:
@@ -115,20 +127,43 @@ def sync_crds() -> list[str]:
 
 def check_crds() -> list[str]:
     source, target = crd_files(CRDS), crd_files(CHART_CRDS)
+    where = CHART_CRDS.relative_to(REPO)
     problems = []
     if not source:
         problems.append(f"{CRDS} holds no CRD files")
+    if HELM_CRDS_DIR.exists():
+        problems.append(
+            f"{HELM_CRDS_DIR.relative_to(REPO)}/ exists: Helm would install it once and never "
+            f"upgrade it, and it collides with templates/crds.yaml (the copies live in {where}/)"
+        )
     for name in sorted(source.keys() | target.keys()):
         if name not in target:
-            problems.append(f"charts/smallfleet/crds/{name} is missing (run with --sync)")
+            problems.append(f"{where}/{name} is missing (run with --sync)")
         elif name not in source:
-            problems.append(
-                f"charts/smallfleet/crds/{name} has no source in crds/ (run with --sync)"
-            )
+            problems.append(f"{where}/{name} has no source in crds/ (run with --sync)")
         elif source[name].read_bytes() != target[name].read_bytes():
-            problems.append(
-                f"charts/smallfleet/crds/{name} differs from crds/{name} (run with --sync)"
-            )
+            problems.append(f"{where}/{name} differs from crds/{name} (run with --sync)")
+    return problems
+
+
+def rendered_crd_problems(objects: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The chart must render every CRD of crds/, each with the source's spec unchanged."""
+    sources = {}
+    for path in crd_files(CRDS).values():
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "CustomResourceDefinition":
+                sources[doc["metadata"]["name"]] = doc
+    rendered = {
+        o["metadata"]["name"]: o
+        for o in objects
+        if o["kind"] == "CustomResourceDefinition"
+        and o["metadata"]["name"].endswith(".serving.smallfleet.io")
+    }
+    problems = [f"CRD {n} of crds/ is not rendered" for n in sorted(sources.keys() - rendered)]
+    problems += [f"CRD {n} is rendered but not in crds/" for n in sorted(rendered.keys() - sources)]
+    for name in sorted(sources.keys() & rendered.keys()):
+        if rendered[name]["spec"] != sources[name]["spec"]:
+            problems.append(f"CRD {name}: the rendered spec differs from crds/")
     return problems
 
 
@@ -225,6 +260,8 @@ def check_chart() -> list[str]:
             continue
         problems += [f"({name}) {p}" for p in missing_labels(objects)]
         problems += [f"({name}) {p}" for p in wildcard_binds(objects)]
+        if "crds.enabled=false" not in args:
+            problems += [f"({name}) {p}" for p in rendered_crd_problems(objects)]
     return problems
 
 
@@ -241,8 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problems:
         return 1
     print(
-        f"chart OK: CRDs identical to crds/, lint clean, labels present and the operator bound "
-        f"to its pod IP in {len(VALUE_SETS)} value sets"
+        f"chart OK: CRDs identical to crds/ and rendered, lint clean, labels present and the "
+        f"operator bound to its pod IP in {len(VALUE_SETS)} value sets"
     )
     return 0
 

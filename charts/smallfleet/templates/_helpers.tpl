@@ -55,3 +55,13 @@ app.kubernetes.io/part-of: smallfleet
 {{- define "smallfleet.peering" -}}
 {{- if gt (int .Values.replicas) 1 }}true{{ end }}
 {{- end }}
+
+{{/*
+The standard labels with another component than the operator's, for objects
+that are not the operator (the CRDs, monitors, the dashboard):
+include "smallfleet.componentLabels" (list . "monitoring").
+*/}}
+{{- define "smallfleet.componentLabels" -}}
+{{- $root := index . 0 }}
+{{- toYaml (merge (dict "app.kubernetes.io/component" (index . 1)) (include "smallfleet.labels" $root | fromYaml)) }}
+{{- end }}

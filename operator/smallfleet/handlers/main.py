@@ -17,9 +17,15 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Mapping
 from typing import Final
 
 PREFIX: Final = "smallfleet.io"
+# `text` is kopf's one-line format for people; `json` is one object per line for log
+# pipelines (Loki, Elasticsearch, Cloud Logging), with the Kubernetes object a record
+# is about under kopf's reference key instead of a prefix in the message.
+LOG_FORMATS: Final = ("text", "json")
+LOG_FORMAT_ENV: Final = "SMALLFLEET_LOG_FORMAT"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +58,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="leader election among replicas through this kopf peering object (default: standalone)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help=f"log lines as text or JSON (default: {LOG_FORMAT_ENV}, else text)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def log_format(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> str:
+    """The flag, else the environment, else text; an unknown name in the environment is an error.
+
+    The chart passes the flag; the variable serves a local `smallfleet run` and
+    containers started by other means. A typo must not silently fall back to
+    text, or a JSON log pipeline would drop every line.
+    """
+    if args.log_format is not None:
+        chosen: str = args.log_format
+        return chosen
+    value = (os.environ if env is None else env).get(LOG_FORMAT_ENV) or "text"
+    if value not in LOG_FORMATS:
+        raise SystemExit(f"{LOG_FORMAT_ENV}={value!r}: expected one of {', '.join(LOG_FORMATS)}")
+    return value
+
+
+def configure_logging(fmt: str, verbose: bool) -> None:
+    """Install kopf's log handler in the chosen format on the root logger."""
+    import kopf
+
+    kopf.configure(
+        verbose=verbose,
+        log_format=kopf.LogFormat.JSON if fmt == "json" else kopf.LogFormat.FULL,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if not namespaces and not args.all_namespaces and settings.namespace:
         namespaces = [settings.namespace]
 
-    kopf.configure(verbose=args.verbose)
+    configure_logging(log_format(args), args.verbose)
     logging.getLogger("smallfleet").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if not args.verbose:
         # Per-event "handler succeeded" lines and probe hits drown what matters at fleet scale.
