@@ -16,13 +16,22 @@ Two properties matter more than speed:
   `assert_listening_on_loopback` fails, naming the process and the address,
   when one listens on a wildcard or any other non-loopback address.
 
+One node can be real: `Cluster.ensure_local_node()` (or `up --real-node`)
+starts hack/localnode.py in the background, which registers the node
+`triton-local` and runs the pods bound to it as local processes on loopback
+pod IPs (127.3.x.y). KWOK is told to manage only the nodes annotated
+`kwok.x-k8s.io/node: fake`, so it leaves that node alone; `down` stops the
+agent and its processes.
+
 Usage: python -m hack.cluster up|down|status|kubeconfig [--name NAME] [--kubeconfig PATH]
+       [--real-node]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import calendar
 import contextlib
 import fcntl
 import functools
@@ -43,6 +52,8 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import yaml
+
+from hack import localnode
 
 REPO: Final = Path(__file__).resolve().parent.parent
 HACK: Final = REPO / "hack"
@@ -66,6 +77,18 @@ BUILD_TARGETS: Final[dict[str, tuple[str, ...]]] = {
 REGIONS: Final = ("eu-north-1", "eu-west-1", "us-east-1")
 GPU_TAINT_KEY: Final = "nvidia.com/gpu"
 START_TIMEOUT_S: Final = 180.0
+LOCAL_NODE_START_TIMEOUT_S: Final = 60.0
+# KWOK fakes only these nodes; the local node lacks the annotation and runs real processes.
+KWOK_NODE_ANNOTATION: Final = "kwok.x-k8s.io/node=fake"
+
+# The real node (hack/localnode.py): its name, place, and what a pod needs to land there.
+LOCAL_NODE_NAME: Final = localnode.NODE_NAME
+LOCAL_NODE_REGION: Final = localnode.REGION
+LOCAL_NODE_ZONE: Final = localnode.ZONE
+LOCAL_NODE_LABEL: Final = localnode.REAL_TRITON_LABEL
+LOCAL_NODE_SELECTOR: Final = dict(localnode.NODE_SELECTOR)
+LOCAL_NODE_TOLERATION: Final = dict(localnode.TOLERATION)
+LOCAL_POD_CIDR: Final = localnode.POD_CIDR
 
 T = TypeVar("T")
 
@@ -328,6 +351,10 @@ class Cluster:
                 f"{exc}\n(bindAddress comes from {KWOKCTL_CONFIG}; a cluster created before it "
                 f"was set must be recreated: python -m hack.cluster down --name {self.name})"
             ) from None
+
+    def ensure_local_node(self, timeout: float = LOCAL_NODE_START_TIMEOUT_S) -> LocalNode:
+        """Start the real node's agent for this cluster unless it runs; wait until it is Ready."""
+        return ensure_local_node(self, timeout)
 
     def server_and_ca(self) -> tuple[str, str]:
         """The API server URL and its CA (base64), from the admin kubeconfig."""
@@ -713,12 +740,18 @@ def _component_log_tail(name: str, lines: int = 30) -> str:
 
 
 def up(
-    name: str, kubeconfig: Path, bin_dir: Path | None = None, *, config: Path | None = None
+    name: str,
+    kubeconfig: Path,
+    bin_dir: Path | None = None,
+    *,
+    config: Path | None = None,
+    real_node: bool = False,
 ) -> Cluster:
     """Start the cluster NAME (or reuse a healthy one), add the nodes, write KUBECONFIG.
 
     `config` replaces hack/kwok/kwokctl.yaml for a cluster created now (the
     benchmarks raise the control plane's limits and turn on an audit log).
+    `real_node` also starts the local node agent (see `ensure_local_node`).
     """
     bin_dir = bin_dir or ensure_binaries(("k8s", "kwok"))
     kubeconfig = kubeconfig.resolve()
@@ -746,7 +779,9 @@ def up(
             cluster.assert_listening_on_loopback()
         except (ClusterError, TimeoutError) as exc:
             raise ClusterError(f"{exc}\n{_component_log_tail(name)}") from exc
-        return cluster
+    if real_node:
+        cluster.ensure_local_node()
+    return cluster
 
 
 def _create(name: str, bin_dir: Path, config: Path) -> None:
@@ -762,7 +797,7 @@ def _create(name: str, bin_dir: Path, config: Path) -> None:
         "cluster",
         f"--name={name}",
         "--runtime=binary",
-        f"--config={config}",
+        f"--config={_kwokctl_config(name, config)}",
         f"--kubeconfig={scratch}",
         f"--kube-apiserver-binary={bin_dir / 'kube-apiserver'}",
         f"--kube-controller-manager-binary={bin_dir / 'kube-controller-manager'}",
@@ -779,6 +814,38 @@ def _create(name: str, bin_dir: Path, config: Path) -> None:
         raise ClusterError(
             f"kwokctl create cluster {name!r} failed (exit {proc.returncode})\n{detail}"
         )
+
+
+def _kwokctl_config(name: str, config: Path) -> Path:
+    """`config` plus the kwok-controller flags that keep KWOK off nodes not annotated fake.
+
+    kwokctl's binary runtime starts kwok-controller with --manage-all-nodes=true,
+    which would fake the status of the local node's pods too. Extra args are
+    appended after kwokctl's own, and the last value of a flag wins. Added here
+    rather than in each config, so a benchmark's own config gets them as well.
+    """
+    docs = [d for d in yaml.safe_load_all(config.read_text()) if d]
+    kwokctl = next((d for d in docs if d.get("kind") == "KwokctlConfiguration"), None)
+    if kwokctl is None:
+        kwokctl = {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration"}
+        docs.insert(0, kwokctl)
+    patches = kwokctl.setdefault("componentsPatches", [])
+    patch = next((p for p in patches if p.get("name") == "kwok-controller"), None)
+    if patch is None:
+        patch = {"name": "kwok-controller"}
+        patches.append(patch)
+    extra = patch.setdefault("extraArgs", [])
+    present = {a.get("key") for a in extra}
+    for key, value in (
+        ("manage-all-nodes", "false"),
+        ("manage-nodes-with-annotation-selector", KWOK_NODE_ANNOTATION),
+    ):
+        if key not in present:
+            extra.append({"key": key, "value": value})
+    out = CACHE / "clusters" / f"{name}.kwokctl.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return out
 
 
 def _write_kubeconfig(name: str, bin_dir: Path, kubeconfig: Path) -> None:
@@ -833,6 +900,8 @@ def _cluster_pids(name: str) -> list[int]:
 
 
 def _delete(name: str, bin_dir: Path) -> None:
+    # First, so the agent ends its pods' processes (not all carry the cluster's path).
+    stop_local_node(name)
     _kwokctl(bin_dir, "delete", "cluster", f"--name={name}", check=False)
     deadline = time.monotonic() + 15
     while _cluster_pids(name) and time.monotonic() < deadline:
@@ -853,6 +922,7 @@ def down(name: str) -> None:
     bin_dir = bin_dir_for_versions()
     with _file_lock(CACHE / "clusters" / f"{name}.lock"):
         if not exists(name, bin_dir) and not _cluster_pids(name):
+            stop_local_node(name)
             log(f"no cluster {name!r}")
             return
         log(f"deleting cluster {name!r}")
@@ -861,6 +931,159 @@ def down(name: str) -> None:
         if stray:
             raise ClusterError(f"processes of cluster {name!r} survived deletion: {stray}")
         (CACHE / "clusters" / f"{name}.persistent").unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- the local node
+
+
+@dataclass(frozen=True)
+class LocalNode:
+    """The agent of the real node (hack/localnode.py) running for a cluster."""
+
+    name: str
+    pid: int
+    workdir: Path
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "agent.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def pod_dir(self, namespace: str, pod: str) -> Path:
+        """Where a pod's volumes and container logs (<container>.log) are."""
+        return self.workdir / f"{namespace}_{pod}"
+
+    def running(self) -> bool:
+        return _agent_alive(self.pid)
+
+
+def local_node_dir(name: str) -> Path:
+    """The agent's directory: inside kwokctl's cluster directory, so it goes with the cluster."""
+    return KWOK_HOME / "clusters" / name / "localnode"
+
+
+def _agent_alive(pid: int) -> bool:
+    """True while `pid` is a live (not zombie) hack.localnode process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z" and b"hack.localnode" in cmdline
+
+
+def _local_node_pid(name: str) -> int | None:
+    pidfile = local_node_dir(name) / "agent.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _agent_alive(pid) else None
+
+
+def _kwok_manages_all_nodes(name: str) -> bool:
+    """True if the cluster's kwok-controller was started to take every node (older clusters)."""
+    for pid in _cluster_pids(name):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if Path(argv[0]).name not in ("kwok", "kwok-controller"):
+            continue
+        values = [a.split("=", 1)[1] for a in argv if a.startswith("--manage-all-nodes=")]
+        return bool(values) and values[-1] == "true"
+    return False
+
+
+def ensure_local_node(cluster: Cluster, timeout: float = LOCAL_NODE_START_TIMEOUT_S) -> LocalNode:
+    """Start hack/localnode.py for `cluster` unless it runs; return once its node is Ready.
+
+    The agent runs in the background (its own session, a pidfile and log in
+    `local_node_dir`), outlives the caller like the cluster does, and is
+    stopped by `down`. Fails with the agent's log when it does not come up.
+    """
+    workdir = local_node_dir(cluster.name)
+    with _file_lock(CACHE / "clusters" / f"{cluster.name}.localnode.lock"):
+        if _kwok_manages_all_nodes(cluster.name):
+            raise ClusterError(
+                f"the kwok-controller of cluster {cluster.name!r} manages all nodes, so it would "
+                "fake the local node's pods (the cluster predates the local node); recreate it: "
+                f"python -m hack.cluster down --name {cluster.name}"
+            )
+        pid = _local_node_pid(cluster.name)
+        started = time.time()
+        if pid is None:
+            workdir.mkdir(parents=True, exist_ok=True)
+            kubeconfig = workdir / "kubeconfig"
+            _write_kubeconfig(cluster.name, cluster.bin_dir, kubeconfig)
+            env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+            env["PYTHONUNBUFFERED"] = "1"
+            log_path = workdir / "agent.log"
+            argv = [sys.executable, "-m", "hack.localnode", "--kubeconfig", str(kubeconfig)]
+            argv += ["--node", LOCAL_NODE_NAME, "--workdir", str(workdir)]
+            log(f"starting the local node agent ({LOCAL_NODE_NAME}; log {log_path})")
+            with log_path.open("ab") as log_file:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=REPO,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            pid = proc.pid
+            (workdir / "agent.pid").write_text(f"{pid}\n")
+        else:
+            started = 0.0
+        node = LocalNode(LOCAL_NODE_NAME, pid, workdir)
+
+        def ready() -> bool:
+            if not node.running():
+                raise ClusterError(f"the local node agent (pid {pid}) exited")
+            got = cluster.kubectl("get", "node", node.name, "-o", "json", check=False, timeout=15)
+            if got.returncode != 0:
+                return False
+            for c in json.loads(got.stdout).get("status", {}).get("conditions", []):
+                if c["type"] == "Ready":
+                    beat = calendar.timegm(
+                        time.strptime(c["lastHeartbeatTime"], "%Y-%m-%dT%H:%M:%SZ")
+                    )
+                    # A node left Ready by an earlier agent does not count: a fresh heartbeat does.
+                    fresh = beat >= int(started) - 1
+                    return bool(c["status"] == "True" and fresh)
+            return False
+
+        try:
+            wait_for(ready, timeout, f"local node {node.name} never became Ready")
+        except (ClusterError, TimeoutError) as exc:
+            stop_local_node(cluster.name)
+            raise ClusterError(
+                f"{exc}\n--- local node agent log ({node.log_path})\n{node.log()}"
+            ) from exc
+        return node
+
+
+def stop_local_node(name: str, timeout: float = 20.0) -> bool:
+    """SIGTERM the cluster's local node agent (it ends its pods' processes); True if one ran."""
+    pid = _local_node_pid(name)
+    pidfile = local_node_dir(name) / "agent.pid"
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    log(f"stopping the local node agent (pid {pid})")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _agent_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _agent_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+    return True
 
 
 # --------------------------------------------------------------------------- shared use
@@ -939,10 +1162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--kubeconfig", type=Path, default=Path("kubeconfig"), help="where to write the kubeconfig"
     )
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help=f"with up: also run the local node {LOCAL_NODE_NAME} (pods as real processes)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            cluster = up(args.name, args.kubeconfig)
+            cluster = up(args.name, args.kubeconfig, real_node=args.real_node)
             (CACHE / "clusters" / f"{args.name}.persistent").touch()
             nodes = cluster.kubectl(
                 "get", "nodes", "-L", "topology.kubernetes.io/region,nvidia.com/gpu.product"

@@ -15,6 +15,10 @@ Fixtures:
                               env={...}, extra_args=[...]) -> OperatorProcess (stopped after the test;
                               its log is printed when the test fails)
   namespace          function a fresh namespace, deleted after the test
+  local_node         session  hack.cluster.LocalNode: the real node `triton-local` (hack/localnode.py)
+                              running, Ready; pods with LOCAL_NODE_SELECTOR and LOCAL_NODE_TOLERATION
+                              run there as local processes on 127.3.x.y (fails with its log if it
+                              cannot start)
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ import pytest
 from tests.e2e.cluster import (
     ChartRelease,
     Cluster,
+    ClusterError,
+    LocalNode,
     OperatorFactory,
     OperatorProcess,
     cluster_name,
@@ -64,6 +70,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     keep = os.environ.get("SMALLFLEET_KEEP_CLUSTER") == "1"
     with shared(name, kubeconfig, keep=keep) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def local_node(cluster: Cluster) -> LocalNode:
+    """The real node's agent, started once (it outlives the session like the cluster does)."""
+    try:
+        return cluster.ensure_local_node()
+    except (ClusterError, TimeoutError) as exc:
+        pytest.fail(f"the local node could not start:\n{exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
