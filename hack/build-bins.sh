@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl, etcd, kwok, kwokctl, helm, Flux's source- and
-# kustomize-controller) from Go modules, and fetches KEDA's CRDs from its module.
+# kustomize-controller) from Go modules, and fetches KEDA's CRDs and the Prometheus
+# Operator's ServiceMonitor and PodMonitor CRDs from their modules.
 # Outputs go to a cache outside the repository, keyed by hack/versions.env, so a
 # second run costs nothing. Prints the bin directory on its last line.
 set -euo pipefail
@@ -122,6 +123,19 @@ fetch_keda_crds() {
   chmod u+w "$bin/crds/keda/"*.yaml
 }
 
+fetch_prometheus_crds() {
+  mkdir -p "$bin/crds/prometheus"
+  [ -n "$(ls -A "$bin/crds/prometheus" 2>/dev/null)" ] && return 0
+  log "fetching Prometheus Operator $PROMETHEUS_OPERATOR_VERSION CRDs from its Go module"
+  local dir
+  dir=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  # Only the kinds the chart renders: the others would be served for nothing.
+  for kind in servicemonitors podmonitors; do
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$bin/crds/prometheus/"
+  done
+  chmod u+w "$bin/crds/prometheus/"*.yaml
+}
+
 what=${1:-all}
 case "$what" in
   all|k8s) build_k8s ;;&
@@ -131,6 +145,7 @@ case "$what" in
   all|helm) build_simple helm helm.sh/helm/v4 "$HELM_VERSION" helm.sh/helm/v4/cmd/helm "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" ;;&
   all|flux) build_flux ;;&
   all|keda) fetch_keda_crds ;;&
+  all|prometheus) fetch_prometheus_crds ;;&
   *) ;;
 esac
 log "binaries ready in $bin"

@@ -73,6 +73,10 @@ BUILD_TARGETS: Final[dict[str, tuple[str, ...]]] = {
     "kwok": ("kwok", "kwokctl"),
     "helm": ("helm",),
     "keda": ("crds/keda/keda.sh_scaledobjects.yaml",),
+    "prometheus": (
+        "crds/prometheus/monitoring.coreos.com_servicemonitors.yaml",
+        "crds/prometheus/monitoring.coreos.com_podmonitors.yaml",
+    ),
 }
 REGIONS: Final = ("eu-north-1", "eu-west-1", "us-east-1")
 GPU_TAINT_KEY: Final = "nvidia.com/gpu"
@@ -582,16 +586,41 @@ def install_keda_crds(cluster: Cluster) -> None:
     wait_established(cluster, ["scaledobjects.keda.sh"])
 
 
+def install_prometheus_crds(cluster: Cluster) -> None:
+    """The Prometheus Operator's ServiceMonitor and PodMonitor CRDs (from its Go module).
+
+    The chart's monitoring objects are only accepted by an API server that
+    serves these kinds; no Prometheus Operator runs.
+    """
+    crds = ensure_binaries(("prometheus",)) / "crds" / "prometheus"
+    wanted = [crds.parent.parent / f for f in BUILD_TARGETS["prometheus"]]
+    missing = [str(p) for p in wanted if not p.is_file()]
+    if missing:
+        raise ClusterError(
+            "the Prometheus Operator CRDs are missing (hack/build-bins.sh prometheus fetches "
+            f"them from the Go module proxy): {', '.join(missing)}"
+        )
+    cluster.apply_yaml(crds)
+    wait_established(
+        cluster, ["servicemonitors.monitoring.coreos.com", "podmonitors.monitoring.coreos.com"]
+    )
+
+
 def install_chart(
     cluster: Cluster,
     release: str = OPERATOR_RELEASE,
     namespace: str = OPERATOR_NAMESPACE,
     values: Sequence[str] = (),
+    *,
+    crds: bool = False,
 ) -> ChartRelease:
     """`helm upgrade --install` the chart with the operator Deployment scaled to zero.
 
     Pods are simulated here, so the operator runs as a local process instead,
     with the chart's ServiceAccount and environment (see `operator_command`).
+    The CRDs come from `install_crds` (crds/ itself) unless `crds` is set: a
+    CRD belongs to the one release that rendered it, and the harness installs
+    several releases into one cluster.
     """
     cluster.helm(
         "upgrade",
@@ -603,6 +632,8 @@ def install_chart(
         "--create-namespace",
         "--set",
         "replicas=0",
+        "--set",
+        f"crds.enabled={'true' if crds else 'false'}",
         *values,
         "--wait",
         "--timeout=2m",
