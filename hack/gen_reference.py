@@ -24,6 +24,7 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 CRDS: Final = (
     ROOT / "crds" / "smallmodels.serving.smallfleet.io.yaml",
     ROOT / "crds" / "modelpipelines.serving.smallfleet.io.yaml",
+    ROOT / "crds" / "servingpools.serving.smallfleet.io.yaml",
 )
 REFERENCE: Final = ROOT / "docs" / "reference.md"
 SCHEMA_MODULE: Final = ROOT / "operator" / "smallfleet" / "core" / "crd_schemas.py"

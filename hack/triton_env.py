@@ -116,6 +116,11 @@ ARTIFACTS: Final = (
         ),
     ),
     ArtifactSource(
+        "hashed-ngrams",
+        "hashed character-trigram sentence vectors, numpy only (python backend): packs by the dozen",
+        (("1/model.py", MODELS_DIR / "hashed-ngrams" / "model.py"),),
+    ),
+    ArtifactSource(
         "minilm-l6-onnx",
         "the bare all-MiniLM-L6-v2 int8 ONNX graph, for Triton's onnxruntime backend",
         (("model.onnx", MINILM_L6_ONNX),),

@@ -19,6 +19,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "render": ("smallfleet.core.render.cli", "Print the manifests the operator would apply"),
     "validate": ("smallfleet.validate", "Check manifests offline, with line-precise messages"),
     "fetch": ("smallfleet.fetch", "Download, verify and unpack a model artifact (init container)"),
+    "agent": ("smallfleet.agent", "Fetch artifacts into a pool server's repository (sidecar)"),
 }
 
 

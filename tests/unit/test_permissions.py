@@ -25,6 +25,8 @@ from render_fixtures import CPU_PYTHON, GPU_ONNX, PIPELINE, PIPELINE_MODELS
 
 import smallfleet.control
 from smallfleet.control.reconcile import UNWATCHED_KINDS
+from smallfleet.core.pools.render import render_pool
+from smallfleet.core.pools.spec import parse_serving_pool
 from smallfleet.core.render import plan_for_model, plan_for_pipeline, render_children
 from smallfleet.core.spec import Scaling
 from smallfleet.handlers.operator import registry
@@ -45,6 +47,7 @@ Triple = tuple[str, str, str]
 OWNERS: Final = (
     ("serving.smallfleet.io/v1alpha1", "SmallModel"),
     ("serving.smallfleet.io/v1alpha1", "ModelPipeline"),
+    ("serving.smallfleet.io/v1alpha1", "ServingPool"),
 )
 CONTROL: Final = Path(smallfleet.control.__file__).parent
 
@@ -96,6 +99,14 @@ def rendered_children() -> list[dict[str, Any]]:
     out += render_children(plan_for_model(CPU_PYTHON, settings), owner=owner, regions={"": 1})
     pipeline = plan_for_pipeline(PIPELINE, PIPELINE_MODELS, settings)
     out += render_children(pipeline, owner={**owner, "kind": "ModelPipeline"}, regions={"r": 1})
+    pool = parse_serving_pool({"metadata": {"name": "p", "namespace": "n"}, "spec": {}})
+    out += render_pool(
+        pool,
+        servers=1,
+        owner={"metadata": {"name": "p", "uid": "u"}},
+        triton_image="triton:1",
+        agent_image="smallfleet:1",
+    )
     return out
 
 

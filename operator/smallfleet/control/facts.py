@@ -30,12 +30,16 @@ IndexView = Mapping[Any, Collection[Any]]
 
 SMALL_MODEL: Final = "SmallModel"
 MODEL_PIPELINE: Final = "ModelPipeline"
+SERVING_POOL: Final = "ServingPool"
+POOL_INDEX: Final = "servingpools"
 # The kopf indices `handlers.indices` keeps, by the name kopf passes each under.
 OWNER_INDEX: Final = {SMALL_MODEL: "smallmodels", MODEL_PIPELINE: "modelpipelines"}
 INDEX_NAMES: Final = (
     "smallmodels",
     "modelpipelines",
     "pipelines_by_model",
+    "servingpools",
+    "models_by_pool",
     "child_deployments",
     "child_pods",
     "gpu_pods",
@@ -67,6 +71,12 @@ class Facts(Protocol):
     def pipelines_using(self, namespace: str, model: str) -> list[str]:
         """Names of the pipelines in `namespace` whose steps name SmallModel `model`."""
 
+    def pools(self) -> list[Key]:
+        """Every ServingPool being watched, sorted."""
+
+    def pool_models(self, namespace: str, pool: str) -> list[str]:
+        """Names of the SmallModels in `namespace` whose spec.serving.pool names `pool`."""
+
 
 def _values(index: IndexView | None, key: Any) -> list[Any]:
     if index is None:
@@ -85,7 +95,7 @@ class IndexFacts:
         self.indices = dict(indices)
 
     def owner(self, key: Key) -> dict[str, Any] | None:
-        index = OWNER_INDEX.get(key[0])
+        index = POOL_INDEX if key[0] == SERVING_POOL else OWNER_INDEX.get(key[0])
         found = _values(self.indices.get(index) if index else None, key)
         if not found or (found[0].get("metadata") or {}).get("deletionTimestamp"):
             return None
@@ -112,6 +122,12 @@ class IndexFacts:
     def pipelines_using(self, namespace: str, model: str) -> list[str]:
         return sorted(set(_values(self.indices.get("pipelines_by_model"), (namespace, model))))
 
+    def pools(self) -> list[Key]:
+        return sorted(k for k in list(self.indices.get(POOL_INDEX) or ()) if isinstance(k, tuple))
+
+    def pool_models(self, namespace: str, pool: str) -> list[str]:
+        return sorted(set(_values(self.indices.get("models_by_pool"), (namespace, pool))))
+
 
 @dataclass
 class StaticFacts:
@@ -127,7 +143,7 @@ class StaticFacts:
         return self.objects.get(key)
 
     def resources(self) -> list[Key]:
-        return sorted(self.objects)
+        return sorted(k for k in self.objects if k[0] != SERVING_POOL)
 
     def deployments(self, key: Key) -> list[dict[str, Any]]:
         return list(self.children.get(key, []))
@@ -152,3 +168,15 @@ class StaticFacts:
             ):
                 out.append(name)
         return sorted(out)
+
+    def pools(self) -> list[Key]:
+        return sorted(k for k in self.objects if k[0] == SERVING_POOL)
+
+    def pool_models(self, namespace: str, pool: str) -> list[str]:
+        return sorted(
+            name
+            for (kind, ns, name), body in self.objects.items()
+            if kind == SMALL_MODEL
+            and ns == namespace
+            and ((body.get("spec") or {}).get("serving") or {}).get("pool") == pool
+        )

@@ -201,6 +201,12 @@ def sticky_regions(req: RegionRequest) -> dict[str, int]:
     return dict.fromkeys(ranked[:spread], replicas)
 
 
+def pooled(body: Mapping[str, Any]) -> str | None:
+    """The ServingPool a SmallModel names (spec.serving.pool), if any."""
+    pool = ((body.get("spec") or {}).get("serving") or {}).get("pool")
+    return str(pool) if pool else None
+
+
 def owner_selector(kind: str, name: str) -> dict[str, str]:
     """The labels every child of one resource carries."""
     return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_OWNER_KIND: kind, LABEL_OWNER_NAME: name}
@@ -317,6 +323,9 @@ class Reconciler:
         # Told each status before it is written (placement watches for servers the
         # scheduler cannot place, to move them without waiting for a refresh).
         self.observed: Callable[[Key, st.Derived], None] = lambda _key, _derived: None
+        # A pooled SmallModel's status part (control.pools): (model, pool) -> conditions and
+        # fields; None until a pool controller is plugged in.
+        self.pool_status: Callable[[Key, str], st.Derived] | None = None
         # Replicas the operator's autoscaler set on a Deployment (plan, namespace, name), so
         # that applying the spec again keeps them; None: no opinion (see control.scaling).
         self.decided_replicas: Callable[[ServerPlan, str, str], int | None] = (
@@ -493,6 +502,9 @@ class Reconciler:
                 key, body, reason, _message(exc), final=reason == c.REASON_INVALID_SPEC
             )
 
+        pool = pooled(body)
+        if kind == SMALL_MODEL and pool is not None:
+            return self._reconcile_pooled(key, body, pool)
         deployments = self._deployments(key, body)
         regions = dict(self.choose_regions(RegionRequest(plan, body, deployments, self.facts)))
         for region in list(regions):
@@ -574,6 +586,54 @@ class Reconciler:
             extra=parts,
         )
         derived = _combine(derived, parts)
+        return self._write_status(key, body, derived, settle=True)
+
+    def _reconcile_pooled(self, key: Key, body: Mapping[str, Any], pool: str) -> Outcome:
+        """A SmallModel loaded into a ServingPool: no children of its own, status from the pool.
+
+        Children left from when it was served alone are deleted once, when the
+        spec changes (or when its watched Deployments show some are left).
+        """
+        kind, namespace, name = key
+        meta = body["metadata"]
+        generation = int(meta.get("generation") or 0)
+        observed_generation = int((body.get("status") or {}).get("observedGeneration") or 0)
+        leftovers: list[dict[str, Any]] = self._deployments(key, body)
+        if leftovers or generation != observed_generation:
+            for api_version, child_kind in UNWATCHED_KINDS:
+                leftovers += owned(
+                    self.kube.list_objects(
+                        api_version, child_kind, namespace, labels=owner_selector(kind, name)
+                    ),
+                    meta.get("uid"),
+                )
+        for obj in leftovers:
+            log.info("delete %s/%s: served by pool %s", obj["kind"], obj["metadata"]["name"], pool)
+            self.kube.delete(
+                str(obj.get("apiVersion") or "apps/v1"),
+                str(obj.get("kind") or "Deployment"),
+                namespace,
+                obj["metadata"]["name"],
+            )
+        part = (
+            self.pool_status(key, pool)
+            if self.pool_status is not None
+            else st.stalled(c.REASON_POOL_MISSING, "this operator serves no ServingPools")
+        )
+        dedicated_only = dict.fromkeys(
+            (
+                "region",
+                "regions",
+                "replicas",
+                "readyReplicas",
+                "desiredReplicas",
+                "carbon",
+                "placement",
+                "scaling",
+            )
+        )
+        derived = st.Derived(part.conditions, {"endpoint": None, **dedicated_only, **part.fields})
+        self._remember(key, body, extra=None)
         return self._write_status(key, body, derived, settle=True)
 
     def _remember(self, key: Key, body: Mapping[str, Any], **what: Any) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from smallfleet.control.facts import IndexFacts
+from smallfleet.control.pools import PoolController
 from smallfleet.control.reconcile import Reconciler
 from smallfleet.core import leadership
 from smallfleet.kube import Kube, KubeError
@@ -46,6 +47,8 @@ class Runtime:
     stop: threading.Event = field(default_factory=threading.Event)
     # Whether this replica leads (always, when standalone); kopf pauses only its handlers.
     leading: Callable[[], bool] = lambda: True
+    # Loads models into ServingPools' servers; None when pools are not served.
+    pools: PoolController | None = None
 
     def every(self, seconds: float, fn: Callable[[], None], name: str) -> None:
         """Run `fn` every `seconds` in the background thread (first run after one period)."""

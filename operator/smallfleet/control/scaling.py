@@ -221,6 +221,9 @@ class Autoscaler:
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             self.forget(*key)
             return []
+        if ((body.get("spec") or {}).get("serving") or {}).get("pool"):
+            self.forget(*key)  # a pooled model's servers belong to its pool
+            return []
         plan = self.reconciler.plan(kind, body)
         mode = plan.scaling.mode
         if mode != "operator":

@@ -65,6 +65,14 @@ REASON_OPERATOR_SCALING: Final = "OperatorScaling"
 REASON_EXTERNAL_SCALER: Final = "ExternalScaler"  # HPA or KEDA owns replicas
 REASON_FIXED_REPLICAS: Final = "FixedReplicas"  # scaling mode none: the spec's count
 REASON_RECONCILED: Final = "Reconciled"
+# Pools: a model loaded into a shared server of a ServingPool.
+REASON_LOADED: Final = "Loaded"  # the pool server's Triton reports the model READY
+REASON_LOADING: Final = "Loading"  # fetching the artifact or loading it into a pool server
+REASON_POOL_MISSING: Final = "PoolMissing"  # spec.serving.pool names no ServingPool
+REASON_POOL_FULL: Final = "PoolFull"  # no server of the pool has room, and it may not grow
+REASON_NOT_POOLABLE: Final = "NotPoolable"  # the pool's servers cannot hold this model at all
+REASON_SERVERS_READY: Final = "ServersReady"  # a pool's servers all report ready
+REASON_SERVERS_STARTING: Final = "ServersStarting"
 
 
 @dataclass(frozen=True)

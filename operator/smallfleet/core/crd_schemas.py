@@ -888,6 +888,322 @@ _JSON: Final = r"""{
    }
   ]
  },
+ "ServingPool": {
+  "description": "ServingPool describes shared NVIDIA Triton servers that load many small models each, with explicit model control: the operator packs the SmallModels that name the pool into its servers by memory, and loads and unloads each one without restarting a server.",
+  "properties": {
+   "apiVersion": {
+    "description": "APIVersion defines the versioned schema of this representation of an object.",
+    "type": "string"
+   },
+   "kind": {
+    "description": "Kind is a string value representing the REST resource this object represents.",
+    "type": "string"
+   },
+   "metadata": {
+    "type": "object"
+   },
+   "spec": {
+    "description": "The pool's desired state, written by its owner.",
+    "properties": {
+     "backends": {
+      "description": "The model formats the pool's servers load; a model of another format is refused with a reason. Empty allows every format.",
+      "items": {
+       "enum": [
+        "onnx",
+        "pytorch",
+        "tensorrt",
+        "python",
+        "tensorflow"
+       ],
+       "type": "string"
+      },
+      "maxItems": 8,
+      "type": "array",
+      "x-kubernetes-list-type": "set"
+     },
+     "maxServers": {
+      "default": 4,
+      "description": "The most servers the pool grows to; a model that fits in none of them waits, and its status says why.",
+      "maximum": 100,
+      "minimum": 1,
+      "type": "integer"
+     },
+     "minServers": {
+      "default": 1,
+      "description": "Servers kept running even when no model needs them.",
+      "maximum": 100,
+      "minimum": 0,
+      "type": "integer"
+     },
+     "modelsPerServer": {
+      "default": 50,
+      "description": "The most models one server loads.",
+      "maximum": 1000,
+      "minimum": 1,
+      "type": "integer"
+     },
+     "nodeSelector": {
+      "additionalProperties": {
+       "maxLength": 63,
+       "type": "string"
+      },
+      "description": "Node labels the servers' nodes must carry, beside the region and GPU product.",
+      "maxProperties": 32,
+      "type": "object"
+     },
+     "region": {
+      "description": "The region (topology.kubernetes.io/region) whose nodes run the pool's servers; unset lets the scheduler choose.",
+      "maxLength": 63,
+      "minLength": 1,
+      "type": "string"
+     },
+     "server": {
+      "default": {},
+      "description": "What each server of the pool gets, and so the room models are packed into.",
+      "properties": {
+       "cpu": {
+        "default": "2",
+        "description": "CPU request of each server (a quantity).",
+        "maxLength": 32,
+        "pattern": "^\\+?(\\d+(\\.\\d*)?|\\.\\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\\d+)?$",
+        "type": "string"
+       },
+       "gpuMemory": {
+        "description": "GPU memory per server that models may take (a quantity, for example 22Gi); each python-backend model on a GPU holds its own CUDA context (about 750 MiB) on top of its declared memory.",
+        "maxLength": 32,
+        "pattern": "^\\+?(\\d+(\\.\\d*)?|\\.\\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\\d+)?$",
+        "type": "string"
+       },
+       "gpuProduct": {
+        "description": "The GPU product (nvidia.com/gpu.product node label), for example NVIDIA-L4.",
+        "maxLength": 63,
+        "minLength": 1,
+        "type": "string"
+       },
+       "gpus": {
+        "default": 0,
+        "description": "GPUs (nvidia.com/gpu) per server; 0 runs the pool on CPU.",
+        "maximum": 8,
+        "minimum": 0,
+        "type": "integer"
+       },
+       "image": {
+        "description": "The Triton image of the pool's servers; the operator's default when unset.",
+        "maxLength": 512,
+        "minLength": 1,
+        "type": "string"
+       },
+       "memory": {
+        "default": "8Gi",
+        "description": "Host memory of each server (request and limit), which the declared memory of its models must fit in.",
+        "maxLength": 32,
+        "pattern": "^\\+?(\\d+(\\.\\d*)?|\\.\\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\\d+)?$",
+        "type": "string"
+       }
+      },
+      "type": "object",
+      "x-kubernetes-validations": [
+       {
+        "fieldPath": ".gpuProduct",
+        "message": "gpuProduct needs gpus > 0: a CPU pool cannot ask for a GPU product",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.gpuProduct) || self.gpus > 0"
+       },
+       {
+        "fieldPath": ".gpuMemory",
+        "message": "gpuMemory needs gpus > 0: a CPU pool has no GPU memory to pack",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.gpuMemory) || self.gpus > 0"
+       }
+      ]
+     },
+     "tolerations": {
+      "description": "Taints the servers tolerate, beside the GPU taint that GPU pools tolerate.",
+      "items": {
+       "description": "One toleration, as in a pod's spec.",
+       "properties": {
+        "effect": {
+         "description": "The taint effect to tolerate; empty tolerates every effect.",
+         "enum": [
+          "",
+          "NoSchedule",
+          "PreferNoSchedule",
+          "NoExecute"
+         ],
+         "type": "string"
+        },
+        "key": {
+         "description": "The taint key; empty with operator Exists matches every taint.",
+         "maxLength": 253,
+         "type": "string"
+        },
+        "operator": {
+         "description": "Equal (the default) or Exists.",
+         "enum": [
+          "Equal",
+          "Exists"
+         ],
+         "type": "string"
+        },
+        "value": {
+         "description": "The taint value, for operator Equal.",
+         "maxLength": 63,
+         "type": "string"
+        }
+       },
+       "type": "object"
+      },
+      "maxItems": 16,
+      "type": "array"
+     }
+    },
+    "type": "object",
+    "x-kubernetes-validations": [
+     {
+      "fieldPath": ".minServers",
+      "message": "minServers must not exceed maxServers",
+      "rule": "self.minServers <= self.maxServers"
+     }
+    ]
+   },
+   "status": {
+    "default": {
+     "observedGeneration": 0
+    },
+    "description": "The observed state, written by the operator only.",
+    "properties": {
+     "conditions": {
+      "description": "Ready, Reconciling and Stalled, in the shape of metav1.Condition.",
+      "items": {
+       "description": "One condition.",
+       "properties": {
+        "lastTransitionTime": {
+         "description": "When the status last changed.",
+         "format": "date-time",
+         "type": "string"
+        },
+        "message": {
+         "description": "Why, for a person.",
+         "maxLength": 32768,
+         "type": "string"
+        },
+        "observedGeneration": {
+         "description": "The metadata.generation the condition was set from.",
+         "format": "int64",
+         "minimum": 0,
+         "type": "integer"
+        },
+        "reason": {
+         "description": "Why, in one CamelCase word.",
+         "maxLength": 1024,
+         "minLength": 1,
+         "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+         "type": "string"
+        },
+        "status": {
+         "description": "True, False or Unknown.",
+         "enum": [
+          "True",
+          "False",
+          "Unknown"
+         ],
+         "type": "string"
+        },
+        "type": {
+         "description": "The condition's type, in CamelCase.",
+         "maxLength": 316,
+         "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+         "type": "string"
+        }
+       },
+       "required": [
+        "type",
+        "status",
+        "lastTransitionTime",
+        "reason",
+        "message"
+       ],
+       "type": "object"
+      },
+      "maxItems": 16,
+      "type": "array",
+      "x-kubernetes-list-map-keys": [
+       "type"
+      ],
+      "x-kubernetes-list-type": "map"
+     },
+     "models": {
+      "description": "SmallModels that name the pool.",
+      "minimum": 0,
+      "type": "integer"
+     },
+     "observedGeneration": {
+      "description": "The metadata.generation this status describes.",
+      "format": "int64",
+      "minimum": 0,
+      "type": "integer"
+     },
+     "readyModels": {
+      "description": "Those a server of the pool reports READY.",
+      "minimum": 0,
+      "type": "integer"
+     },
+     "readyServers": {
+      "description": "Servers whose Triton reports ready.",
+      "minimum": 0,
+      "type": "integer"
+     },
+     "serverModels": {
+      "description": "What each server holds.",
+      "items": {
+       "description": "One server and what packing gave it.",
+       "properties": {
+        "memory": {
+         "description": "Declared memory of those models.",
+         "maxLength": 32,
+         "type": "string"
+        },
+        "models": {
+         "description": "Models assigned to it.",
+         "minimum": 0,
+         "type": "integer"
+        },
+        "server": {
+         "description": "The server (pod) name.",
+         "maxLength": 253,
+         "type": "string"
+        }
+       },
+       "type": "object"
+      },
+      "maxItems": 100,
+      "type": "array"
+     },
+     "servers": {
+      "description": "Servers the pool runs now.",
+      "minimum": 0,
+      "type": "integer"
+     },
+     "waiting": {
+      "description": "Models that fit in no server of the pool.",
+      "minimum": 0,
+      "type": "integer"
+     }
+    },
+    "type": "object"
+   }
+  },
+  "required": [
+   "spec"
+  ],
+  "type": "object",
+  "x-kubernetes-validations": [
+   {
+    "message": "metadata.name must be a DNS-1035 label of at most 40 characters (lower case letters, digits and '-', starting with a letter): it names the pool's StatefulSet and Service",
+    "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 40"
+   }
+  ]
+ },
  "SmallModel": {
   "description": "SmallModel is one small model served by NVIDIA Triton Inference Server: where its artifact lives, how Triton serves it, what it needs, how it scales, where it may run, and its model card.",
   "properties": {
@@ -1339,6 +1655,19 @@ _JSON: Final = r"""{
        }
       ]
      },
+     "serving": {
+      "description": "How the model is served: alone on its own Triton servers (the default), or loaded into a shared server of a ServingPool of the same namespace, which is cheaper for small models.",
+      "properties": {
+       "pool": {
+        "description": "The ServingPool (same namespace) whose Triton servers load this model. The pool's servers, not this model's scaling and placement, then decide where and how many; unset serves the model on dedicated servers.",
+        "maxLength": 40,
+        "minLength": 1,
+        "pattern": "^[a-z]([-a-z0-9]*[a-z0-9])?$",
+        "type": "string"
+       }
+      },
+      "type": "object"
+     },
      "triton": {
       "default": {},
       "description": "How Triton serves the model (rendered into its config.pbtxt).",
@@ -1769,6 +2098,27 @@ _JSON: Final = r"""{
         },
         "maxItems": 32,
         "type": "array"
+       }
+      },
+      "type": "object"
+     },
+     "pool": {
+      "description": "Where a pooled model is loaded, as the pool's Triton servers report it.",
+      "properties": {
+       "name": {
+        "description": "The ServingPool.",
+        "maxLength": 40,
+        "type": "string"
+       },
+       "server": {
+        "description": "The pool server (pod) that holds the model; empty while it waits for room.",
+        "maxLength": 253,
+        "type": "string"
+       },
+       "state": {
+        "description": "The model's state in that server's Triton (READY, LOADING, UNAVAILABLE) or why it waits.",
+        "maxLength": 64,
+        "type": "string"
        }
       },
       "type": "object"

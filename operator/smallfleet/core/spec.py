@@ -187,6 +187,7 @@ class SmallModelSpec:
     resources: Resources = field(default_factory=Resources)
     scaling: Scaling = field(default_factory=Scaling)
     placement: Placement = field(default_factory=Placement)
+    pool: str | None = None  # spec.serving.pool: loaded into a ServingPool's shared servers
 
 
 @dataclass(frozen=True)
@@ -731,6 +732,7 @@ def parse_small_model(obj: Mapping[str, Any]) -> SmallModelSpec:
         resources=_resources(spec["resources"]),
         scaling=_scaling(spec["scaling"]),
         placement=_placement(spec["placement"]),
+        pool=(spec.get("serving") or {}).get("pool"),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 import kopf
 
 from smallfleet import telemetry
-from smallfleet.control.facts import MODEL_PIPELINE, SMALL_MODEL
+from smallfleet.control.facts import MODEL_PIPELINE, SERVING_POOL, SMALL_MODEL
 from smallfleet.control.runtime import Runtime
 from smallfleet.core.render.children import (
     LABEL_MANAGED_BY,
@@ -30,6 +30,7 @@ GROUP: Final = "serving.smallfleet.io"
 VERSION: Final = "v1alpha1"
 MODELS: Final = (GROUP, VERSION, "smallmodels")
 PIPELINES: Final = (GROUP, VERSION, "modelpipelines")
+POOLS: Final = (GROUP, VERSION, "servingpools")
 MANAGED: Final = {LABEL_MANAGED_BY: MANAGED_BY}
 MANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 MAX_BACKOFF_SECONDS: Final = 60.0
@@ -68,9 +69,14 @@ def refresh(memo: Any, kind: str, namespace: str | None, name: str) -> None:
         )
 
 
-def owner_of(labels: Any) -> tuple[str, str] | None:
-    """(kind, name) of the SmallModel or ModelPipeline a child's labels name, if any."""
+def owner_of(
+    labels: Any, kinds: tuple[str, ...] = (SMALL_MODEL, MODEL_PIPELINE)
+) -> tuple[str, str] | None:
+    """(kind, name) of the resource of `kinds` whose child the labels say this is, if any."""
     kind, name = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
-    if kind in (SMALL_MODEL, MODEL_PIPELINE) and name:
+    if kind in kinds and name:
         return str(kind), str(name)
     return None
+
+
+OWNER_KINDS: Final = (SMALL_MODEL, MODEL_PIPELINE, SERVING_POOL)

@@ -16,9 +16,9 @@ from typing import Any, Final
 
 import kopf
 
-from smallfleet.control.facts import MODEL_PIPELINE, SMALL_MODEL, Key
+from smallfleet.control.facts import MODEL_PIPELINE, SERVING_POOL, SMALL_MODEL, Key
 from smallfleet.core.placement.capacity import GPU_RESOURCE, pod_gpus
-from smallfleet.handlers.base import MODELS, PIPELINES, owner_of, registry
+from smallfleet.handlers.base import MODELS, OWNER_KINDS, PIPELINES, POOLS, owner_of, registry
 
 KOPF_PREFIX: Final = "smallfleet.io/"
 
@@ -62,6 +62,22 @@ def pipelines_by_model(
     return {(namespace or "", str(s.get("model"))): name for s in steps if isinstance(s, Mapping)}
 
 
+@kopf.index(*POOLS, registry=registry)
+def servingpools(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Key, dict[str, Any]]:
+    return {_key(SERVING_POOL, namespace, name): slim(body)}
+
+
+@kopf.index(*MODELS, registry=registry)
+def models_by_pool(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str], str] | None:
+    """(namespace, ServingPool) -> the SmallModels whose spec.serving.pool names it."""
+    pool = (spec.get("serving") or {}).get("pool")
+    return {(namespace or "", str(pool)): name} if pool else None
+
+
 @kopf.index("apps", "v1", "deployments", registry=registry)
 def child_deployments(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
@@ -79,7 +95,7 @@ def child_pods(
     The spec (a copy of the Deployment's template) is left out: it is most of
     a pod's size and nothing reads it.
     """
-    owner = owner_of(labels)
+    owner = owner_of(labels, OWNER_KINDS)
     if owner is None:
         return None
     meta = slim(body)["metadata"]

@@ -26,6 +26,8 @@ PREFIX: Final = "smallfleet.io"
 # is about under kopf's reference key instead of a prefix in the message.
 LOG_FORMATS: Final = ("text", "json")
 LOG_FORMAT_ENV: Final = "SMALLFLEET_LOG_FORMAT"
+# How often every ServingPool's servers are asked what they hold (one index request each).
+POOL_SYNC_SECONDS: Final = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from smallfleet import telemetry
     from smallfleet.control.facts import IndexFacts
     from smallfleet.control.placement import install as install_placement
+    from smallfleet.control.pools import PoolController
     from smallfleet.control.reconcile import Reconciler
     from smallfleet.control.scaling import Autoscaler, intensity_from
     from smallfleet.core import leadership
@@ -169,6 +172,12 @@ def run(args: argparse.Namespace) -> int:
     runtime.reconciler.scaling_status = autoscaler.status
     runtime.every(1.0, runtime.reconciler.flush_settled, "settle")
     runtime.every(settings.scrape_interval_seconds, autoscaler.run, "autoscale")
+    pools = PoolController(
+        kube, facts, settings, refresh_model=lambda key: runtime.reconciler.refresh(*key)
+    )
+    runtime.pools = pools
+    runtime.reconciler.pool_status = pools.model_status
+    runtime.every(POOL_SYNC_SECONDS, pools.sync_all, "pools")
     try:
         kopf.run(
             registry=registry,

@@ -29,7 +29,10 @@ def smallmodel_resume(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
 @kopf.on.delete(*MODELS, registry=registry, optional=True)
 def smallmodel_delete(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     # Children go by garbage collection (ownerReferences); only memory is left to clear.
-    runtime_of(memo).reconciler.forget(SMALL_MODEL, namespace, name)
+    runtime = runtime_of(memo)
+    runtime.reconciler.forget(SMALL_MODEL, namespace, name)
+    if runtime.pools is not None:
+        runtime.pools.forget_model((SMALL_MODEL, namespace or "", name))
 
 
 @kopf.on.event(*MODELS, registry=registry)

@@ -10,7 +10,7 @@ import-linter holds them independent.
 from __future__ import annotations
 
 from smallfleet.control.runtime import Runtime, peering_leader
-from smallfleet.handlers import children, indices, lifecycle, models, pipelines
+from smallfleet.handlers import children, indices, lifecycle, models, pipelines, pools
 from smallfleet.handlers.base import MANAGED_SELECTOR, registry
 
 __all__ = [
@@ -22,5 +22,6 @@ __all__ = [
     "models",
     "peering_leader",
     "pipelines",
+    "pools",
     "registry",
 ]

@@ -65,6 +65,7 @@ class KindInfo:
 KINDS: Final[tuple[KindInfo, ...]] = (
     KindInfo("apps/v1", "Deployment", "deployments"),
     KindInfo("apps/v1", "ReplicaSet", "replicasets"),
+    KindInfo("apps/v1", "StatefulSet", "statefulsets"),
     KindInfo("v1", "Service", "services"),
     KindInfo("v1", "ConfigMap", "configmaps"),
     KindInfo("v1", "Pod", "pods"),
@@ -76,6 +77,7 @@ KINDS: Final[tuple[KindInfo, ...]] = (
     KindInfo("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
     KindInfo("serving.smallfleet.io/v1alpha1", "SmallModel", "smallmodels"),
     KindInfo("serving.smallfleet.io/v1alpha1", "ModelPipeline", "modelpipelines"),
+    KindInfo("serving.smallfleet.io/v1alpha1", "ServingPool", "servingpools"),
     # Read only: which replica leads (kopf writes them).
     KindInfo("kopf.dev/v1", "KopfPeering", "kopfpeerings"),
     KindInfo("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False),

@@ -63,20 +63,20 @@ USED: Final[tuple[Permission, ...]] = (
     # -- the custom resources
     Permission(
         "serving.smallfleet.io",
-        ("smallmodels", "modelpipelines"),
+        ("smallmodels", "modelpipelines", "servingpools"),
         ("get", "list", "patch", "watch"),
         "kopf watches them and patches its progress annotations and finalizers; "
         "the status writer re-reads one after a conflict",
     ),
     Permission(
         "serving.smallfleet.io",
-        ("smallmodels/status", "modelpipelines/status"),
+        ("smallmodels/status", "modelpipelines/status", "servingpools/status"),
         ("patch",),
         "the one status writer (a merge patch with resourceVersion)",
     ),
     Permission(
         "serving.smallfleet.io",
-        ("smallmodels/finalizers", "modelpipelines/finalizers"),
+        ("smallmodels/finalizers", "modelpipelines/finalizers", "servingpools/finalizers"),
         ("update",),
         "children carry blockOwnerDeletion owner references; API servers with the "
         "OwnerReferencesPermissionEnforcement admission plugin ask for this",
@@ -86,6 +86,7 @@ USED: Final[tuple[Permission, ...]] = (
     Permission(
         "apps", ("deployments/scale",), ("patch",), "the autoscaler's write (/scale, replicas)"
     ),
+    _child("apps", "statefulsets", "a ServingPool's Triton servers, one ordinal per server"),
     _child("", "services", "one Service in front of a model's servers"),
     _child("", "configmaps", "config.pbtxt files; also the optional region-zone map (get)"),
     _child("policy", "poddisruptionbudgets", "one budget per model"),

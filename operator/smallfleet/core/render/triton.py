@@ -9,7 +9,7 @@ order must be deterministic: a changed byte rolls every pod of the server.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from smallfleet.core.render.serverplan import ModelEntry, ServerPlan
 from smallfleet.core.spec import Tensor
@@ -104,6 +104,47 @@ def triton_config(entry: ModelEntry) -> str:
             f"parameters {{\n  key: {_quote(key)}\n  value: {{ string_value: {_quote(value)} }}\n}}"
         )
     return "\n".join(parts) + "\n"
+
+
+def triton_config_json(entry: ModelEntry) -> dict[str, Any]:
+    """The same config as `triton_config`, as the JSON that Triton's load request takes.
+
+    A pool server loads models through the repository API with the config in
+    the request, so nothing but the artifact's files sits in its repository.
+    Ensembles are not loaded this way (a pooled pipeline is not served yet).
+    """
+    if entry.is_ensemble:
+        raise ValueError(f"{entry.name}: an ensemble is not loaded through the repository API")
+
+    def tensors(items: tuple[Tensor, ...]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": t.name,
+                "data_type": f"TYPE_{'STRING' if t.datatype == 'BYTES' else t.datatype}",
+                "dims": list(t.dims),
+            }
+            for t in items
+        ]
+
+    config: dict[str, Any] = {
+        "name": entry.name,
+        "backend": entry.platform,
+        "max_batch_size": entry.max_batch_size,
+        "input": tensors(entry.inputs),
+        "output": tensors(entry.outputs),
+        "instance_group": [
+            {"count": entry.instance_count, "kind": "KIND_GPU" if entry.gpu else "KIND_CPU"}
+        ],
+    }
+    batching = entry.dynamic_batching
+    if batching is not None and entry.max_batch_size > 0:
+        config["dynamic_batching"] = {
+            "preferred_batch_size": sorted(set(batching.preferred_batch_sizes)),
+            "max_queue_delay_microseconds": batching.max_queue_delay_microseconds,
+        }
+    if entry.parameters:
+        config["parameters"] = {k: {"string_value": v} for k, v in sorted(entry.parameters)}
+    return config
 
 
 def config_key(model_name: str) -> str:

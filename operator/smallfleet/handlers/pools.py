@@ -1,0 +1,51 @@
+"""ServingPool handlers: a pool's change reaches its servers at once, not at the next pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from smallfleet.control.facts import SERVING_POOL
+from smallfleet.handlers.base import POOLS, log, registry, runtime_of
+from smallfleet.kube import KubeError, Transient
+
+
+def _sync(memo: Any, namespace: str | None, name: str) -> None:
+    pools = runtime_of(memo).pools
+    if pools is None:
+        return
+    try:
+        pools.sync((SERVING_POOL, namespace or "", name))
+    except Transient as exc:
+        raise kopf.TemporaryError(str(exc), delay=5) from exc
+    except KubeError as exc:
+        log.warning("pool %s/%s: %s; the periodic pass retries", namespace, name, exc)
+
+
+@kopf.on.create(*POOLS, registry=registry)
+def servingpool_create(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    _sync(memo, namespace, name)
+
+
+@kopf.on.update(*POOLS, registry=registry)
+def servingpool_update(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    _sync(memo, namespace, name)
+
+
+@kopf.on.resume(*POOLS, registry=registry)
+def servingpool_resume(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    _sync(memo, namespace, name)
+
+
+@kopf.on.delete(*POOLS, registry=registry, optional=True)
+def servingpool_delete(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """The servers go by garbage collection; the models that named the pool say it is gone."""
+    runtime = runtime_of(memo)
+    if runtime.pools is not None:
+        runtime.pools.forget_pool((SERVING_POOL, namespace or "", name))
+    for model in runtime.facts.pool_models(namespace or "", name):
+        try:
+            runtime.reconciler.reconcile_named("SmallModel", namespace or "", model)
+        except KubeError as exc:
+            log.warning("model %s/%s not updated, the resync will: %s", namespace, model, exc)

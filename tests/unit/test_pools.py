@@ -1,0 +1,316 @@
+"""ServingPools, pure: the spec, packing, the plan of loads and statuses, the rendered servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+from smallfleet.core import conditions as c
+from smallfleet.core.pools.packing import MIB, Demand, pack
+from smallfleet.core.pools.plan import (
+    FETCH,
+    LOAD,
+    Failure,
+    IndexEntry,
+    Model,
+    Server,
+    plan_pool,
+)
+from smallfleet.core.pools.render import render_pool, server_ordinal, workload_name
+from smallfleet.core.pools.spec import PoolServer, PoolSpec, parse_serving_pool
+from smallfleet.core.render import plan_for_model
+from smallfleet.core.render.triton import triton_config, triton_config_json
+from smallfleet.core.spec import SpecError, parse_small_model
+from smallfleet.settings import Settings
+
+GIB = 1024 * MIB
+
+
+def pool(**kw: Any) -> PoolSpec:
+    base: dict[str, Any] = {"name": "shared", "namespace": "ns", "min_servers": 1, "max_servers": 3}
+    base.update(kw)
+    return PoolSpec(**base)
+
+
+def d(name: str, mib: int = 64, fmt: str = "python", gpus: int = 0, gpu_mib: int = 0) -> Demand:
+    return Demand(name=name, memory=mib * MIB, gpu_memory=gpu_mib * MIB, format=fmt, gpus=gpus)
+
+
+def body(spec: dict[str, Any], name: str = "shared") -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.smallfleet.io/v1alpha1",
+        "kind": "ServingPool",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": spec,
+    }
+
+
+# -- spec -----------------------------------------------------------------------
+
+
+def test_a_pool_gets_the_crd_defaults() -> None:
+    p = parse_serving_pool(body({}))
+    assert (p.min_servers, p.max_servers, p.models_per_server) == (1, 4, 50)
+    assert p.server == PoolServer(gpus=0, cpu="2", memory="8Gi")
+    assert p.server.memory_bytes == 8 * GIB
+
+
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [
+        ({"minServers": 5, "maxServers": 2}, "spec.minServers"),
+        ({"server": {"gpuProduct": "NVIDIA-L4"}}, "spec.server.gpuProduct"),
+        ({"server": {"gpuMemory": "20Gi"}}, "spec.server.gpuMemory"),
+        ({"modelsPerServer": 0}, "spec.modelsPerServer"),
+        ({"backends": ["cobol"]}, "spec.backends[0]"),
+        ({"server": {"memory": "lots"}}, "spec.server.memory"),
+    ],
+)
+def test_a_bad_pool_is_refused_naming_the_field(spec: dict[str, Any], path: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_serving_pool(body(spec))
+    assert path in [e.path for e in caught.value.errors]
+
+
+# -- packing --------------------------------------------------------------------
+
+
+def test_models_fill_the_lowest_server_first_and_the_pool_grows_when_full() -> None:
+    p = pool(server=PoolServer(memory="256Mi"))
+    got = pack(p, [d(f"m{i}") for i in range(9)], {})
+    assert got.servers == 3
+    assert sorted(got.placed.values()) == [0] * 4 + [1] * 4 + [2]
+    assert not got.waiting
+
+
+def test_past_max_servers_a_model_waits_and_says_what_to_change() -> None:
+    p = pool(max_servers=1, models_per_server=2)
+    got = pack(p, [d("a"), d("b"), d("c")], {})
+    assert set(got.placed) == {"a", "b"}
+    assert got.waiting["c"].reason == c.REASON_POOL_FULL
+    assert "spec.maxServers" in got.waiting["c"].message
+
+
+@pytest.mark.parametrize(
+    ("demand", "pool_kw", "words"),
+    [
+        (d("big", mib=16 * 1024), {}, "spec.resources.memory"),
+        (d("onnx", fmt="onnx"), {"backends": frozenset({"python"})}, "loads only python"),
+        (d("gpu", gpus=1), {}, "runs on CPU"),
+        (
+            d("ctx", gpus=1, gpu_mib=750),
+            {"server": PoolServer(gpus=1, gpu_memory=512 * MIB)},
+            "MiB of GPU memory",
+        ),
+    ],
+)
+def test_a_model_no_server_could_hold_is_refused(
+    demand: Demand, pool_kw: dict[str, Any], words: str
+) -> None:
+    got = pack(pool(**pool_kw), [demand], {})
+    assert got.waiting[demand.name].reason == c.REASON_NOT_POOLABLE
+    assert words in got.waiting[demand.name].message
+    assert got.servers == 1  # minServers still run
+
+
+def test_a_model_keeps_its_server_even_when_a_lower_one_has_room() -> None:
+    got = pack(pool(), [d("a"), d("b")], {"a": 2})
+    assert got.placed == {"a": 2, "b": 0} and got.servers == 3
+
+
+def test_a_model_beyond_a_smaller_pool_is_placed_again() -> None:
+    got = pack(pool(max_servers=2), [d("a")], {"a": 2})
+    assert got.placed == {"a": 0}
+
+
+names = hs.lists(hs.from_regex(r"[a-z]{1,6}", fullmatch=True), min_size=1, max_size=40, unique=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    names=names,
+    sizes=hs.lists(hs.integers(1, 3000), min_size=40, max_size=40),
+    max_servers=hs.integers(1, 6),
+    per_server=hs.integers(1, 12),
+    extra=hs.from_regex(r"[A-Z]{1,6}", fullmatch=True),
+)
+def test_packing_is_stable_fits_and_waits_only_when_full(
+    names: list[str], sizes: list[int], max_servers: int, per_server: int, extra: str
+) -> None:
+    p = pool(max_servers=max_servers, models_per_server=per_server, server=PoolServer(memory="4Gi"))
+    demands = [d(n, mib=s) for n, s in zip(names, sizes, strict=False)]
+    first = pack(p, demands, {})
+    for server, use in enumerate(first.use):
+        assert use.memory <= 4 * GIB and use.models <= per_server, server
+        held = [x for x in demands if first.placed.get(x.name) == server]
+        assert use.models == len(held)
+    for name in first.waiting:  # it waits only if it fits in no server as they are
+        need = next(x for x in demands if x.name == name)
+        for use in first.use + tuple(
+            type(first.use[0])(0, 0, 0) for _ in range(max_servers - len(first.use))
+        ):
+            assert use.models + 1 > per_server or use.memory + need.memory > 4 * GIB
+    # One more model never moves those already placed.
+    second = pack(p, [*demands, d(extra, mib=sizes[0])], dict(first.placed))
+    assert {k: second.placed[k] for k in first.placed} == dict(first.placed)
+    assert pack(p, demands, {}) == first  # deterministic
+
+
+# -- the plan -------------------------------------------------------------------
+
+
+def model(name: str, generation: int = 1, recorded: int | None = None) -> Model:
+    return Model(
+        demand=d(name), generation=generation, digest="sha256:" + "a" * 64, recorded_server=recorded
+    )
+
+
+def by_type(derived: Any) -> dict[str, tuple[str, str]]:
+    return {x.type: (x.status, x.reason) for x in derived.conditions}
+
+
+def test_ready_only_when_the_server_that_holds_it_reports_ready() -> None:
+    servers = [Server(0, "uid0", True, {"a": IndexEntry("READY")})]
+    plan = plan_pool(pool(), [model("a"), model("b")], servers, {}, frozenset())
+    assert by_type(plan.models["a"])[c.READY] == ("True", c.REASON_LOADED)
+    assert by_type(plan.models["b"])[c.READY] == ("False", c.REASON_LOADING)
+    assert [(x.model, x.ordinal) for x in plan.loads] == [("b", 0)]
+    assert plan.models["a"].fields["pool"] == {
+        "name": "shared",
+        "server": "shared-pool-0",
+        "state": "READY",
+    }
+    assert plan.models["a"].fields["endpoint"] == "shared-pool-0.shared-pool.ns.svc"
+    assert plan.pool.fields["readyModels"] == 1
+
+
+def test_nothing_is_loaded_into_a_server_that_is_not_ready() -> None:
+    plan = plan_pool(pool(), [model("a")], [Server(0, "uid0", False)], {}, frozenset())
+    assert not plan.loads
+    assert "waiting for shared-pool-0" in by_type_message(plan.models["a"], c.RECONCILING)
+
+
+def by_type_message(derived: Any, type_: str) -> str:
+    return next(x.message for x in derived.conditions if x.type == type_)
+
+
+@pytest.mark.parametrize(
+    ("step", "reason", "raw", "shown"),
+    [
+        (
+            FETCH,
+            c.REASON_ARTIFACT_FAILED,
+            "digest mismatch for x: expected a, got b",
+            "digest mismatch",
+        ),
+        (
+            LOAD,
+            c.REASON_MODEL_LOAD_FAILED,
+            "Internal: ValueError: this model needs output VECTOR",
+            "this model needs output VECTOR",
+        ),
+    ],
+)
+def test_a_failure_stalls_with_the_servers_words_and_is_not_retried(
+    step: str, reason: str, raw: str, shown: str
+) -> None:
+    servers = [Server(0, "uid0", True, {})]
+    failures = {"a": Failure(step, raw, 1, "uid0")}
+    plan = plan_pool(pool(), [model("a")], servers, failures, frozenset())
+    assert by_type(plan.models["a"])[c.STALLED] == ("True", reason)
+    assert shown in by_type_message(plan.models["a"], c.STALLED)
+    assert not plan.loads
+
+
+def test_a_new_generation_or_a_new_server_tries_again() -> None:
+    failures = {"a": Failure(LOAD, "broken", 1, "uid0")}
+    for gen, uid in ((2, "uid0"), (1, "uid1")):
+        plan = plan_pool(
+            pool(), [model("a", gen)], [Server(0, uid, True, {})], failures, frozenset()
+        )
+        assert [x.model for x in plan.loads] == ["a"]
+
+
+def test_a_model_no_longer_placed_on_a_server_is_unloaded_from_it() -> None:
+    servers = [
+        Server(0, "u0", True, {"gone": IndexEntry("READY"), "a": IndexEntry("READY")}),
+        Server(1, "u1", True, {"a": IndexEntry("UNAVAILABLE", "unloaded")}),
+    ]
+    plan = plan_pool(pool(), [model("a")], servers, {}, frozenset())
+    assert [(x.model, x.ordinal) for x in plan.unloads] == [("gone", 0)]
+    assert plan.packing.placed == {"a": 0}  # where Triton holds it, not where status said
+
+
+def test_loads_in_flight_are_not_sent_again() -> None:
+    plan = plan_pool(pool(), [model("a")], [Server(0, "u", True, {})], {}, frozenset({"a"}))
+    assert not plan.loads
+
+
+# -- rendering --------------------------------------------------------------------
+
+
+def test_the_pool_renders_a_statefulset_of_empty_explicit_servers_with_the_agent() -> None:
+    p = parse_serving_pool(
+        body(
+            {
+                "region": "eu-west-1",
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "nodeSelector": {"disk": "ssd"},
+            }
+        )
+    )
+    owner = {"metadata": {"name": "shared", "uid": "u-1"}}
+    service, sts = render_pool(p, servers=2, owner=owner, triton_image="t:1", agent_image="o:1")
+    assert service["spec"]["clusterIP"] == "None"
+    assert sts["kind"] == "StatefulSet" and sts["spec"]["replicas"] == 2
+    assert sts["metadata"]["name"] == workload_name("shared") == sts["spec"]["serviceName"]
+    pod = sts["spec"]["template"]["spec"]
+    triton, agent = pod["containers"]
+    assert "--model-control-mode=explicit" in triton["args"]
+    assert not any(a.startswith("--load-model") for a in triton["args"])
+    assert agent["command"] == ["smallfleet"] and agent["args"][0] == "agent"
+    assert pod["tolerations"] == [{"key": "k", "operator": "Exists"}]
+    assert pod["nodeSelector"] == {"disk": "ssd"}
+    assert sts["metadata"]["ownerReferences"][0]["kind"] == "ServingPool"
+    assert server_ordinal("shared", "shared-pool-12") == 12
+    assert server_ordinal("shared", "other-pool-1") is None
+
+
+def test_the_load_config_says_what_config_pbtxt_says() -> None:
+    spec = parse_small_model(
+        {
+            "apiVersion": "serving.smallfleet.io/v1alpha1",
+            "kind": "SmallModel",
+            "metadata": {"name": "m", "namespace": "ns"},
+            "spec": {
+                "model": {
+                    "uri": "https://x/m.tar.gz",
+                    "digest": "sha256:" + "b" * 64,
+                    "format": "python",
+                },
+                "triton": {
+                    "maxBatchSize": 8,
+                    "inputs": [{"name": "TEXT", "datatype": "BYTES", "dims": [1]}],
+                    "outputs": [{"name": "VECTOR", "datatype": "FP32", "dims": [128]}],
+                    "parameters": {"EXECUTION_ENV_PATH": "/env"},
+                },
+                "resources": {"gpus": 0},
+                "serving": {"pool": "shared"},
+                "card": {"owner": "o", "license": "MIT", "description": "m"},
+            },
+        }
+    )
+    assert spec.pool == "shared"
+    (entry,) = plan_for_model(spec, Settings()).models
+    config = triton_config_json(entry)
+    text = triton_config(entry)
+    assert config["input"] == [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}]
+    assert config["instance_group"] == [{"count": 1, "kind": "KIND_CPU"}]
+    assert config["parameters"] == {"EXECUTION_ENV_PATH": {"string_value": "/env"}}
+    assert "max_queue_delay_microseconds" in text
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == int(
+        text.split("max_queue_delay_microseconds: ")[1].split()[0]
+    )
