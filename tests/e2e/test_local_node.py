@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from hack.cluster import REPO, assert_listening_on_loopback, pid_alive
+from hack.localnode import expand, localize
 from tests.e2e.cluster import (
     LOCAL_NODE_NAME,
     LOCAL_NODE_SELECTOR,
@@ -150,6 +151,32 @@ def container_pid(status: Mapping[str, Any]) -> int:
     container_id = str(status["containerID"])
     assert container_id.startswith("localnode://"), container_id
     return int(container_id.removeprefix("localnode://"))
+
+
+def test_mount_paths_are_localized_once_and_only_where_a_path_starts() -> None:
+    mounts = {
+        "/models": Path("/tmp/pods/p/volumes/models"),
+        "/tmp": Path("/tmp/pods/p/volumes/tmp"),
+        "/dev/termination-log": Path("/tmp/pods/p/termination/c"),
+    }
+    assert localize("--model-repository=/models", mounts) == (
+        "--model-repository=/tmp/pods/p/volumes/models"
+    )
+    # The local directories lie under /tmp themselves: they must not be rewritten again.
+    assert localize("cp /tmp/a /models/b; echo ok > /dev/termination-log", mounts) == (
+        "cp /tmp/pods/p/volumes/tmp/a /tmp/pods/p/volumes/models/b; "
+        "echo ok > /tmp/pods/p/termination/c"
+    )
+    assert localize("/modelsx /srv/models $(ROOT)/models '/tmp'", mounts) == (
+        "/modelsx /srv/models $(ROOT)/models '/tmp/pods/p/volumes/tmp'"
+    )
+
+
+def test_variables_expand_as_kubernetes_expands_them() -> None:
+    variables = {"POD_IP": "127.3.0.9", "EMPTY": ""}
+    assert expand("--bind=$(POD_IP) $(MISSING) $$(POD_IP) $$HOME x$(EMPTY)y", variables) == (
+        "--bind=127.3.0.9 $(MISSING) $(POD_IP) $HOME xy"
+    )
 
 
 def test_the_node_is_real_ready_and_placed(cluster: Cluster, local_node: LocalNode) -> None:
@@ -325,6 +352,30 @@ def test_a_failing_init_container_reports_its_message_and_is_retried(
     (main_status,) = status["containerStatuses"]
     assert "waiting" in main_status["state"], main_status
     assert not (local_node.pod_dir(namespace, "bad-init") / "main.log").exists()
+
+
+def test_a_volume_the_node_cannot_provide_fails_the_pod(
+    cluster: Cluster, local_node: LocalNode, namespace: str
+) -> None:
+    main = {
+        "name": "main",
+        "image": "busybox",
+        "command": ["sleep", "60"],
+        "volumeMounts": [{"name": "host", "mountPath": "/host"}],
+    }
+    volumes = [{"name": "host", "hostPath": {"path": "/etc"}}]
+    apply(cluster, namespace, pod_manifest("host-path", [main], volumes=volumes))
+    pod = wait_pod(
+        cluster,
+        local_node,
+        namespace,
+        "host-path",
+        lambda p: p.get("status", {}).get("phase") == "Failed",
+        "failed",
+    )
+    assert pod["status"]["reason"] == "UnsupportedVolume"
+    assert "'host' is a hostPath volume" in pod["status"]["message"]
+    assert not (local_node.pod_dir(namespace, "host-path") / "main.log").exists()
 
 
 def test_deleting_a_pod_stops_its_process_then_removes_it(

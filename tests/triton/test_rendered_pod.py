@@ -11,7 +11,6 @@ what cannot be the same off a cluster changes: mount paths, the ports
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 import yaml
+from hack.localnode import localize
 from triton_harness import MANIFESTS, TritonEnv, TritonServer, start_triton
 
 
@@ -35,14 +35,6 @@ def rendered(manifest: Path) -> list[dict[str, Any]]:
     )
     assert done.returncode == 0, done.stderr
     return [d for d in yaml.safe_load_all(done.stdout) if d]
-
-
-def localize(text: str, mounts: dict[str, Path]) -> str:
-    """Point container paths at the local directories standing in for their volumes."""
-    # One pass, longest mount first, so a local path is never rewritten again.
-    alternatives = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![\w/.-])({alternatives})(?=/|\s|$|\")")
-    return pattern.sub(lambda m: str(mounts[m.group(1)]), text)
 
 
 @pytest.fixture(scope="module")
