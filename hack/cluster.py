@@ -943,6 +943,7 @@ def _delete(name: str, bin_dir: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     (CACHE / "clusters" / f"{name}.kwokctl-kubeconfig").unlink(missing_ok=True)
+    (CACHE / "clusters" / f"{name}.kwokctl.yaml").unlink(missing_ok=True)
     leftover = KWOK_HOME / "clusters" / name
     if leftover.exists():
         shutil.rmtree(leftover, ignore_errors=True)

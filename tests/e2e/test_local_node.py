@@ -405,6 +405,18 @@ def test_deleting_a_pod_stops_its_process_then_removes_it(
         fetch(f"http://{ip}:8080/", timeout=2)
 
 
+def test_a_pod_that_vanishes_has_its_processes_killed(
+    cluster: Cluster, local_node: LocalNode, namespace: str
+) -> None:
+    sleeper = {"name": "sleeper", "image": "busybox", "command": ["sleep", "600"]}
+    apply(cluster, namespace, pod_manifest("vanishing", [sleeper], grace=30))
+    pod = wait_pod(cluster, local_node, namespace, "vanishing", ready, "became Ready")
+    pid = container_pid(pod["status"]["containerStatuses"][0])
+    # Forced: the object is gone at once, before the node has stopped anything.
+    cluster.kubectl("delete", "pod", "vanishing", "-n", namespace, "--grace-period=0", "--force")
+    cluster.wait_for(lambda: not pid_alive(pid), 10, f"process {pid} outlived its vanished pod")
+
+
 @pytest.fixture(scope="module")
 def triton_env() -> dict[str, Any]:
     """hack/triton_env.py's result (it is idempotent: a second run takes a moment)."""
