@@ -314,3 +314,16 @@ def test_the_load_config_says_what_config_pbtxt_says() -> None:
     assert config["dynamic_batching"]["max_queue_delay_microseconds"] == int(
         text.split("max_queue_delay_microseconds: ")[1].split()[0]
     )
+
+
+def test_a_server_that_cannot_start_says_why_in_the_model_and_the_pool() -> None:
+    why = "0/7 nodes are available: 1 Insufficient cpu."
+    servers = [Server(0, "u0", True, {}), Server(1, "u1", False, None, why)]
+    p = pool(models_per_server=1)
+    plan = plan_pool(p, [model("a"), model("b")], servers, {}, frozenset())
+    assert why in by_type_message(plan.models["b"], c.RECONCILING)
+    assert why in by_type_message(plan.pool, c.RECONCILING)
+    assert "to be created" in by_type_message(
+        plan_pool(p, [model("a"), model("b")], servers[:1], {}, frozenset()).models["b"],
+        c.RECONCILING,
+    )

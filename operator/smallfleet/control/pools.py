@@ -241,7 +241,16 @@ class PoolController:
                     index = self.triton(f"{ip}:{HTTP_PORT}").index()
                 except ServerError as exc:
                     log.info("pool %s server %d: index unreadable: %s", pool.name, ordinal, exc)
-            servers.append(Server(ordinal=ordinal, uid=uid, ready=ready, index=index))
+            problem = st.pod_problem(pod)
+            servers.append(
+                Server(
+                    ordinal=ordinal,
+                    uid=uid,
+                    ready=ready,
+                    index=index,
+                    problem="" if problem is None else problem.message,
+                )
+            )
         return servers
 
     def _apply(self, key: Key, pool: PoolSpec, body: Mapping[str, Any], servers: int) -> None:

@@ -364,7 +364,9 @@ class Reconciler:
 
     # -- entry points ------------------------------------------------------
 
-    def reconcile(self, body: Mapping[str, Any], *, once: bool = False) -> Outcome:
+    def reconcile(
+        self, body: Mapping[str, Any], *, once: bool = False, settle: bool = True
+    ) -> Outcome:
         """Full reconcile of a SmallModel or ModelPipeline body.
 
         `once`: do nothing if this very generation of this very object was
@@ -384,7 +386,7 @@ class Reconciler:
             ):
                 return Outcome("skipped")
             try:
-                outcome = self._reconcile(key, self.body(key, body) or body)
+                outcome = self._reconcile(key, self.body(key, body) or body, settle=settle)
             except BaseException:
                 # Half done: the retry must not be mistaken for a repeat of a finished one.
                 self._memo.pop(key, None)
@@ -437,7 +439,7 @@ class Reconciler:
                         )
                         rec.result = outcome.result
                         return outcome
-            return self.reconcile(body)
+            return self.reconcile(body, settle=settle)
 
     def flush_settled(self) -> None:
         """Write the deferred "in progress" statuses that are due (the periodic thread calls this)."""
@@ -490,7 +492,7 @@ class Reconciler:
     def _deployments(self, key: Key, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         return owned(self.facts.deployments(key), _uid(body))
 
-    def _reconcile(self, key: Key, body: Mapping[str, Any]) -> Outcome:
+    def _reconcile(self, key: Key, body: Mapping[str, Any], *, settle: bool = True) -> Outcome:
         kind, namespace, name = key
         meta = body["metadata"]
         try:
@@ -504,7 +506,7 @@ class Reconciler:
 
         pool = pooled(body)
         if kind == SMALL_MODEL and pool is not None:
-            return self._reconcile_pooled(key, body, pool)
+            return self._reconcile_pooled(key, body, pool, settle=settle)
         deployments = self._deployments(key, body)
         regions = dict(self.choose_regions(RegionRequest(plan, body, deployments, self.facts)))
         for region in list(regions):
@@ -586,9 +588,11 @@ class Reconciler:
             extra=parts,
         )
         derived = _combine(derived, parts)
-        return self._write_status(key, body, derived, settle=True)
+        return self._write_status(key, body, derived, settle=settle)
 
-    def _reconcile_pooled(self, key: Key, body: Mapping[str, Any], pool: str) -> Outcome:
+    def _reconcile_pooled(
+        self, key: Key, body: Mapping[str, Any], pool: str, *, settle: bool = True
+    ) -> Outcome:
         """A SmallModel loaded into a ServingPool: no children of its own, status from the pool.
 
         Children left from when it was served alone are deleted once, when the
@@ -634,7 +638,7 @@ class Reconciler:
         )
         derived = st.Derived(part.conditions, {"endpoint": None, **dedicated_only, **part.fields})
         self._remember(key, body, extra=None)
-        return self._write_status(key, body, derived, settle=True)
+        return self._write_status(key, body, derived, settle=settle)
 
     def _remember(self, key: Key, body: Mapping[str, Any], **what: Any) -> None:
         meta = body["metadata"]

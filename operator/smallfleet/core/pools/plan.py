@@ -45,6 +45,7 @@ class Server:
     uid: str  # the pod's uid: a new pod is a new, empty server
     ready: bool  # the pod is Ready (Triton and the agent answer their probes)
     index: Mapping[str, IndexEntry] | None = None  # None: not read (not ready, or unreachable)
+    problem: str = ""  # why the pod does not run, as its status says (unschedulable, ...)
 
 
 @dataclass(frozen=True)
@@ -179,13 +180,13 @@ def plan_pool(
             )
             continue
         if server is None or not server.ready or server.index is None:
-            statuses[name] = _status(
-                pool,
-                model,
-                ordinal,
-                "",
-                _working(c.REASON_LOADING, f"waiting for {where} to start"),
-            )
+            if server is None:
+                why = f"waiting for {where} to be created"
+            else:
+                why = f"waiting for {where} to start" + (
+                    f": {server.problem}" if server.problem else ""
+                )
+            statuses[name] = _status(pool, model, ordinal, "", _working(c.REASON_LOADING, why))
             continue
         if name not in in_flight:
             loads.append(Action(name, ordinal))
@@ -223,6 +224,11 @@ def plan_pool(
             for i, use in enumerate(packing.use)
         ],
     }
+    problems = sorted(
+        f"{server_name(pool.name, s.ordinal)}: {s.problem}"
+        for s in servers
+        if s.problem and s.ordinal < packing.servers
+    )
     if ready_servers >= packing.servers:
         pool_conds = _ok(
             c.REASON_SERVERS_READY,
@@ -230,7 +236,9 @@ def plan_pool(
         )
     else:
         pool_conds = _working(
-            c.REASON_SERVERS_STARTING, f"{ready_servers} of {packing.servers} server(s) ready"
+            c.REASON_SERVERS_STARTING,
+            f"{ready_servers} of {packing.servers} server(s) ready"
+            + (f"; {'; '.join(problems)}" if problems else ""),
         )
     return PoolPlan(
         packing=packing,
