@@ -68,7 +68,7 @@ triton: triton-env ## Tests against a real Triton Inference Server (CPU)
 	$(BIN)/pytest tests/triton -q
 
 .PHONY: e2e
-e2e: venv bins ## End-to-end tests against a real local control plane
+e2e: venv bins triton-env ## End-to-end tests against a real local control plane (and a real-Triton node)
 	$(BIN)/pytest tests/e2e -q
 
 .PHONY: check
@@ -98,7 +98,7 @@ cluster-down: venv ## Stop the local cluster
 	$(BIN)/python -m hack.cluster down
 
 .PHONY: demo
-demo: venv ## The main job: a fleet on a local (or your) cluster, printed as a table
+demo: venv triton-env ## The main job: a fleet on a local (or your) cluster, printed as a table
 	$(BIN)/python -m hack.demo
 
 .PHONY: demo-down

@@ -36,6 +36,8 @@ if __package__ in (None, ""):
 
 from hack.cluster import (
     CACHE,
+    LOCAL_NODE_SELECTOR,
+    LOCAL_NODE_TOLERATION,
     REPO,
     Cluster,
     ClusterError,
@@ -50,9 +52,15 @@ from hack.cluster import (
     operator_command,
     pid_alive,
     up,
+    wait_for,
 )
 
 STATE: Final = REPO / ".smallfleet"
+STORE_PID_FILE: Final = STATE / "store.pid"
+STORE_PORT_FILE: Final = STATE / "store.port"
+POOL: Final = "demo-pool"
+POOLED_MODELS: Final = ("ngrams-tickets", "ngrams-search", "ngrams-faq")
+VECTOR_DIM: Final = 128
 PID_FILE: Final = STATE / "operator.pid"
 INFO_FILE: Final = STATE / "operator.json"
 LOG_FILE: Final = STATE / "operator.log"
@@ -100,7 +108,7 @@ def choose_cluster(local: bool) -> tuple[Cluster, bool]:
     why = "--local given" if local else "no reachable kubeconfig"
     say(f"{why}: using the local cluster {name!r} (3 regions, fake GPUs)")
     STATE.mkdir(exist_ok=True)
-    cluster = up(name, LOCAL_KUBECONFIG, bin_dir)
+    cluster = up(name, LOCAL_KUBECONFIG, bin_dir, real_node=True)
     # The demo cluster outlives the command; `make demo-down` removes it.
     (CACHE / "clusters" / f"{name}.persistent").touch()
     (STATE / "demo-cluster").write_text(name)
@@ -239,6 +247,9 @@ def row(obj: dict[str, Any]) -> Row:
     status = obj.get("status", {}) or {}
     ready = condition(obj, "Ready")
     regions = status.get("regions") or ([status["region"]] if status.get("region") else [])
+    pool = status.get("pool") or {}
+    if pool.get("server"):
+        regions = [f"pool {pool['server']}"]
     grams = (status.get("carbon") or {}).get("gramsCO2ePerHour")
     desired = status.get("desiredReplicas", status.get("replicas"))
     replicas = f"{status.get('readyReplicas', 0)}/{desired}" if desired is not None else "-"
@@ -343,6 +354,157 @@ def wait_ready(cluster: Cluster, names: set[tuple[str, str, str]], timeout: floa
         time.sleep(2)
 
 
+# --------------------------------------------------------------------------- a pool, for real
+
+
+def _triton_env() -> dict[str, Any]:
+    env: dict[str, Any] = json.loads((CACHE / "triton" / "env.json").read_text())
+    env["index"] = json.loads((Path(env["artifacts"]) / "index.json").read_text())
+    return env
+
+
+def artifact_store(artifacts: Path) -> str:
+    """A local HTTP store for the model artifacts (in the background; `demo-down` stops it)."""
+    if STORE_PID_FILE.exists() and STORE_PORT_FILE.exists():
+        pid = int(STORE_PID_FILE.read_text())
+        port = int(STORE_PORT_FILE.read_text())
+        if pid_alive(pid):
+            return f"http://127.0.0.1:{port}"
+    (port,) = free_ports(1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        cwd=artifacts,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    STORE_PID_FILE.write_text(f"{proc.pid}\n")
+    STORE_PORT_FILE.write_text(f"{port}\n")
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/index.json", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    wait_for(answers, 20, f"the artifact store on {url} did not answer")
+    return url
+
+
+def pool_manifests(store: str) -> list[dict[str, Any]]:
+    """A CPU ServingPool on the local real-Triton node, and small models packed into it."""
+    env = _triton_env()
+    artifact = env["index"]["hashed-ngrams"]
+    pool = {
+        "apiVersion": "serving.smallfleet.io/v1alpha1",
+        "kind": "ServingPool",
+        "metadata": {"name": POOL, "namespace": "default"},
+        "spec": {
+            "minServers": 1,
+            "maxServers": 2,
+            "modelsPerServer": 20,
+            "backends": ["python"],
+            "server": {"cpu": "250m", "memory": "1Gi"},
+            "nodeSelector": dict(LOCAL_NODE_SELECTOR),
+            "tolerations": [dict(LOCAL_NODE_TOLERATION)],
+        },
+    }
+    models = [
+        {
+            "apiVersion": "serving.smallfleet.io/v1alpha1",
+            "kind": "SmallModel",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "model": {
+                    "uri": f"{store}/{artifact['file']}",
+                    "digest": artifact["digest"],
+                    "format": "python",
+                },
+                "triton": {
+                    "maxBatchSize": 8,
+                    "inputs": [{"name": "TEXT", "datatype": "BYTES", "dims": [1]}],
+                    "outputs": [{"name": "VECTOR", "datatype": "FP32", "dims": [VECTOR_DIM]}],
+                    "parameters": {"EXECUTION_ENV_PATH": env["execution_env_path"]},
+                },
+                "resources": {"gpus": 0, "cpu": "50m", "memory": "64Mi"},
+                "serving": {"pool": POOL},
+                "card": {
+                    "owner": "demo@example.com",
+                    "license": "Apache-2.0",
+                    "description": "Hashed character-trigram vectors for near-duplicate search.",
+                },
+            },
+        }
+        for name in POOLED_MODELS
+    ]
+    return [pool, *models]
+
+
+def ask_pooled_model(cluster: Cluster, model: str) -> str:
+    """One real inference request to a pooled model, at the server its status names."""
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    obj = cluster.kubectl_json("get", "smallmodel", model, "-n", "default")
+    server = obj["status"]["pool"]["server"]
+    pod = cluster.kubectl_json("get", "pod", server, "-n", "default")
+    ip = pod["status"]["podIP"]
+    client = httpclient.InferenceServerClient(f"{ip}:8000")
+    try:
+        vectors = []
+        for text in ("my invoice is wrong", "the invoice was wrong", "reset my password"):
+            tensor = httpclient.InferInput("TEXT", [1, 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=object))
+            vectors.append(client.infer(model, [tensor]).as_numpy("VECTOR")[0])
+    finally:
+        client.close()
+    near, far = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
+    return (
+        f"POST http://{ip}:8000/v2/models/{model}/infer (pod {server}, Triton READY)\n"
+        f"  'my invoice is wrong' -> a unit vector of {len(vectors[0])} hashed trigram buckets "
+        f"({int((vectors[0] > 0).sum())} non-zero)\n"
+        f"  cosine with 'the invoice was wrong' = {near:.2f}; "
+        f"with 'reset my password' = {far:.2f}"
+    )
+
+
+def demo_pool(cluster: Cluster, timeout: float) -> tuple[set[tuple[str, str, str]], str, list[str]]:
+    """Pack small models into a real Triton server of a ServingPool and ask one of them."""
+    say("serving small models from a shared pool on the real-Triton node")
+    store = artifact_store(Path(_triton_env()["artifacts"]))
+    docs = pool_manifests(store)
+    proc = cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=smallfleet-demo",
+        "-f",
+        "-",
+        input="\n---\n".join(json.dumps(d) for d in docs),
+        check=False,
+    )
+    if proc.returncode != 0:
+        return set(), "", [f"the pool: {proc.stderr.strip()}"]
+    names = {("SmallModel", "default", n) for n in POOLED_MODELS}
+    say(f"applied ServingPool {POOL} and {len(POOLED_MODELS)} SmallModels that name it")
+    rows = wait_ready(cluster, names, timeout)
+    if not rows or any(r.ready != "True" for r in rows):
+        return names, "", []
+    return names, ask_pooled_model(cluster, POOLED_MODELS[0]), []
+
+
+def stop_store() -> None:
+    if STORE_PID_FILE.exists():
+        pid = int(STORE_PID_FILE.read_text().strip())
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    STORE_PID_FILE.unlink(missing_ok=True)
+    STORE_PORT_FILE.unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -351,10 +513,22 @@ def demo_up(local: bool, timeout: float) -> int:
     cluster, is_local = choose_cluster(local)
     start_operator(cluster, is_local)
     names, failures = apply_examples(cluster, timeout)
+    answer = ""
+    if is_local:
+        pooled, answer, pool_failures = demo_pool(cluster, timeout)
+        names |= pooled
+        failures += pool_failures
+    else:
+        say(
+            "the pooled models need the local cluster's real-Triton node: run `make demo` "
+            "without a kubeconfig (or with SMALLFLEET_DEMO_LOCAL=1) to see them"
+        )
     rows = fleet(cluster, names)
     print()
     print(table(rows))
     print()
+    if answer:
+        print(f"A real answer from a pooled model:\n  {answer}\n")
     not_ready = [r for r in rows if r.ready != "True"]
     for r in not_ready:
         print(f"  {r.kind}/{r.name}: {r.message or 'no status yet'}")
@@ -370,11 +544,12 @@ def demo_up(local: bool, timeout: float) -> int:
         else "  (stops the operator)"
     )
     print(f"Stop:\n  {stop}")
-    return 0 if not not_ready and not failures else 1
+    return 0 if not not_ready and not failures and (answer or not is_local) else 1
 
 
 def demo_down() -> int:
     stop_operator()
+    stop_store()
     marker = STATE / "demo-cluster"
     if marker.exists():
         name = marker.read_text().strip()
