@@ -6,12 +6,13 @@ settings as a value instead of reading the environment itself.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
-from smallfleet.core.spec import DEFAULT_TRITON_IMAGE
+from smallfleet.core.spec import DEFAULT_TRITON_IMAGE, PodSettings, SpecError, parse_pod_settings
 
 DEFAULT_OPERATOR_IMAGE: Final = "ghcr.io/smallfleet/smallfleet:0.1.0"
 
@@ -38,11 +39,31 @@ class Settings:
     # The one address /metrics and /healthz listen on: loopback unless set (the chart sets
     # the pod IP, so the kubelet's probes reach it). Never a wildcard by default.
     bind_address: str = "127.0.0.1"
+    # The chart's podDefaults: what a model's server pods get where its spec.pod sets nothing.
+    pod_defaults: PodSettings = field(default_factory=PodSettings)
 
 
 def _env(env: Mapping[str, str], key: str) -> str | None:
     value = env.get(f"SMALLFLEET_{key}")
     return value if value else None
+
+
+def pod_defaults_from(text: str | None) -> PodSettings:
+    """SMALLFLEET_POD_DEFAULTS (JSON of a spec.pod block), checked as the CRD checks spec.pod.
+
+    A bad value stops the operator at start-up with every problem named, rather
+    than rendering pods that the API server or the scheduler would refuse later.
+    """
+    if text is None:
+        return PodSettings()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"SMALLFLEET_POD_DEFAULTS is not JSON: {exc}") from exc
+    try:
+        return parse_pod_settings(value if value is not None else {})
+    except SpecError as exc:
+        raise ValueError(f"SMALLFLEET_POD_DEFAULTS: {exc}") from exc
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -77,4 +98,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         metrics_port=i("METRICS_PORT", d.metrics_port),
         health_port=i("HEALTH_PORT", d.health_port),
         bind_address=s("BIND_ADDRESS", d.bind_address),
+        pod_defaults=pod_defaults_from(_env(e, "POD_DEFAULTS")),
     )

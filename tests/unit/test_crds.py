@@ -16,7 +16,15 @@ import yaml
 
 from smallfleet.core import spec as spec_module
 from smallfleet.core.pools import spec as pool_spec_module
-from smallfleet.core.spec import DynamicBatching, Placement, Resources, Scaling, TritonSpec
+from smallfleet.core.spec import (
+    DynamicBatching,
+    Placement,
+    PodSettings,
+    Resources,
+    Scaling,
+    Toleration,
+    TritonSpec,
+)
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 FILES: Final = {
@@ -54,7 +62,9 @@ def test_crd_identity(kind: str) -> None:
     assert crd["metadata"]["name"] == f"{names['plural']}.serving.smallfleet.io"
     assert crd["spec"]["scope"] == "Namespaced"
     assert names["kind"] == kind
-    assert names["shortNames"] == [{"SmallModel": "sm", "ModelPipeline": "mp", "ServingPool": "sp"}[kind]]
+    assert names["shortNames"] == [
+        {"SmallModel": "sm", "ModelPipeline": "mp", "ServingPool": "sp"}[kind]
+    ]
     assert names["categories"] == ["smallfleet"]
     (version,) = crd["spec"]["versions"]
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
@@ -137,6 +147,7 @@ MAPPED: Final = [
     (Resources, "spec.resources"),
     (Scaling, "spec.scaling"),
     (Placement, "spec.placement"),
+    (PodSettings, "spec.pod"),
 ]
 
 
@@ -181,9 +192,15 @@ def test_spec_fields_map_one_to_one() -> None:
     assert {snake(p) for p in card} == {f.name for f in dataclasses.fields(spec_module.ModelCard)}
     cap = sm["scaling"]["properties"]["carbonCap"]["properties"]
     assert {snake(p) for p in cap} == {f.name for f in dataclasses.fields(spec_module.CarbonCap)}
+    toleration = sm["pod"]["properties"]["tolerations"]["items"]["properties"]
+    assert {snake(p) for p in toleration} == {f.name for f in dataclasses.fields(Toleration)}
+    affinity = sm["pod"]["properties"]["affinity"]["properties"]
+    assert {snake(p) for p in affinity} == {
+        f.name for f in dataclasses.fields(spec_module.Affinity)
+    }
 
 
-@pytest.mark.parametrize("block", ["scaling", "placement"])
+@pytest.mark.parametrize("block", ["scaling", "placement", "pod"])
 def test_shared_blocks_are_identical_in_both_crds(block: str) -> None:
     assert at("SmallModel", f"spec.{block}") == at("ModelPipeline", f"spec.{block}")
 

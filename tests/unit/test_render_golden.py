@@ -24,7 +24,7 @@ from smallfleet.core.render import (
     triton_config,
 )
 from smallfleet.core.render.yamltext import dump
-from smallfleet.core.spec import Scaling
+from smallfleet.core.spec import PodSettings, Scaling, Toleration
 from smallfleet.settings import Settings
 
 GOLDEN: Final = Path(__file__).parent / "golden"
@@ -62,6 +62,27 @@ def _plans() -> dict[str, tuple[ServerPlan, dict[str, int]]]:
             ),
             {"eu-north-1": 1},
         ),
+        # spec.pod merged with what the operator sets; the priority class from the chart.
+        "gpu-onnx-pod": (
+            plan_for_model(
+                dataclasses.replace(
+                    GPU_ONNX,
+                    pod=PodSettings(
+                        tolerations=(Toleration(key="dedicated", value="ml", effect="NoSchedule"),),
+                        node_selector=(("example.com/pool", "ml"),),
+                        image_pull_secrets=("registry",),
+                        service_account_name="triton",
+                        env=(("OMP_NUM_THREADS", "2"),),
+                        labels=(("team", "search"),),
+                        annotations=(("example.com/owner", "search-team"),),
+                    ),
+                ),
+                dataclasses.replace(
+                    SETTINGS, pod_defaults=PodSettings(priority_class_name="serving")
+                ),
+            ),
+            {"eu-north-1": 1},
+        ),
     }
 
 
@@ -75,7 +96,9 @@ def _check(path: Path, text: str) -> None:
     )
 
 
-@pytest.mark.parametrize("case", ["gpu-onnx", "cpu-python", "pipeline", "gpu-onnx-keda"])
+@pytest.mark.parametrize(
+    "case", ["gpu-onnx", "cpu-python", "pipeline", "gpu-onnx-keda", "gpu-onnx-pod"]
+)
 def test_manifests_match_golden(case: str) -> None:
     plan, regions = _plans()[case]
     owner = _owner(plan.owner_kind, plan.owner_name)

@@ -267,6 +267,232 @@ _JSON: Final = r"""{
        }
       ]
      },
+     "pod": {
+      "description": "Settings of the Triton server pods, merged into what the operator sets (its GPU toleration, its region and GPU-product node affinity, its labels and annotations). Each field left unset takes the chart's podDefaults.",
+      "properties": {
+       "affinity": {
+        "description": "Scheduling affinity, as in a pod's spec. Required node affinity terms are each joined with the operator's region and GPU-product requirements (a node must satisfy both); preferred terms and pod (anti-)affinity are passed through as written.",
+        "properties": {
+         "nodeAffinity": {
+          "description": "A core/v1 NodeAffinity (requiredDuringSchedulingIgnoredDuringExecution, preferredDuringSchedulingIgnoredDuringExecution); the API server checks it when the Deployment is applied.",
+          "type": "object",
+          "x-kubernetes-preserve-unknown-fields": true
+         },
+         "podAffinity": {
+          "description": "A core/v1 PodAffinity, passed to the servers' pods as written.",
+          "type": "object",
+          "x-kubernetes-preserve-unknown-fields": true
+         },
+         "podAntiAffinity": {
+          "description": "A core/v1 PodAntiAffinity, passed to the servers' pods as written.",
+          "type": "object",
+          "x-kubernetes-preserve-unknown-fields": true
+         }
+        },
+        "type": "object"
+       },
+       "annotations": {
+        "additionalProperties": {
+         "maxLength": 4096,
+         "type": "string"
+        },
+        "description": "Extra annotations on the servers' pods (not app.kubernetes.io/* or serving.smallfleet.io/*, which the operator sets).",
+        "maxProperties": 32,
+        "type": "object",
+        "x-kubernetes-validations": [
+         {
+          "message": "keys must be label keys: an optional DNS prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.'",
+          "rule": "self.all(k, size(k) <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))"
+         }
+        ]
+       },
+       "env": {
+        "description": "Environment variables of the Triton container (plain values; not HOME or SMALLFLEET_*, which the operator sets).",
+        "items": {
+         "description": "One variable.",
+         "properties": {
+          "name": {
+           "description": "The variable's name, a C identifier.",
+           "maxLength": 128,
+           "minLength": 1,
+           "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+           "type": "string"
+          },
+          "value": {
+           "description": "Its value; empty when unset.",
+           "maxLength": 4096,
+           "type": "string"
+          }
+         },
+         "required": [
+          "name"
+         ],
+         "type": "object"
+        },
+        "maxItems": 32,
+        "type": "array",
+        "x-kubernetes-list-map-keys": [
+         "name"
+        ],
+        "x-kubernetes-list-type": "map"
+       },
+       "imagePullSecrets": {
+        "description": "Secrets (in the model's namespace) for pulling the Triton and fetch images from a private registry.",
+        "items": {
+         "description": "One Secret reference.",
+         "properties": {
+          "name": {
+           "description": "The Secret's name.",
+           "maxLength": 253,
+           "minLength": 1,
+           "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+           "type": "string"
+          }
+         },
+         "required": [
+          "name"
+         ],
+         "type": "object"
+        },
+        "maxItems": 8,
+        "type": "array",
+        "x-kubernetes-list-map-keys": [
+         "name"
+        ],
+        "x-kubernetes-list-type": "map"
+       },
+       "labels": {
+        "additionalProperties": {
+         "maxLength": 63,
+         "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+         "type": "string"
+        },
+        "description": "Extra labels on the servers' pods (not app.kubernetes.io/* or serving.smallfleet.io/*, which the operator sets).",
+        "maxProperties": 32,
+        "type": "object",
+        "x-kubernetes-validations": [
+         {
+          "message": "keys must be label keys: an optional DNS prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.'",
+          "rule": "self.all(k, size(k) <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))"
+         }
+        ]
+       },
+       "nodeSelector": {
+        "additionalProperties": {
+         "maxLength": 63,
+         "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+         "type": "string"
+        },
+        "description": "Node labels the servers' nodes must carry, beside the region and GPU product the operator requires.",
+        "maxProperties": 16,
+        "type": "object",
+        "x-kubernetes-validations": [
+         {
+          "message": "keys must be label keys: an optional DNS prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.'",
+          "rule": "self.all(k, size(k) <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))"
+         }
+        ]
+       },
+       "priorityClassName": {
+        "description": "The PriorityClass of the servers' pods; the cluster's default when unset.",
+        "maxLength": 253,
+        "minLength": 1,
+        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        "type": "string"
+       },
+       "serviceAccountName": {
+        "description": "The ServiceAccount the servers run as; the namespace's default when unset. Its token is not mounted: Triton does not call the API server.",
+        "maxLength": 253,
+        "minLength": 1,
+        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        "type": "string"
+       },
+       "tolerations": {
+        "description": "Taints the servers tolerate, beside the GPU taint that GPU servers tolerate.",
+        "items": {
+         "description": "One toleration, as in a pod's spec.",
+         "properties": {
+          "effect": {
+           "description": "The taint effect to tolerate; empty tolerates every effect.",
+           "enum": [
+            "",
+            "NoSchedule",
+            "PreferNoSchedule",
+            "NoExecute"
+           ],
+           "type": "string"
+          },
+          "key": {
+           "description": "The taint key; empty with operator Exists matches every taint.",
+           "maxLength": 316,
+           "pattern": "^(([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$",
+           "type": "string"
+          },
+          "operator": {
+           "description": "Equal (the default) or Exists.",
+           "enum": [
+            "Equal",
+            "Exists"
+           ],
+           "type": "string"
+          },
+          "tolerationSeconds": {
+           "description": "With effect NoExecute, how long the pod stays after the taint appears; unset stays for ever.",
+           "format": "int64",
+           "maximum": 31536000,
+           "minimum": 0,
+           "type": "integer"
+          },
+          "value": {
+           "description": "The taint value, for operator Equal.",
+           "maxLength": 63,
+           "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+           "type": "string"
+          }
+         },
+         "type": "object",
+         "x-kubernetes-validations": [
+          {
+           "message": "a toleration with operator Exists must not have a value",
+           "rule": "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''"
+          },
+          {
+           "message": "a toleration without a key must have operator Exists (it then tolerates every taint)",
+           "rule": "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')"
+          },
+          {
+           "message": "tolerationSeconds needs effect NoExecute",
+           "rule": "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')"
+          }
+         ]
+        },
+        "maxItems": 16,
+        "type": "array",
+        "x-kubernetes-list-type": "atomic"
+       }
+      },
+      "type": "object",
+      "x-kubernetes-validations": [
+       {
+        "fieldPath": ".labels",
+        "message": "pod.labels must not set the operator's own keys (app.kubernetes.io/* and serving.smallfleet.io/*): the operator selects and describes its pods by them",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.labels) || self.labels.all(k, !k.startsWith('app.kubernetes.io/') && !k.startsWith('serving.smallfleet.io/'))"
+       },
+       {
+        "fieldPath": ".annotations",
+        "message": "pod.annotations must not set the operator's own keys (app.kubernetes.io/* and serving.smallfleet.io/*): the operator records the digest and config hash under them",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.annotations) || self.annotations.all(k, !k.startsWith('app.kubernetes.io/') && !k.startsWith('serving.smallfleet.io/'))"
+       },
+       {
+        "fieldPath": ".env",
+        "message": "pod.env must not set HOME or SMALLFLEET_* variables: the operator sets them",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.env) || self.env.all(e, e.name != 'HOME' && !e.name.startsWith('SMALLFLEET_'))"
+       }
+      ]
+     },
      "resources": {
       "description": "What the pipeline's Triton server needs; by default the largest need of its steps' SmallModels.",
       "properties": {
@@ -1448,6 +1674,232 @@ _JSON: Final = r"""{
         "message": "latencyPenalty may only name regions listed in regions",
         "reason": "FieldValueInvalid",
         "rule": "!has(self.latencyPenalty) || !has(self.regions) || size(self.regions) == 0 || self.latencyPenalty.all(r, r in self.regions)"
+       }
+      ]
+     },
+     "pod": {
+      "description": "Settings of the Triton server pods, merged into what the operator sets (its GPU toleration, its region and GPU-product node affinity, its labels and annotations). Each field left unset takes the chart's podDefaults.",
+      "properties": {
+       "affinity": {
+        "description": "Scheduling affinity, as in a pod's spec. Required node affinity terms are each joined with the operator's region and GPU-product requirements (a node must satisfy both); preferred terms and pod (anti-)affinity are passed through as written.",
+        "properties": {
+         "nodeAffinity": {
+          "description": "A core/v1 NodeAffinity (requiredDuringSchedulingIgnoredDuringExecution, preferredDuringSchedulingIgnoredDuringExecution); the API server checks it when the Deployment is applied.",
+          "type": "object",
+          "x-kubernetes-preserve-unknown-fields": true
+         },
+         "podAffinity": {
+          "description": "A core/v1 PodAffinity, passed to the servers' pods as written.",
+          "type": "object",
+          "x-kubernetes-preserve-unknown-fields": true
+         },
+         "podAntiAffinity": {
+          "description": "A core/v1 PodAntiAffinity, passed to the servers' pods as written.",
+          "type": "object",
+          "x-kubernetes-preserve-unknown-fields": true
+         }
+        },
+        "type": "object"
+       },
+       "annotations": {
+        "additionalProperties": {
+         "maxLength": 4096,
+         "type": "string"
+        },
+        "description": "Extra annotations on the servers' pods (not app.kubernetes.io/* or serving.smallfleet.io/*, which the operator sets).",
+        "maxProperties": 32,
+        "type": "object",
+        "x-kubernetes-validations": [
+         {
+          "message": "keys must be label keys: an optional DNS prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.'",
+          "rule": "self.all(k, size(k) <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))"
+         }
+        ]
+       },
+       "env": {
+        "description": "Environment variables of the Triton container (plain values; not HOME or SMALLFLEET_*, which the operator sets).",
+        "items": {
+         "description": "One variable.",
+         "properties": {
+          "name": {
+           "description": "The variable's name, a C identifier.",
+           "maxLength": 128,
+           "minLength": 1,
+           "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+           "type": "string"
+          },
+          "value": {
+           "description": "Its value; empty when unset.",
+           "maxLength": 4096,
+           "type": "string"
+          }
+         },
+         "required": [
+          "name"
+         ],
+         "type": "object"
+        },
+        "maxItems": 32,
+        "type": "array",
+        "x-kubernetes-list-map-keys": [
+         "name"
+        ],
+        "x-kubernetes-list-type": "map"
+       },
+       "imagePullSecrets": {
+        "description": "Secrets (in the model's namespace) for pulling the Triton and fetch images from a private registry.",
+        "items": {
+         "description": "One Secret reference.",
+         "properties": {
+          "name": {
+           "description": "The Secret's name.",
+           "maxLength": 253,
+           "minLength": 1,
+           "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+           "type": "string"
+          }
+         },
+         "required": [
+          "name"
+         ],
+         "type": "object"
+        },
+        "maxItems": 8,
+        "type": "array",
+        "x-kubernetes-list-map-keys": [
+         "name"
+        ],
+        "x-kubernetes-list-type": "map"
+       },
+       "labels": {
+        "additionalProperties": {
+         "maxLength": 63,
+         "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+         "type": "string"
+        },
+        "description": "Extra labels on the servers' pods (not app.kubernetes.io/* or serving.smallfleet.io/*, which the operator sets).",
+        "maxProperties": 32,
+        "type": "object",
+        "x-kubernetes-validations": [
+         {
+          "message": "keys must be label keys: an optional DNS prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.'",
+          "rule": "self.all(k, size(k) <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))"
+         }
+        ]
+       },
+       "nodeSelector": {
+        "additionalProperties": {
+         "maxLength": 63,
+         "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+         "type": "string"
+        },
+        "description": "Node labels the servers' nodes must carry, beside the region and GPU product the operator requires.",
+        "maxProperties": 16,
+        "type": "object",
+        "x-kubernetes-validations": [
+         {
+          "message": "keys must be label keys: an optional DNS prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.'",
+          "rule": "self.all(k, size(k) <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))"
+         }
+        ]
+       },
+       "priorityClassName": {
+        "description": "The PriorityClass of the servers' pods; the cluster's default when unset.",
+        "maxLength": 253,
+        "minLength": 1,
+        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        "type": "string"
+       },
+       "serviceAccountName": {
+        "description": "The ServiceAccount the servers run as; the namespace's default when unset. Its token is not mounted: Triton does not call the API server.",
+        "maxLength": 253,
+        "minLength": 1,
+        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        "type": "string"
+       },
+       "tolerations": {
+        "description": "Taints the servers tolerate, beside the GPU taint that GPU servers tolerate.",
+        "items": {
+         "description": "One toleration, as in a pod's spec.",
+         "properties": {
+          "effect": {
+           "description": "The taint effect to tolerate; empty tolerates every effect.",
+           "enum": [
+            "",
+            "NoSchedule",
+            "PreferNoSchedule",
+            "NoExecute"
+           ],
+           "type": "string"
+          },
+          "key": {
+           "description": "The taint key; empty with operator Exists matches every taint.",
+           "maxLength": 316,
+           "pattern": "^(([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$",
+           "type": "string"
+          },
+          "operator": {
+           "description": "Equal (the default) or Exists.",
+           "enum": [
+            "Equal",
+            "Exists"
+           ],
+           "type": "string"
+          },
+          "tolerationSeconds": {
+           "description": "With effect NoExecute, how long the pod stays after the taint appears; unset stays for ever.",
+           "format": "int64",
+           "maximum": 31536000,
+           "minimum": 0,
+           "type": "integer"
+          },
+          "value": {
+           "description": "The taint value, for operator Equal.",
+           "maxLength": 63,
+           "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+           "type": "string"
+          }
+         },
+         "type": "object",
+         "x-kubernetes-validations": [
+          {
+           "message": "a toleration with operator Exists must not have a value",
+           "rule": "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''"
+          },
+          {
+           "message": "a toleration without a key must have operator Exists (it then tolerates every taint)",
+           "rule": "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')"
+          },
+          {
+           "message": "tolerationSeconds needs effect NoExecute",
+           "rule": "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')"
+          }
+         ]
+        },
+        "maxItems": 16,
+        "type": "array",
+        "x-kubernetes-list-type": "atomic"
+       }
+      },
+      "type": "object",
+      "x-kubernetes-validations": [
+       {
+        "fieldPath": ".labels",
+        "message": "pod.labels must not set the operator's own keys (app.kubernetes.io/* and serving.smallfleet.io/*): the operator selects and describes its pods by them",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.labels) || self.labels.all(k, !k.startsWith('app.kubernetes.io/') && !k.startsWith('serving.smallfleet.io/'))"
+       },
+       {
+        "fieldPath": ".annotations",
+        "message": "pod.annotations must not set the operator's own keys (app.kubernetes.io/* and serving.smallfleet.io/*): the operator records the digest and config hash under them",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.annotations) || self.annotations.all(k, !k.startsWith('app.kubernetes.io/') && !k.startsWith('serving.smallfleet.io/'))"
+       },
+       {
+        "fieldPath": ".env",
+        "message": "pod.env must not set HOME or SMALLFLEET_* variables: the operator sets them",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.env) || self.env.all(e, e.name != 'HOME' && !e.name.startsWith('SMALLFLEET_'))"
        }
       ]
      },

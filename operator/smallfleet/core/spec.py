@@ -20,6 +20,7 @@ problem found, each a `FieldError` with a path such as
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -177,6 +178,62 @@ class ModelCard:
     evaluation: tuple[Evaluation, ...] = ()
 
 
+TolerationOperator = Literal["Equal", "Exists"]
+TaintEffect = Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
+@dataclass(frozen=True)
+class Toleration:
+    """One toleration of the server pods, as in a pod's spec (None: not written)."""
+
+    key: str | None = None
+    operator: TolerationOperator | None = None
+    value: str | None = None
+    effect: TaintEffect | None = None
+    toleration_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """The user's scheduling affinity; each part a core/v1 object the API server checks.
+
+    Kept as written (free-form JSON objects): the operator only joins its own
+    node requirements into `node_affinity`'s required terms when rendering.
+    """
+
+    node_affinity: Mapping[str, Any] | None = field(default=None, hash=False)
+    pod_affinity: Mapping[str, Any] | None = field(default=None, hash=False)
+    pod_anti_affinity: Mapping[str, Any] | None = field(default=None, hash=False)
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """`spec.pod`: what a model owner (or the chart's podDefaults) adds to the server pods.
+
+    None or empty means "not set", so that a chart-wide default can fill the
+    field (`with_defaults`); the operator's own settings are merged in at render.
+    """
+
+    tolerations: tuple[Toleration, ...] = ()
+    node_selector: tuple[tuple[str, str], ...] = ()  # sorted by key
+    affinity: Affinity | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    service_account_name: str | None = None
+    priority_class_name: str | None = None
+    env: tuple[tuple[str, str], ...] = ()  # (name, value), in the order written
+    labels: tuple[tuple[str, str], ...] = ()  # sorted by key
+    annotations: tuple[tuple[str, str], ...] = ()  # sorted by key
+
+    def with_defaults(self, defaults: PodSettings) -> PodSettings:
+        """Each field this one leaves unset taken from `defaults` (a field set here wins whole)."""
+        return PodSettings(
+            **{
+                f.name: getattr(self, f.name) or getattr(defaults, f.name)
+                for f in dataclasses.fields(self)
+            }
+        )
+
+
 @dataclass(frozen=True)
 class SmallModelSpec:
     name: str  # metadata.name; also the Triton model name
@@ -188,6 +245,7 @@ class SmallModelSpec:
     scaling: Scaling = field(default_factory=Scaling)
     placement: Placement = field(default_factory=Placement)
     pool: str | None = None  # spec.serving.pool: loaded into a ServingPool's shared servers
+    pod: PodSettings = field(default_factory=PodSettings)
 
 
 @dataclass(frozen=True)
@@ -229,6 +287,7 @@ class ModelPipelineSpec:
     scaling: Scaling = field(default_factory=Scaling)
     placement: Placement = field(default_factory=Placement)
     resources: Resources | None = None  # None: derived from the steps' SmallModels
+    pod: PodSettings = field(default_factory=PodSettings)
 
 
 # --- Parsing -----------------------------------------------------------------
@@ -297,6 +356,33 @@ MSG_OUTPUT_STEP: Final = (
     "of spec.steps"
 )
 MSG_UNUSED_INPUT: Final = "a pipeline input is not read by any step"
+MSG_POD_LABELS: Final = (
+    "pod.labels must not set the operator's own keys (app.kubernetes.io/* and "
+    "serving.smallfleet.io/*): the operator selects and describes its pods by them"
+)
+MSG_POD_ANNOTATIONS: Final = (
+    "pod.annotations must not set the operator's own keys (app.kubernetes.io/* and "
+    "serving.smallfleet.io/*): the operator records the digest and config hash under them"
+)
+MSG_POD_ENV: Final = "pod.env must not set HOME or SMALLFLEET_* variables: the operator sets them"
+MSG_LABEL_KEYS: Final = (
+    "keys must be label keys: an optional DNS prefix and '/', then a name of at most 63 "
+    "letters, digits, '-', '_' or '.'"
+)
+MSG_TOLERATION_EXISTS: Final = "a toleration with operator Exists must not have a value"
+MSG_TOLERATION_KEY: Final = (
+    "a toleration without a key must have operator Exists (it then tolerates every taint)"
+)
+MSG_TOLERATION_SECONDS: Final = "tolerationSeconds needs effect NoExecute"
+# The label and annotation prefixes the operator owns on its pods.
+RESERVED_POD_KEY_PREFIXES: Final = ("app.kubernetes.io/", f"{API_GROUP}/")
+# The Triton container's variables the operator sets itself.
+RESERVED_ENV: Final = "HOME"
+RESERVED_ENV_PREFIX: Final = "SMALLFLEET_"
+_LABEL_KEY_RE: Final = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 
 # Reasons, worded as the API server words each x-kubernetes-validations reason.
 INVALID: Final = "Invalid value"
@@ -455,6 +541,60 @@ def _placement_rules(pl: Mapping[str, Any], path: str, rules: _Rules) -> None:
         )
 
 
+def _label_keys_ok(keys: Any) -> bool:
+    return all(len(k) <= 316 and _LABEL_KEY_RE.match(k) is not None for k in keys)
+
+
+def _pod_rules(pod: Mapping[str, Any], path: str, rules: _Rules) -> None:
+    """The CEL rules of `spec.pod`, in the order the CRD lists them."""
+    for key, message in (("labels", MSG_POD_LABELS), ("annotations", MSG_POD_ANNOTATIONS)):
+        found = pod.get(key)
+        if found is None:
+            continue
+        rules.check(
+            f"{path}.{key}",
+            message,
+            lambda m: not any(k.startswith(RESERVED_POD_KEY_PREFIXES) for k in m),
+            found,
+            reason=FORBIDDEN,
+        )
+    env = pod.get("env")
+    if env is not None:
+        rules.check(
+            f"{path}.env",
+            MSG_POD_ENV,
+            lambda: all(
+                e["name"] != RESERVED_ENV and not e["name"].startswith(RESERVED_ENV_PREFIX)
+                for e in env
+            ),
+            reason=FORBIDDEN,
+        )
+    for i, t in enumerate(pod.get("tolerations") or ()):
+        where = f"{path}.tolerations[{i}]"
+        rules.check(
+            where,
+            MSG_TOLERATION_EXISTS,
+            lambda t: t.get("operator") != "Exists" or not t.get("value"),
+            t,
+        )
+        rules.check(
+            where,
+            MSG_TOLERATION_KEY,
+            lambda t: bool(t.get("key")) or t.get("operator") == "Exists",
+            t,
+        )
+        rules.check(
+            where,
+            MSG_TOLERATION_SECONDS,
+            lambda t: "tolerationSeconds" not in t or t.get("effect") == "NoExecute",
+            t,
+        )
+    for key in ("nodeSelector", "labels", "annotations"):
+        found = pod.get(key)
+        if found is not None:
+            rules.check(f"{path}.{key}", MSG_LABEL_KEYS, _label_keys_ok, found)
+
+
 def _small_model_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
     model, triton = spec.get("model", {}), spec.get("triton", {})
     resources, scaling = spec.get("resources", {}), spec.get("scaling", {})
@@ -514,6 +654,8 @@ def _small_model_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
     _resources_rules(resources, "spec.resources", rules)
     _scaling_rules(scaling, "spec.scaling", rules)
     _placement_rules(spec.get("placement", {}), "spec.placement", rules)
+    if "pod" in spec:
+        _pod_rules(spec["pod"], "spec.pod", rules)
 
 
 def _source(ref: str) -> TensorSource:
@@ -582,6 +724,8 @@ def _pipeline_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
         _resources_rules(spec["resources"], "spec.resources", rules)
     _scaling_rules(spec.get("scaling", {}), "spec.scaling", rules)
     _placement_rules(spec.get("placement", {}), "spec.placement", rules)
+    if "pod" in spec:
+        _pod_rules(spec["pod"], "spec.pod", rules)
     # Semantic checks the schema leaves alone: the ensemble's tensor names must not clash.
     seen: dict[str, str] = {}
     for i, o in enumerate(outputs):
@@ -673,6 +817,53 @@ def _card(d: Mapping[str, Any]) -> ModelCard:
     )
 
 
+def pod_settings(d: Mapping[str, Any]) -> PodSettings:
+    """`spec.pod` (schema-checked, as `parse_pod_settings` or a resource parse leaves it) as values."""
+    aff = d.get("affinity")
+    return PodSettings(
+        tolerations=tuple(
+            Toleration(
+                key=t.get("key"),
+                operator=t.get("operator"),
+                value=t.get("value"),
+                effect=t.get("effect"),
+                toleration_seconds=t.get("tolerationSeconds"),
+            )
+            for t in d.get("tolerations") or ()
+        ),
+        node_selector=tuple(sorted((d.get("nodeSelector") or {}).items())),
+        affinity=None
+        if not aff
+        else Affinity(
+            node_affinity=aff.get("nodeAffinity"),
+            pod_affinity=aff.get("podAffinity"),
+            pod_anti_affinity=aff.get("podAntiAffinity"),
+        ),
+        image_pull_secrets=tuple(s["name"] for s in d.get("imagePullSecrets") or ()),
+        service_account_name=d.get("serviceAccountName"),
+        priority_class_name=d.get("priorityClassName"),
+        env=tuple((e["name"], e.get("value", "")) for e in d.get("env") or ()),
+        labels=tuple(sorted((d.get("labels") or {}).items())),
+        annotations=tuple(sorted((d.get("annotations") or {}).items())),
+    )
+
+
+def parse_pod_settings(value: Any, path: str = "podDefaults") -> PodSettings:
+    """A `spec.pod` block on its own (the chart's podDefaults), checked as the CRD checks it.
+
+    Raises SpecError with every problem, paths under `path`.
+    """
+    rules = _Rules()
+    schema = SCHEMAS[SMALL_MODEL]["properties"]["spec"]["properties"]["pod"]
+    checked, problems = apply_schema(schema, value, path)
+    rules.errors.extend(FieldError(p, m) for p, m in problems)
+    if not rules.errors and isinstance(checked, Mapping):
+        _run_rules(lambda pod, r: _pod_rules(pod, path, r), checked, rules)
+    if rules.errors or not isinstance(checked, Mapping):
+        raise SpecError("podDefaults", path, rules.errors)
+    return pod_settings(checked)
+
+
 def _triton(d: Mapping[str, Any]) -> TritonSpec:
     db = d.get("dynamicBatching")
     return TritonSpec(
@@ -733,6 +924,7 @@ def parse_small_model(obj: Mapping[str, Any]) -> SmallModelSpec:
         scaling=_scaling(spec["scaling"]),
         placement=_placement(spec["placement"]),
         pool=(spec.get("serving") or {}).get("pool"),
+        pod=pod_settings(spec.get("pod") or {}),
     )
 
 
@@ -771,6 +963,7 @@ def parse_model_pipeline(obj: Mapping[str, Any]) -> ModelPipelineSpec:
         scaling=_scaling(spec["scaling"]),
         placement=_placement(spec["placement"]),
         resources=_resources(spec["resources"]) if "resources" in spec else None,
+        pod=pod_settings(spec.get("pod") or {}),
     )
 
 

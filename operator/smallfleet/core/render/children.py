@@ -293,6 +293,44 @@ def _probe(path: str, period: int, failures: int, timeout: int = 1) -> dict[str,
 
 
 def _affinity(plan: ServerPlan, region: str) -> dict[str, Any]:
+    """The operator's node requirements joined with the owner's affinity (spec.pod.affinity).
+
+    Required node selector terms are ORed by the scheduler, and a term's
+    expressions ANDed, so the operator's expressions go into every term the
+    owner wrote: a node must satisfy the owner's requirement and still be in
+    the chosen region with the right GPU. Preferred terms and pod
+    (anti-)affinity are the owner's alone and pass through as written.
+    """
+    ours = _operator_expressions(plan, region)
+    user = plan.pod.affinity
+    node: dict[str, Any] = dict(user.node_affinity or {}) if user is not None else {}
+    found = node.get("requiredDuringSchedulingIgnoredDuringExecution")
+    required: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    terms = required.get("nodeSelectorTerms")
+    if isinstance(terms, list) and terms:
+        joined = []
+        for term in terms:
+            term = dict(term) if isinstance(term, Mapping) else {}
+            term["matchExpressions"] = [*(term.get("matchExpressions") or []), *ours]
+            joined.append(term)
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = {
+            **required,
+            "nodeSelectorTerms": joined,
+        }
+    else:
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = {
+            "nodeSelectorTerms": [{"matchExpressions": ours}]
+        }
+    out: dict[str, Any] = {"nodeAffinity": node}
+    if user is not None and user.pod_affinity:
+        out["podAffinity"] = dict(user.pod_affinity)
+    if user is not None and user.pod_anti_affinity:
+        out["podAntiAffinity"] = dict(user.pod_anti_affinity)
+    return out
+
+
+def _operator_expressions(plan: ServerPlan, region: str) -> list[dict[str, Any]]:
+    """The node requirements the operator places by: the region, and GPU product or no GPU."""
     exprs: list[dict[str, Any]] = []
     if region != UNPLACED:
         exprs.append({"key": NODE_REGION_LABEL, "operator": "In", "values": [region]})
@@ -304,13 +342,42 @@ def _affinity(plan: ServerPlan, region: str) -> dict[str, Any]:
     else:
         # CPU servers stay off GPU nodes, which are too scarce to hold them.
         exprs.append({"key": GPU_PRODUCT_LABEL, "operator": "DoesNotExist"})
-    return {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchExpressions": exprs}]
-            }
+    return exprs
+
+
+def _tolerations(plan: ServerPlan) -> list[dict[str, Any]]:
+    """The GPU taint's toleration for GPU servers, then the owner's (an exact repeat dropped)."""
+    out: list[dict[str, Any]] = []
+    if plan.resources.gpus > 0:
+        out.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    for t in plan.pod.tolerations:
+        item: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("key", t.key),
+                ("operator", t.operator),
+                ("value", t.value),
+                ("effect", t.effect),
+                ("tolerationSeconds", t.toleration_seconds),
+            )
+            if v is not None
         }
-    }
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _apply_pod_settings(pod_spec: dict[str, Any], plan: ServerPlan) -> None:
+    """The owner's scheduling and identity settings (spec.pod) that the operator sets none of."""
+    pod = plan.pod
+    if pod.node_selector:
+        pod_spec["nodeSelector"] = dict(pod.node_selector)
+    if pod.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in pod.image_pull_secrets]
+    if pod.service_account_name:
+        pod_spec["serviceAccountName"] = pod.service_account_name
+    if pod.priority_class_name:
+        pod_spec["priorityClassName"] = pod.priority_class_name
 
 
 def _deployment(
@@ -323,7 +390,11 @@ def _deployment(
     name = deployment_name(plan, region)
     labels = {**common_labels(plan), LABEL_REGION: region}
     selector = {**selector_labels(plan), LABEL_REGION: region}
+    # The owner's labels and annotations first: the operator's keys always win (the CRD
+    # refuses owner keys under its prefixes; prometheus.io/* stay what Triton serves).
+    pod_labels = {**dict(plan.pod.labels), **labels}
     pod_annotations = {
+        **dict(plan.pod.annotations),
         ANNOTATION_CONFIG_HASH: config_digest,
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(METRICS_PORT),
@@ -359,7 +430,10 @@ def _deployment(
                 "image": plan.image,
                 "command": ["tritonserver"],
                 "args": triton_args(plan, REPOSITORY_PATH),
-                "env": [{"name": "HOME", "value": "/tmp"}],
+                "env": [
+                    {"name": "HOME", "value": "/tmp"},
+                    *({"name": n, "value": v} for n, v in plan.pod.env),
+                ],
                 "ports": [
                     {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
                     {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
@@ -395,10 +469,10 @@ def _deployment(
             ),
         ],
     }
-    if plan.resources.gpus > 0:
-        pod_spec["tolerations"] = [
-            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-        ]
+    tolerations = _tolerations(plan)
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    _apply_pod_settings(pod_spec, plan)
     spec: dict[str, Any] = {}
     if plan.scaling.mode in OPERATOR_SCALED:
         spec["replicas"] = replicas
@@ -413,7 +487,7 @@ def _deployment(
             },
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": dict(labels), "annotations": pod_annotations},
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
                 "spec": pod_spec,
             },
         }

@@ -12,7 +12,7 @@ new way of grouping models needs a new planner and nothing else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Final, Literal
 
@@ -25,6 +25,7 @@ from smallfleet.core.spec import (
     ModelCard,
     ModelPipelineSpec,
     Placement,
+    PodSettings,
     Resources,
     Scaling,
     SmallModelSpec,
@@ -85,6 +86,9 @@ class ServerPlan:
     models: tuple[ModelEntry, ...]  # load order: ensembles after the models they call
     card: ModelCard | None = None  # a single model's card, summarised in annotations
     prometheus_url: str | None = None  # where a KEDA scaler queries Triton's metrics
+    pod: PodSettings = field(
+        default_factory=PodSettings
+    )  # the owner's spec.pod over the chart's podDefaults
 
     @property
     def gpus(self) -> int:
@@ -123,6 +127,7 @@ def plan_for_model(spec: SmallModelSpec, settings: Settings) -> ServerPlan:
         models=(_entry(spec, server_has_gpu=spec.resources.gpus > 0),),
         card=spec.card,
         prometheus_url=settings.prometheus_url,
+        pod=spec.pod.with_defaults(settings.pod_defaults),
     )
 
 
@@ -280,4 +285,5 @@ def plan_for_pipeline(
             ensemble,
         ),
         prometheus_url=settings.prometheus_url,
+        pod=spec.pod.with_defaults(settings.pod_defaults),
     )
