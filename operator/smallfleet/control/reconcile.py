@@ -326,6 +326,9 @@ class Reconciler:
         # A pooled SmallModel's status part (control.pools): (model, pool) -> conditions and
         # fields; None until a pool controller is plugged in.
         self.pool_status: Callable[[Key, str], st.Derived] | None = None
+        # What the Triton of each dedicated server pod that runs unready reported (its
+        # repository index; see control.readiness), for `status.derive`; none until plugged in.
+        self.triton_index: Callable[[Key], Sequence[st.ServerIndex]] = lambda _key: ()
         # Replicas the operator's autoscaler set on a Deployment (plan, namespace, name), so
         # that applying the spec again keeps them; None: no opinion (see control.scaling).
         self.decided_replicas: Callable[[ServerPlan, str, str], int | None] = (
@@ -432,6 +435,7 @@ class Reconciler:
                         expected=memo.deployments,
                         digest=memo.digest,
                         floor=memo.floor,
+                        indices=self.triton_index(key),
                     )
                     with telemetry.reconcile_timer(*key) as rec:
                         outcome = self._write_status(
@@ -570,6 +574,7 @@ class Reconciler:
             expected=work.expected,
             digest=work.digest,
             floor=work.floor,
+            indices=self.triton_index(key),
         )
         extra: dict[str, Any] = {"endpoint": f"{plan.name}.{namespace}.svc"}
         if kind == MODEL_PIPELINE:

@@ -13,6 +13,14 @@ Stalled covers what the scheduler, the kubelet or Triton report and no retry
 will fix: pods the scheduler cannot place (its message names the missing
 resource), an artifact the fetch init container refused, a model Triton
 could not load, a rollout past its progress deadline.
+
+A model Triton cannot load does not crash its server (`--exit-on-error=false`);
+the pod runs and stays unready (`--strict-readiness=true`), which the
+Kubernetes objects alone report only when the rollout's progress deadline
+passes, minutes later. So `derive` also takes what the servers' own Triton
+said (`ServerIndex`, read by the control layer from pods that run but are not
+Ready) and turns a model it reports UNAVAILABLE into ModelLoadFailed with
+Triton's words, within seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from smallfleet.core import conditions as c
+from smallfleet.core.modelload import load_failure_reason
 
 REGION_LABEL: Final = "topology.kubernetes.io/region"
 SMALLFLEET_REGION_LABEL: Final = "serving.smallfleet.io/region"
@@ -48,6 +57,20 @@ class Problem:
 
     reason: str  # one of the conditions.REASON_* values
     message: str
+
+
+@dataclass(frozen=True)
+class ServerIndex:
+    """What one server pod's Triton reported its repository holds (POST /v2/repository/index).
+
+    `entries` are Triton's own: name, state (READY, LOADING, UNAVAILABLE) and
+    reason. `uid` ties the observation to one pod, so that one read from a pod
+    since replaced or turned Ready says nothing.
+    """
+
+    pod: str
+    uid: str
+    entries: tuple[Mapping[str, str], ...] = field(default=(), hash=False)
 
 
 @dataclass(frozen=True)
@@ -237,6 +260,43 @@ def pod_ready(pod: Mapping[str, Any]) -> bool:
     return ready is not None and ready.get("status") == "True"
 
 
+def waits_on_triton(pod: Mapping[str, Any], container: str = "triton") -> bool:
+    """Whether this pod's Triton runs but the pod is not Ready: only Triton can say why.
+
+    A pod still fetching (init containers), Pending, being deleted or Ready
+    has its answer in its own status; the repository index of one that runs
+    unready tells a model still loading from one that failed.
+    """
+    status = pod.get("status") or {}
+    if _get(pod, "metadata", "deletionTimestamp") or status.get("phase") != "Running":
+        return False
+    if not status.get("podIP") or pod_ready(pod):
+        return False
+    return any(
+        c.get("name") == container and isinstance(_get(c, "state", "running"), Mapping)
+        for c in status.get("containerStatuses") or []
+        if isinstance(c, Mapping)
+    )
+
+
+def index_problems(
+    pods: Sequence[Mapping[str, Any]], indices: Sequence[ServerIndex]
+) -> list[Problem]:
+    """ModelLoadFailed for each pod that still waits on Triton and whose Triton failed a model."""
+    waiting = {
+        str(_get(p, "metadata", "uid")): str(_get(p, "metadata", "name") or "pod")
+        for p in pods
+        if waits_on_triton(p)
+    }
+    out: list[Problem] = []
+    for index in sorted(indices, key=lambda i: i.pod):
+        name = waiting.get(index.uid)
+        reason = load_failure_reason(index.entries) if name is not None else None
+        if reason is not None:
+            out.append(Problem(c.REASON_MODEL_LOAD_FAILED, _clip(f"{name}: {reason}")))
+    return out
+
+
 def derive(
     *,
     deployments: Sequence[Mapping[str, Any]],
@@ -244,6 +304,7 @@ def derive(
     expected: Collection[str] = (),
     digest: str | None = None,
     floor: int | None = None,
+    indices: Sequence[ServerIndex] = (),
 ) -> Derived:
     """Conditions and fields for a resource whose children are applied.
 
@@ -255,11 +316,17 @@ def derive(
     the Ready message instead of making the resource not Ready. Such a
     shortfall ends on its own when a GPU frees up or the load falls; it is
     not a reason to page a person or to hold a GitOps sync.
+
+    `indices` are the repository indexes read from pods whose Triton runs
+    unready; a model one reports UNAVAILABLE with a reason is a problem
+    named in Triton's words, ahead of the rollout deadline it would
+    otherwise only be seen as.
     """
     states = sorted((deployment_state(d) for d in deployments), key=lambda s: s.name)
     seen = {s.name for s in states}
     missing = sorted(set(expected) - seen)
-    problems = [s.problem for s in states if s.problem is not None]
+    problems = index_problems(pods, indices)
+    problems += [s.problem for s in states if s.problem is not None]
     problems += [p for p in (pod_problem(pod) for pod in pods) if p is not None]
 
     desired = sum(s.desired for s in states)

@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from smallfleet.control.facts import IndexFacts
     from smallfleet.control.placement import install as install_placement
     from smallfleet.control.pools import PoolController
+    from smallfleet.control.readiness import install as install_readiness
     from smallfleet.control.reconcile import Reconciler
     from smallfleet.control.scaling import Autoscaler, intensity_from
     from smallfleet.core import leadership
@@ -172,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     runtime.reconciler.scaling_status = autoscaler.status
     runtime.every(1.0, runtime.reconciler.flush_settled, "settle")
     runtime.every(settings.scrape_interval_seconds, autoscaler.run, "autoscale")
+    # Dedicated servers that run unready: ask their Triton why (a failed load, in seconds).
+    install_readiness(runtime.reconciler, runtime.every)
     pools = PoolController(
         kube, facts, settings, refresh_model=lambda key: runtime.reconciler.refresh(*key)
     )
