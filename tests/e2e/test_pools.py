@@ -297,3 +297,107 @@ def test_a_model_naming_a_missing_pool_is_stalled_until_the_pool_exists(
         240,
         "the model did not load once its pool appeared",
     )
+
+
+def test_a_killed_server_reloads_its_models_and_a_deleted_pool_leaves_them_stalled(
+    cluster: Cluster,
+    local_node: LocalNode,
+    namespace: str,
+    operator_process: OperatorFactory,
+    store: str,
+) -> None:
+    """Faults: a server killed while it loads, a model no server can hold, the pool deleted."""
+    operator_process(namespace)
+    apply(cluster, namespace, pool_manifest("small", maxServers=2, modelsPerServer=3))
+    names = [f"fault-{i}" for i in range(4)]
+    apply(cluster, namespace, *(model_manifest(n, store, "small") for n in names))
+    got = cluster.wait_for(
+        lambda: (
+            ms
+            if all(
+                condition((ms := models(cluster, namespace)).get(n, {}), "Ready").get("status")
+                == "True"
+                for n in names
+            )
+            else None
+        ),
+        240,
+        "the four models never became Ready",
+        interval=2.0,
+    )
+    where = {n: got[n]["status"]["pool"]["server"] for n in names}
+    assert sorted(where.values()) == ["small-pool-0"] * 3 + ["small-pool-1"], where
+    lone = next(n for n in names if where[n] == "small-pool-1")
+    steady = next(n for n in names if where[n] == "small-pool-0")
+    ips = server_ips(cluster, namespace)
+
+    # A model too big for any server: refused with what to change, nothing else disturbed.
+    huge = model_manifest("too-big", store, "small")
+    huge["spec"]["resources"]["memory"] = "64Gi"
+    apply(cluster, namespace, huge)
+    refused = cluster.wait_for(
+        lambda: (
+            c
+            if (c := condition(models(cluster, namespace).get("too-big", {}), "Stalled")).get(
+                "status"
+            )
+            == "True"
+            else None
+        ),
+        60,
+        "a model bigger than any server never stalled",
+    )
+    assert refused["reason"] == "NotPoolable" and "spec.resources.memory" in refused["message"]
+
+    # Kill server 1 while a new model is being loaded into it; server 0 keeps answering.
+    apply(cluster, namespace, model_manifest("fault-late", store, "small"))
+    old_uid = cluster.kubectl_json("get", "pod", "small-pool-1", "-n", namespace)["metadata"]["uid"]
+    cluster.kubectl("delete", "pod", "small-pool-1", "-n", namespace, "--wait=false")
+    seen_loading = False
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert infer(ips["small-pool-0"], steady, "server 0 keeps serving").shape == (1, DIM)
+        now = models(cluster, namespace)
+        lone_ready = condition(now[lone], "Ready").get("status") == "True"
+        late_ready = condition(now.get("fault-late", {}), "Ready").get("status") == "True"
+        seen_loading |= not lone_ready
+        pod = cluster.kubectl_json("get", "pods", "-n", namespace)["items"]
+        fresh = any(
+            p["metadata"]["name"] == "small-pool-1" and p["metadata"]["uid"] != old_uid for p in pod
+        )
+        if fresh and lone_ready and late_ready:
+            break
+        time.sleep(1.0)
+    else:
+        raise AssertionError(
+            "the models of the killed server were not loaded again: "
+            + json.dumps({n: condition(m, "Ready") for n, m in models(cluster, namespace).items()})
+        )
+    assert seen_loading, "the killed server's model never stopped being Ready"
+    ips = server_ips(cluster, namespace)
+    final = models(cluster, namespace)
+    for name in (lone, "fault-late"):
+        server = final[name]["status"]["pool"]["server"]
+        assert infer(ips[server], name, "back again").shape == (1, DIM)
+
+    # The pool deleted under its models: its servers go, the models say so and wait.
+    cluster.kubectl("delete", "servingpool", "small", "-n", namespace)
+    stalled = cluster.wait_for(
+        lambda: (
+            ms
+            if all(
+                condition((ms := models(cluster, namespace))[n], "Stalled").get("reason")
+                == "PoolMissing"
+                for n in names
+            )
+            else None
+        ),
+        90,
+        "the models of a deleted pool never said so",
+    )
+    assert all(condition(stalled[n], "Ready").get("status") == "False" for n in names)
+    cluster.wait_for(
+        lambda: not cluster.kubectl_json("get", "pods", "-n", namespace)["items"],
+        120,
+        "the deleted pool's servers were not removed",
+    )

@@ -130,7 +130,9 @@ class PoolController:
             self._statuses.pop(key, None)
             self._failures.pop(key, None)
 
-    def forget_pool(self, key: Key) -> None:
+    def forget_pool(self, key: Key) -> list[Key]:
+        """Drop what is known of a deleted pool; the models whose status it was part of."""
+        dropped: list[Key] = []
         with self._lock:
             self._applied.pop(key, None)
             self._pool_status.pop(key, None)
@@ -138,11 +140,27 @@ class PoolController:
                 named = (derived.fields.get("pool") or {}).get("name")
                 if mkey[1] == key[1] and named == key[2]:
                     del self._statuses[mkey]
+                    dropped.append(mkey)
+        return sorted(dropped)
 
     # -- the pass ---------------------------------------------------------------
 
     def sync_all(self) -> None:
-        for key in self.facts.pools():
+        """One pass over every pool; a pool deleted unseen has its models told (the safety net)."""
+        live = set(self.facts.pools())
+        with self._lock:
+            known = set(self._applied) | set(self._pool_status)
+            known |= {
+                (SERVING_POOL, mkey[1], str((d.fields.get("pool") or {}).get("name")))
+                for mkey, d in self._statuses.items()
+            }
+        for gone in sorted(known - live):
+            for mkey in self.forget_pool(gone):
+                try:
+                    self.refresh_model(mkey)
+                except KubeError as exc:
+                    log.warning("status of %s/%s not written: %s", mkey[1], mkey[2], exc)
+        for key in sorted(live):
             try:
                 self.sync(key)
             except KubeError as exc:

@@ -38,14 +38,14 @@ def servingpool_resume(namespace: str | None, name: str, memo: Any, **_: Any) ->
     _sync(memo, namespace, name)
 
 
-@kopf.on.delete(*POOLS, registry=registry, optional=True)
-def servingpool_delete(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """The servers go by garbage collection; the models that named the pool say it is gone."""
+@kopf.on.event(*POOLS, registry=registry)
+def servingpool_event(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """A pool gone: its servers go by garbage collection; its models say so at once."""
     runtime = runtime_of(memo)
-    if runtime.pools is not None:
-        runtime.pools.forget_pool((SERVING_POOL, namespace or "", name))
-    for model in runtime.facts.pool_models(namespace or "", name):
+    if type != "DELETED" or runtime.pools is None:
+        return
+    for key in runtime.pools.forget_pool((SERVING_POOL, namespace or "", name)):
         try:
-            runtime.reconciler.reconcile_named("SmallModel", namespace or "", model)
+            runtime.reconciler.reconcile_named(*key)
         except KubeError as exc:
-            log.warning("model %s/%s not updated, the resync will: %s", namespace, model, exc)
+            log.warning("model %s/%s not updated, the resync will: %s", key[1], key[2], exc)
