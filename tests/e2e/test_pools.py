@@ -178,6 +178,9 @@ def test_forty_models_share_four_servers_load_in_place_and_fail_with_tritons_wor
     servers = {m["status"]["pool"]["server"] for m in got.values()}
     assert len(servers) <= 4, servers
     assert all(m["status"]["pool"]["state"] == "READY" for m in got.values())
+    # Each server's estimated power is attributed to its models, priced at its region's grid.
+    carbon = got[names[0]]["status"]["carbon"]
+    assert carbon["energyWatts"] > 0 and carbon["gramsCO2ePerHour"] > 0, carbon
     pods = cluster.kubectl_json("get", "pods", "-n", namespace)["items"]
     assert {p["metadata"]["name"] for p in pods} == servers
     assert all(p["spec"]["nodeName"] == local_node.name for p in pods)

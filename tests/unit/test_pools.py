@@ -327,3 +327,42 @@ def test_a_server_that_cannot_start_says_why_in_the_model_and_the_pool() -> None
         plan_pool(p, [model("a"), model("b")], servers[:1], {}, frozenset()).models["b"],
         c.RECONCILING,
     )
+
+
+# -- emissions --------------------------------------------------------------------
+
+
+def test_a_servers_power_is_split_by_declared_memory_and_priced_at_its_region() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from smallfleet.core.placement.signals import CarbonReading
+    from smallfleet.core.pools.carbon import server_watts, shares
+    from smallfleet.core.pools.plan import Carbon
+
+    assert shares({"a": 64, "b": 192}) == {"a": 0.25, "b": 0.75}
+    assert shares({"a": 0, "b": 0}) == {"a": 0.5, "b": 0.5}
+    assert shares({}) == {}
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    reading = CarbonReading(
+        zone="IE", region="eu-west-1", start=now, duration=timedelta(hours=1),
+        intensity=300.0, kind="average", scope="lifecycle", forecast=False, provider="static",
+        fetched_at=now,
+    )  # fmt: skip
+    p = pool()
+    big = Model(demand=d("big", mib=192), generation=1, digest="sha256:" + "a" * 64)
+    small = Model(demand=d("small", mib=64), generation=1, digest="sha256:" + "a" * 64)
+    ready = {"big": IndexEntry("READY"), "small": IndexEntry("READY")}
+    servers = [Server(0, "u0", True, ready, region="eu-west-1")]
+    carbon = Carbon({"eu-west-1": reading}, now, 1.2)
+    plan = plan_pool(p, [big, small], servers, {}, frozenset(), carbon)
+    watts = server_watts(p, pue=1.2)
+    got = {n: plan.models[n].fields["carbon"] for n in ("big", "small")}
+    assert got["big"]["energyWatts"] == round(watts * 0.75, 1)
+    assert got["small"]["gramsCO2ePerHour"] == round(watts * 0.25 / 1000 * 300.0, 2)
+    assert got["small"]["intensity"] == 300.0 and got["small"]["provider"] == "static"
+    # No reading for the server's region: power, but no emissions, and said to be stale.
+    unknown = plan_pool(
+        p, [big, small], [Server(0, "u0", True, ready, region="mars-1")], {}, frozenset(), carbon
+    )
+    assert "gramsCO2ePerHour" not in unknown.models["big"].fields["carbon"]
+    assert unknown.models["big"].fields["carbon"]["stale"] is True

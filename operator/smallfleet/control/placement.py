@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from smallfleet import telemetry
 from smallfleet.control.facts import Facts, Key
-from smallfleet.control.reconcile import API_VERSION, Reconciler, RegionRequest, owned
+from smallfleet.control.reconcile import API_VERSION, Reconciler, RegionRequest, owned, pooled
 from smallfleet.control.runtime import Runtime
 from smallfleet.core import conditions as c
 from smallfleet.core import status as st
@@ -357,6 +357,8 @@ class Placer:
             body = reconciler.body(key)
             if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                 continue
+            if pooled(body) is not None:
+                continue  # its pool's servers, not placement, decide where it runs
             try:
                 plan = reconciler.plan(kind, body)
             except Exception:  # an invalid spec is the reconcile's to report

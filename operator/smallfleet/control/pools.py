@@ -25,6 +25,7 @@ agent's or Triton's own.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -37,11 +38,13 @@ from smallfleet.control.facts import SERVING_POOL, SMALL_MODEL, Facts, Key
 from smallfleet.core import conditions as c
 from smallfleet.core import spec as specs
 from smallfleet.core import status as st
+from smallfleet.core.placement.signals import CarbonReading
 from smallfleet.core.pools.packing import demand
 from smallfleet.core.pools.plan import (
     FETCH,
     LOAD,
     Action,
+    Carbon,
     Failure,
     Model,
     Server,
@@ -49,6 +52,7 @@ from smallfleet.core.pools.plan import (
 )
 from smallfleet.core.pools.render import AGENT_PORT, render_pool, server_ordinal
 from smallfleet.core.pools.spec import PoolSpec, parse_serving_pool
+from smallfleet.core.render.children import NODE_REGION_LABEL
 from smallfleet.core.render.serverplan import plan_for_model
 from smallfleet.core.render.triton import HTTP_PORT, triton_config_json
 from smallfleet.kube import FIELD_MANAGER, Kube, KubeError, NotFound
@@ -82,6 +86,7 @@ class PoolController:
         triton: TritonFactory = Triton,
         agent: AgentFactory = Agent,
         workers: int = WORKERS,
+        readings: Callable[[], Mapping[str, CarbonReading]] | None = None,
     ) -> None:
         self.kube = kube
         self.facts = facts
@@ -89,6 +94,8 @@ class PoolController:
         self.refresh_model = refresh_model
         self.triton = triton
         self.agent = agent
+        # The latest carbon readings by region (placement's), to attribute servers' emissions.
+        self.readings = readings
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._failures: dict[Key, Failure] = {}
@@ -187,7 +194,13 @@ class PoolController:
             self._in_flight = {k: f for k, f in self._in_flight.items() if not f.done()}
             failures = {k[2]: f for k, f in self._failures.items() if k[1] == namespace}
             in_flight = frozenset(k[2] for k, f in self._in_flight.items() if not f.done())
-        plan = plan_pool(pool, list(models.values()), servers, failures, in_flight)
+        carbon = None
+        if self.readings is not None:
+            try:
+                carbon = Carbon(self.readings(), dt.datetime.now(dt.UTC), self.settings.pue)
+            except Exception as exc:  # no signal: statuses go without emissions, not without Ready
+                log.warning("carbon readings unavailable for pool %s: %s", pool.name, exc)
+        plan = plan_pool(pool, list(models.values()), servers, failures, in_flight, carbon)
         self._apply(key, pool, body, plan.packing.servers)
         addresses = self._addresses(key, pool)
         for action in plan.unloads:
@@ -248,6 +261,12 @@ class PoolController:
         return out
 
     def _servers(self, key: Key, pool: PoolSpec) -> list[Server]:
+        regions = {
+            str((n.get("metadata") or {}).get("name")): (
+                (n.get("metadata") or {}).get("labels") or {}
+            ).get(NODE_REGION_LABEL)
+            for n in self.facts.nodes()
+        }
         servers = []
         for ordinal, pod in sorted(self._pods(key, pool).items()):
             uid = str((pod.get("metadata") or {}).get("uid") or "")
@@ -267,6 +286,7 @@ class PoolController:
                     ready=ready,
                     index=index,
                     problem="" if problem is None else problem.message,
+                    region=regions.get(str((pod.get("spec") or {}).get("nodeName"))),
                 )
             )
         return servers
@@ -404,6 +424,4 @@ class PoolController:
 
 
 def _now() -> str:
-    import datetime as dt
-
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

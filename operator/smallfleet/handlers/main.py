@@ -176,7 +176,11 @@ def run(args: argparse.Namespace) -> int:
     # Dedicated servers that run unready: ask their Triton why (a failed load, in seconds).
     install_readiness(runtime.reconciler, runtime.every)
     pools = PoolController(
-        kube, facts, settings, refresh_model=lambda key: runtime.reconciler.refresh(*key)
+        kube,
+        facts,
+        settings,
+        refresh_model=lambda key: runtime.reconciler.refresh(*key),
+        readings=lambda: placer.signals.latest().readings,
     )
     runtime.pools = pools
     runtime.reconciler.pool_status = pools.model_status

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from fractions import Fraction
 from typing import Final
 
 from smallfleet.core import conditions as c
 from smallfleet.core import status as st
 from smallfleet.core.modelload import summarize
+from smallfleet.core.placement.signals import CarbonReading
+from smallfleet.core.pools.carbon import model_carbon, server_watts, shares
 from smallfleet.core.pools.packing import Demand, Packing, pack
 from smallfleet.core.pools.render import server_host, server_name
 from smallfleet.core.pools.spec import PoolSpec
@@ -46,6 +49,7 @@ class Server:
     ready: bool  # the pod is Ready (Triton and the agent answer their probes)
     index: Mapping[str, IndexEntry] | None = None  # None: not read (not ready, or unreachable)
     problem: str = ""  # why the pod does not run, as its status says (unschedulable, ...)
+    region: str | None = None  # the region of the node it runs on
 
 
 @dataclass(frozen=True)
@@ -123,15 +127,30 @@ def _status(
     return st.Derived(conds, fields)
 
 
+@dataclass(frozen=True)
+class Carbon:
+    """What attributing a server's emissions to its models needs."""
+
+    readings: Mapping[str, CarbonReading]  # by region
+    now: datetime
+    pue: float
+
+
 def plan_pool(
     pool: PoolSpec,
     models: Sequence[Model],
     servers: Sequence[Server],
     failures: Mapping[str, Failure],
     in_flight: frozenset[str],
+    carbon: Carbon | None = None,
 ) -> PoolPlan:
     """What to load where, what to unload, and the status of every model and of the pool."""
     packing = pack(pool, [m.demand for m in models], _previous(models, servers))
+    on_server: dict[int, dict[str, int]] = {}
+    for m in models:
+        if m.demand.name in packing.placed:
+            on_server.setdefault(packing.placed[m.demand.name], {})[m.demand.name] = m.demand.memory
+    watts = server_watts(pool, pue=carbon.pue) if carbon is not None else 0.0
     by_ordinal = {s.ordinal: s for s in servers}
     loads: list[Action] = []
     statuses: dict[str, st.Derived] = {}
@@ -165,9 +184,12 @@ def plan_pool(
                 {"artifact": {"digest": model.digest, "verified": True}},
             )
             base = _status(pool, model, ordinal, READY_STATE, conds)
-            statuses[name] = st.Derived(
-                base.conditions + verified.conditions, {**base.fields, **verified.fields}
-            )
+            fields = {**base.fields, **verified.fields}
+            if carbon is not None and server is not None:
+                reading = carbon.readings.get(server.region or "")
+                share = shares(on_server.get(ordinal, {})).get(name, 0.0)
+                fields["carbon"] = model_carbon(watts, share, reading, carbon.now)
+            statuses[name] = st.Derived(base.conditions + verified.conditions, fields)
             continue
         if failure is not None:
             reason = (
