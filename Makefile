@@ -89,6 +89,10 @@ bench-throughput-quick: venv bins ## Operator throughput bench with 100 objects 
 bench-fleet: venv bins ## Fleet bench vs plain kopf: create, quiet, update, unrelated load, delete (SMALLFLEET_FLEET_*; hours)
 	$(BIN)/python bench/run.py fleet
 
+.PHONY: bench-density
+bench-density: venv triton-env bins ## Models per pool vs one Triton each at N=10,50,200: servers, RSS, p50/p99, load and failure times (SMALLFLEET_DENSITY_*; <25 min)
+	$(BIN)/python bench/run.py density
+
 .PHONY: cluster
 cluster: venv bins ## Start the local multi-region KWOK cluster (writes ./kubeconfig)
 	$(BIN)/python -m hack.cluster up
