@@ -34,9 +34,10 @@ from smallfleet.core.render.children import (
     LABEL_PART_OF,
     MANAGED_BY,
     NODE_REGION_LABEL,
-    RUN_AS,
     SHM_SIZE,
     TERMINATION_GRACE_SECONDS,
+    container_security,
+    pod_security,
 )
 from smallfleet.core.render.triton import (
     EXIT_TIMEOUT_SECONDS,
@@ -102,17 +103,6 @@ def triton_pool_args() -> list[str]:
         "--allow-cpu-metrics=true",
         f"--metrics-interval-ms={METRICS_INTERVAL_MS}",
     ]
-
-
-def _security() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-    }
 
 
 def _probe(path: str, port: str, period: int, failures: int) -> dict[str, Any]:
@@ -193,13 +183,7 @@ def render_pool(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(),
         "affinity": {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
@@ -222,7 +206,7 @@ def render_pool(
                 "readinessProbe": _probe("/v2/health/ready", "http", 2, 3),
                 "livenessProbe": _probe("/v2/health/live", "http", 10, 3),
                 "resources": {"requests": requests, "limits": limits},
-                "securityContext": _security(),
+                "securityContext": container_security(),
                 "volumeMounts": [
                     {"name": "models", "mountPath": REPOSITORY},
                     {"name": "tmp", "mountPath": "/tmp"},
@@ -249,7 +233,7 @@ def render_pool(
                     "requests": {"cpu": "50m", "memory": "64Mi"},
                     "limits": {"memory": "512Mi"},
                 },
-                "securityContext": _security(),
+                "securityContext": container_security(),
                 "volumeMounts": [
                     {"name": "models", "mountPath": REPOSITORY},
                     {"name": "tmp", "mountPath": "/tmp"},

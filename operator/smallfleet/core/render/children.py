@@ -178,7 +178,19 @@ def _dns_label(text: str) -> str:
     return f"{text[:54].rstrip('-')}-{digest}"
 
 
-def _container_security() -> dict[str, Any]:
+def pod_security() -> dict[str, Any]:
+    """The pod securityContext of every Triton server (restricted Pod Security Standard)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security() -> dict[str, Any]:
+    """The securityContext of every container the operator renders."""
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -249,7 +261,7 @@ def _init_containers(plan: ServerPlan) -> list[dict[str, Any]]:
                 ],
                 "env": [{"name": "HOME", "value": "/tmp"}],
                 "resources": FETCH_RESOURCES,
-                "securityContext": _container_security(),
+                "securityContext": container_security(),
                 # fetch writes why it refused an artifact there; a crash leaves its log instead.
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "volumeMounts": [*mounts, *_claim_mounts([m.artifact.uri])],
@@ -262,7 +274,7 @@ def _init_containers(plan: ServerPlan) -> list[dict[str, Any]]:
             "image": plan.operator_image,
             "command": ["/bin/sh", "-c", _config_script(plan)],
             "resources": FETCH_RESOURCES,
-            "securityContext": _container_security(),
+            "securityContext": container_security(),
             "volumeMounts": [
                 *mounts,
                 {"name": "config", "mountPath": CONFIG_PATH, "readOnly": True},
@@ -407,13 +419,7 @@ def _deployment(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(),
         "affinity": _affinity(plan, region),
         "topologySpreadConstraints": [
             {
@@ -445,7 +451,7 @@ def _deployment(
                 "livenessProbe": _probe("/v2/health/live", 10, 3, timeout=5),
                 "readinessProbe": _probe("/v2/health/ready", 5, 3, timeout=3),
                 "resources": _resources(plan),
-                "securityContext": _container_security(),
+                "securityContext": container_security(),
                 "volumeMounts": [
                     {"name": "models", "mountPath": REPOSITORY_PATH},
                     {"name": "tmp", "mountPath": "/tmp"},
