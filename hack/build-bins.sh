@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl, etcd, kwok, kwokctl, helm, Flux's source- and
-# kustomize-controller) from Go modules, and fetches KEDA's CRDs and the Prometheus
-# Operator's ServiceMonitor and PodMonitor CRDs from their modules.
+# kustomize-controller) from Go modules, and fetches KEDA's CRDs, the Prometheus
+# Operator's ServiceMonitor and PodMonitor CRDs and the Gateway API's standard CRDs
+# from their modules.
 # Outputs go to a cache outside the repository, keyed by hack/versions.env, so a
 # second run costs nothing. Prints the bin directory on its last line.
 set -euo pipefail
@@ -136,6 +137,20 @@ fetch_prometheus_crds() {
   chmod u+w "$bin/crds/prometheus/"*.yaml
 }
 
+fetch_gateway_api_crds() {
+  mkdir -p "$bin/crds/gateway-api"
+  [ -n "$(ls -A "$bin/crds/gateway-api" 2>/dev/null)" ] && return 0
+  log "fetching Gateway API $GATEWAY_API_VERSION CRDs from its Go module"
+  local dir
+  dir=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  # The standard channel's route kinds and what they refer to; the channel's
+  # ValidatingAdmissionPolicy and the other route kinds are not needed.
+  for kind in gatewayclasses gateways httproutes grpcroutes referencegrants; do
+    cp "$dir/config/crd/standard/gateway.networking.k8s.io_$kind.yaml" "$bin/crds/gateway-api/"
+  done
+  chmod u+w "$bin/crds/gateway-api/"*.yaml
+}
+
 what=${1:-all}
 case "$what" in
   all|k8s) build_k8s ;;&
@@ -146,6 +161,7 @@ case "$what" in
   all|flux) build_flux ;;&
   all|keda) fetch_keda_crds ;;&
   all|prometheus) fetch_prometheus_crds ;;&
+  all|gateway-api) fetch_gateway_api_crds ;;&
   *) ;;
 esac
 log "binaries ready in $bin"

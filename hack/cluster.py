@@ -77,6 +77,10 @@ BUILD_TARGETS: Final[dict[str, tuple[str, ...]]] = {
         "crds/prometheus/monitoring.coreos.com_servicemonitors.yaml",
         "crds/prometheus/monitoring.coreos.com_podmonitors.yaml",
     ),
+    "gateway-api": (
+        "crds/gateway-api/gateway.networking.k8s.io_httproutes.yaml",
+        "crds/gateway-api/gateway.networking.k8s.io_grpcroutes.yaml",
+    ),
 }
 REGIONS: Final = ("eu-north-1", "eu-west-1", "us-east-1")
 GPU_TAINT_KEY: Final = "nvidia.com/gpu"
@@ -603,6 +607,28 @@ def install_prometheus_crds(cluster: Cluster) -> None:
     cluster.apply_yaml(crds)
     wait_established(
         cluster, ["servicemonitors.monitoring.coreos.com", "podmonitors.monitoring.coreos.com"]
+    )
+
+
+def install_gateway_api_crds(cluster: Cluster) -> None:
+    """The Gateway API's standard CRDs (from its Go module), for spec.expose's routes.
+
+    The API server then validates the HTTPRoutes and GRPCRoutes the operator
+    renders against the real schema; no gateway controller runs, so a test
+    writes a route's status itself, as one would.
+    """
+    crds = ensure_binaries(("gateway-api",)) / "crds" / "gateway-api"
+    wanted = [crds.parent.parent / f for f in BUILD_TARGETS["gateway-api"]]
+    missing = [str(p) for p in wanted if not p.is_file()]
+    if missing:
+        raise ClusterError(
+            "the Gateway API CRDs are missing (hack/build-bins.sh gateway-api fetches them "
+            f"from the Go module proxy): {', '.join(missing)}"
+        )
+    cluster.apply_yaml(crds)
+    wait_established(
+        cluster,
+        ["httproutes.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io"],
     )
 
 

@@ -172,9 +172,20 @@ def test_printer_columns(cluster: Cluster, namespace: str, operator: OperatorPro
     wait_ready(cluster, "sm", "cpu-classifier", namespace)
     out = cluster.kubectl("get", "sm,mp", "-n", namespace).stdout
     header, row = out.splitlines()[:2]
-    assert header.split() == ["NAME", "READY", "REGION", "REPLICAS", "GCO2E/H", "AGE"], out
+    assert header.split() == [
+        "NAME",
+        "READY",
+        "REGION",
+        "URL",
+        "REPLICAS",
+        "GCO2E/H",
+        "AGE",
+    ], out
     cells = row.split()
-    assert cells[0].endswith("cpu-classifier") and cells[1:4] == ["True", "eu-west-1", "1"], out
+    url = f"http://cpu-classifier.{namespace}.svc:8000"
+    assert cells[0].endswith("cpu-classifier") and cells[1:5] == ["True", "eu-west-1", url, "1"], (
+        out
+    )
 
 
 # --------------------------------------------------------------------------- scheduling

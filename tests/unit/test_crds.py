@@ -84,6 +84,7 @@ def test_crd_identity(kind: str) -> None:
     assert columns == {
         "Ready": ready,
         "Region": ".status.region",
+        "URL": ".status.url",
         "Replicas": ".status.readyReplicas",
         "gCO2e/h": ".status.carbon.gramsCO2ePerHour",
         "Age": ".metadata.creationTimestamp",
@@ -200,7 +201,7 @@ def test_spec_fields_map_one_to_one() -> None:
     }
 
 
-@pytest.mark.parametrize("block", ["scaling", "placement", "pod"])
+@pytest.mark.parametrize("block", ["scaling", "placement", "pod", "expose"])
 def test_shared_blocks_are_identical_in_both_crds(block: str) -> None:
     assert at("SmallModel", f"spec.{block}") == at("ModelPipeline", f"spec.{block}")
 

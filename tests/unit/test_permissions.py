@@ -28,7 +28,7 @@ from smallfleet.control.reconcile import UNWATCHED_KINDS
 from smallfleet.core.pools.render import render_pool
 from smallfleet.core.pools.spec import parse_serving_pool
 from smallfleet.core.render import plan_for_model, plan_for_pipeline, render_children
-from smallfleet.core.spec import Scaling
+from smallfleet.core.spec import Expose, GatewayRef, GRPCExpose, Scaling
 from smallfleet.handlers.operator import registry
 from smallfleet.kube import Rejected, kind_info
 from smallfleet.kube.client import KindInfo, require
@@ -97,6 +97,10 @@ def rendered_children() -> list[dict[str, Any]]:
         )
         out += render_children(plan_for_model(spec, settings), owner=owner, regions={"r": 1})
     out += render_children(plan_for_model(CPU_PYTHON, settings), owner=owner, regions={"": 1})
+    exposed = dataclasses.replace(
+        CPU_PYTHON, expose=Expose(GatewayRef("gw"), grpc=GRPCExpose(enabled=True))
+    )
+    out += render_children(plan_for_model(exposed, settings), owner=owner, regions={"": 1})
     pipeline = plan_for_pipeline(PIPELINE, PIPELINE_MODELS, settings)
     out += render_children(pipeline, owner={**owner, "kind": "ModelPipeline"}, regions={"r": 1})
     pool = parse_serving_pool({"metadata": {"name": "p", "namespace": "n"}, "spec": {}})

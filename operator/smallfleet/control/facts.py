@@ -44,6 +44,8 @@ INDEX_NAMES: Final = (
     "child_pods",
     "gpu_pods",
     "cluster_nodes",
+    "child_httproutes",
+    "child_grpcroutes",
 )
 
 
@@ -127,6 +129,12 @@ class IndexFacts:
 
     def pool_models(self, namespace: str, pool: str) -> list[str]:
         return sorted(set(_values(self.indices.get("models_by_pool"), (namespace, pool))))
+
+    def routes(self, key: Key) -> list[dict[str, Any]]:
+        """The HTTPRoutes and GRPCRoutes labelled as this resource's children, with status."""
+        return _values(self.indices.get("child_httproutes"), key) + _values(
+            self.indices.get("child_grpcroutes"), key
+        )
 
 
 @dataclass

@@ -58,7 +58,9 @@ from smallfleet.core.render.children import (
     MANAGED_BY,
     deployment_name,
 )
+from smallfleet.core.render.routes import GATEWAY_API_VERSION, GRPC_ROUTE, HTTP_ROUTE, ROUTE_KINDS
 from smallfleet.core.render.serverplan import ServerPlan
+from smallfleet.core.render.triton import GRPC_PORT, HTTP_PORT
 from smallfleet.core.replicas import replicas_to_run
 from smallfleet.kube import (
     FIELD_MANAGER,
@@ -82,6 +84,10 @@ UNWATCHED_KINDS: Final = (
     ("policy/v1", "PodDisruptionBudget"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("keda.sh/v1alpha1", "ScaledObject"),
+    # spec.expose: created and pruned from listings like the others; their status (the
+    # gateway's answer) comes from a kopf index (`routes`), so it costs no request.
+    (GATEWAY_API_VERSION, HTTP_ROUTE),
+    (GATEWAY_API_VERSION, GRPC_ROUTE),
 )
 STATUS_ATTEMPTS: Final = 3
 # A status that only says "in progress" waits this long for the children to settle, so a
@@ -118,6 +124,9 @@ class _Memo:
     # What the last reconcile added beside the children's state (endpoint, placement, the
     # scaling mode), kept for the writes between reconciles.
     extra: st.Derived | None = None
+    # The routes spec.expose asks for, as rendered: Exposed is derived from their watched
+    # status on every refresh, since a gateway controller answers between reconciles.
+    routes: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -288,8 +297,10 @@ def _combine(base: st.Derived, more: st.Derived | None) -> st.Derived:
         return base
     types = {x.type for x in more.conditions}
     return st.Derived(
-        tuple(x for x in base.conditions if x.type not in types) + more.conditions,
+        tuple(x for x in base.conditions if x.type not in types and x.type not in more.drop)
+        + more.conditions,
         {**base.fields, **more.fields},
+        tuple(d for d in dict.fromkeys((*base.drop, *more.drop)) if d not in types),
     )
 
 
@@ -334,6 +345,9 @@ class Reconciler:
         self.decided_replicas: Callable[[ServerPlan, str, str], int | None] = (
             lambda _plan, _namespace, _deployment: None
         )
+        # The HTTPRoutes and GRPCRoutes labelled as a resource's children, with their status
+        # (kopf watches them; see handlers.indices); none until plugged in.
+        self.routes: Callable[[Key], Sequence[Mapping[str, Any]]] = lambda _key: ()
 
     def lock(self, key: Key) -> contextlib.AbstractContextManager[None]:
         """Hold one resource: its reconcile, status write and scaling write never interleave."""
@@ -437,10 +451,9 @@ class Reconciler:
                         floor=memo.floor,
                         indices=self.triton_index(key),
                     )
+                    derived = _combine(_combine(derived, memo.extra), self._exposure(key, memo))
                     with telemetry.reconcile_timer(*key) as rec:
-                        outcome = self._write_status(
-                            key, body, _combine(derived, memo.extra), settle=settle
-                        )
+                        outcome = self._write_status(key, body, derived, settle=settle)
                         rec.result = outcome.result
                         return outcome
             return self.reconcile(body, settle=settle)
@@ -555,11 +568,17 @@ class Reconciler:
                 return self._stall(key, body, c.REASON_NAME_CONFLICT, str(exc))
             except (Rejected, NotFound) as exc:
                 telemetry.ERRORS.labels(kind=kind, error_class="rejected").inc()
+                hint = (
+                    " (spec.expose needs the Gateway API CRDs, gateway.networking.k8s.io/v1, "
+                    "installed in the cluster)"
+                    if isinstance(exc, NotFound) and obj["kind"] in ROUTE_KINDS
+                    else ""
+                )
                 return self._stall(
                     key,
                     body,
                     c.REASON_APPLY_FAILED,
-                    f"{obj['kind']} {obj['metadata']['name']}: {exc.message}",
+                    f"{obj['kind']} {obj['metadata']['name']}: {exc.message}{hint}",
                 )
             if obj["kind"] == "Deployment":
                 current[str(obj["metadata"]["name"])] = result
@@ -576,7 +595,12 @@ class Reconciler:
             floor=work.floor,
             indices=self.triton_index(key),
         )
-        extra: dict[str, Any] = {"endpoint": f"{plan.name}.{namespace}.svc"}
+        host = f"{plan.name}.{namespace}.svc"
+        extra: dict[str, Any] = {
+            "endpoint": host,
+            "url": f"http://{host}:{HTTP_PORT}",
+            "grpcAddress": f"{host}:{GRPC_PORT}",
+        }
         if kind == MODEL_PIPELINE:
             extra["models"] = sorted({m.name for m in plan.models if not m.is_ensemble})
         parts = _combine(
@@ -591,9 +615,15 @@ class Reconciler:
             states={n: st.deployment_state(d) for n, d in current.items()},
             floor=work.floor,
             extra=parts,
+            routes=tuple(o for o in desired if o["kind"] in ROUTE_KINDS),
         )
-        derived = _combine(derived, parts)
+        derived = _combine(_combine(derived, parts), self._exposure(key, self._memo[key]))
         return self._write_status(key, body, derived, settle=settle)
+
+    def _exposure(self, key: Key, memo: _Memo | None) -> st.Derived:
+        """Exposed from the watched routes' status (dropped when spec.expose is unset)."""
+        wanted = memo.routes if memo is not None else ()
+        return st.exposure(wanted, self.routes(key) if wanted else ())
 
     def _reconcile_pooled(
         self, key: Key, body: Mapping[str, Any], pool: str, *, settle: bool = True
@@ -641,7 +671,11 @@ class Reconciler:
                 "scaling",
             )
         )
-        derived = st.Derived(part.conditions, {"endpoint": None, **dedicated_only, **part.fields})
+        derived = st.Derived(
+            part.conditions,
+            {"endpoint": None, "url": None, "grpcAddress": None, **dedicated_only, **part.fields},
+            drop=(c.EXPOSED,),
+        )
         self._remember(key, body, extra=None)
         return self._write_status(key, body, derived, settle=settle)
 

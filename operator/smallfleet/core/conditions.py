@@ -22,6 +22,9 @@ PLACED: Final = "Placed"
 ARTIFACT_VERIFIED: Final = "ArtifactVerified"
 CARBON_SIGNAL_STALE: Final = "CarbonSignalStale"
 SCALING_ACTIVE: Final = "ScalingActive"
+# spec.expose: whether the gateway accepted the routes. Beside Ready, never part of it: a
+# model serves inside the cluster whether or not a gateway routes to it.
+EXPOSED: Final = "Exposed"
 
 TYPES: Final = (
     READY,
@@ -31,6 +34,7 @@ TYPES: Final = (
     ARTIFACT_VERIFIED,
     CARBON_SIGNAL_STALE,
     SCALING_ACTIVE,
+    EXPOSED,
 )
 
 # Reasons (CamelCase, as the API conventions ask).
@@ -73,6 +77,9 @@ REASON_POOL_FULL: Final = "PoolFull"  # no server of the pool has room, and it m
 REASON_NOT_POOLABLE: Final = "NotPoolable"  # the pool's servers cannot hold this model at all
 REASON_SERVERS_READY: Final = "ServersReady"  # a pool's servers all report ready
 REASON_SERVERS_STARTING: Final = "ServersStarting"
+# Exposure through Gateway API routes (a refusal carries the gateway controller's own reason).
+REASON_ROUTES_ACCEPTED: Final = "RoutesAccepted"  # every route Accepted with ResolvedRefs
+REASON_ROUTES_PENDING: Final = "RoutesPending"  # no gateway controller has answered yet
 
 
 @dataclass(frozen=True)

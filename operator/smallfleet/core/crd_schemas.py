@@ -27,6 +27,116 @@ _JSON: Final = r"""{
    "spec": {
     "description": "The pipeline's desired state, written by its owner.",
     "properties": {
+     "expose": {
+      "description": "Reach the model from outside the cluster through a Gateway API Gateway: the operator renders an HTTPRoute (and, with grpc.enabled, a GRPCRoute) from the gateway to the model's Service and reports whether the gateway accepted them as the Exposed condition. Needs the Gateway API CRDs (gateway.networking.k8s.io/v1) and a gateway controller; removing this field deletes the routes.",
+      "properties": {
+       "gateway": {
+        "description": "The Gateway the routes attach to (their parentRef).",
+        "properties": {
+         "name": {
+          "description": "The Gateway's name.",
+          "maxLength": 253,
+          "minLength": 1,
+          "type": "string"
+         },
+         "namespace": {
+          "description": "The Gateway's namespace; the model's own when unset. Its listeners must allow routes from the model's namespace (allowedRoutes), or the route is not Accepted.",
+          "maxLength": 63,
+          "minLength": 1,
+          "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+          "type": "string"
+         },
+         "sectionName": {
+          "description": "The Gateway listener the HTTPRoute attaches to; every listener that allows it when unset.",
+          "maxLength": 253,
+          "minLength": 1,
+          "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+          "type": "string"
+         }
+        },
+        "required": [
+         "name"
+        ],
+        "type": "object"
+       },
+       "grpc": {
+        "default": {
+         "enabled": false
+        },
+        "description": "The GRPCRoute to Triton's gRPC API (port 8001, service inference.GRPCInferenceService). gRPC names the model inside each request, so the route matches the whole service: give it host names (or a listener) of its own when several models share a gateway, and apart from the HTTPRoute's, which a gateway may not share between an HTTPRoute and a GRPCRoute.",
+        "properties": {
+         "enabled": {
+          "default": false,
+          "description": "Render the GRPCRoute.",
+          "type": "boolean"
+         },
+         "hostnames": {
+          "description": "Host names of the GRPCRoute; the shared hostnames when empty.",
+          "items": {
+           "maxLength": 253,
+           "minLength": 1,
+           "pattern": "^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+           "type": "string"
+          },
+          "maxItems": 16,
+          "type": "array",
+          "x-kubernetes-list-type": "set"
+         },
+         "sectionName": {
+          "description": "The Gateway listener the GRPCRoute attaches to; gateway.sectionName when unset.",
+          "maxLength": 253,
+          "minLength": 1,
+          "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+          "type": "string"
+         }
+        },
+        "type": "object"
+       },
+       "hostnames": {
+        "description": "Host names the routes answer for (a leading \"*.\" is a wildcard); every host the listener accepts when empty.",
+        "items": {
+         "maxLength": 253,
+         "minLength": 1,
+         "pattern": "^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+         "type": "string"
+        },
+        "maxItems": 16,
+        "type": "array",
+        "x-kubernetes-list-type": "set"
+       },
+       "http": {
+        "default": {
+         "enabled": true
+        },
+        "description": "The HTTPRoute to Triton's HTTP/REST API (port 8000, the KServe v2 protocol).",
+        "properties": {
+         "enabled": {
+          "default": true,
+          "description": "Render the HTTPRoute.",
+          "type": "boolean"
+         },
+         "pathPrefix": {
+          "description": "The path prefix the route matches; /v2/models/<name> (this model's inference, metadata and readiness paths) when unset.",
+          "maxLength": 1024,
+          "minLength": 1,
+          "pattern": "^/[^?#]*$",
+          "type": "string"
+         }
+        },
+        "type": "object"
+       }
+      },
+      "required": [
+       "gateway"
+      ],
+      "type": "object",
+      "x-kubernetes-validations": [
+       {
+        "message": "expose needs http or grpc enabled: with both off there is nothing to route",
+        "rule": "self.http.enabled || self.grpc.enabled"
+       }
+      ]
+     },
      "inputs": {
       "description": "The pipeline's input tensors, which steps read by name.",
       "items": {
@@ -798,6 +908,18 @@ _JSON: Final = r"""{
       "rule": "self.inputs.all(p, self.steps.exists(s, s.inputs.exists(x, x.from == p.name)))"
      },
      {
+      "fieldPath": ".outputs",
+      "message": "an output has the name of a pipeline input: the ensemble's tensor names must be unique",
+      "reason": "FieldValueInvalid",
+      "rule": "self.outputs.all(o, !self.inputs.exists(p, p.name == o.name))"
+     },
+     {
+      "fieldPath": ".outputs",
+      "message": "two outputs come from the same step output: a Triton ensemble maps each step output to one tensor",
+      "reason": "FieldValueInvalid",
+      "rule": "self.outputs.all(o, self.outputs.exists_one(p, p.from == o.from))"
+     },
+     {
       "fieldPath": ".scaling.metric",
       "message": "scaling.metric gpuUtilization needs resources.gpus > 0: a CPU model has no GPU to measure",
       "reason": "FieldValueInvalid",
@@ -864,7 +986,7 @@ _JSON: Final = r"""{
       "type": "object"
      },
      "conditions": {
-      "description": "Ready, Reconciling, Stalled and specific conditions (Placed, ArtifactVerified, CarbonSignalStale, ScalingActive), in the shape of metav1.Condition.",
+      "description": "Ready, Reconciling, Stalled and specific conditions (Placed, ArtifactVerified, CarbonSignalStale, ScalingActive, Exposed), in the shape of metav1.Condition.",
       "items": {
        "description": "One condition.",
        "properties": {
@@ -929,8 +1051,13 @@ _JSON: Final = r"""{
       "type": "integer"
      },
      "endpoint": {
-      "description": "The DNS name of the Service in front of the Triton servers.",
+      "description": "Deprecated: use url and grpcAddress. The DNS name of the Service in front of the Triton servers (a pooled model: its pool server's).",
       "maxLength": 253,
+      "type": "string"
+     },
+     "grpcAddress": {
+      "description": "The host:port of Triton's gRPC API inside the cluster (service inference.GRPCInferenceService).",
+      "maxLength": 512,
       "type": "string"
      },
      "models": {
@@ -1098,6 +1225,11 @@ _JSON: Final = r"""{
        }
       },
       "type": "object"
+     },
+     "url": {
+      "description": "The base URL of Triton's HTTP API inside the cluster, as http://<service>.<namespace>.svc:8000 (a pooled model: its pool server's). Inference is POST <url>/v2/models/<name>/infer.",
+      "maxLength": 2048,
+      "type": "string"
      }
     },
     "type": "object"
@@ -1523,6 +1655,116 @@ _JSON: Final = r"""{
        "description"
       ],
       "type": "object"
+     },
+     "expose": {
+      "description": "Reach the model from outside the cluster through a Gateway API Gateway: the operator renders an HTTPRoute (and, with grpc.enabled, a GRPCRoute) from the gateway to the model's Service and reports whether the gateway accepted them as the Exposed condition. Needs the Gateway API CRDs (gateway.networking.k8s.io/v1) and a gateway controller; removing this field deletes the routes.",
+      "properties": {
+       "gateway": {
+        "description": "The Gateway the routes attach to (their parentRef).",
+        "properties": {
+         "name": {
+          "description": "The Gateway's name.",
+          "maxLength": 253,
+          "minLength": 1,
+          "type": "string"
+         },
+         "namespace": {
+          "description": "The Gateway's namespace; the model's own when unset. Its listeners must allow routes from the model's namespace (allowedRoutes), or the route is not Accepted.",
+          "maxLength": 63,
+          "minLength": 1,
+          "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+          "type": "string"
+         },
+         "sectionName": {
+          "description": "The Gateway listener the HTTPRoute attaches to; every listener that allows it when unset.",
+          "maxLength": 253,
+          "minLength": 1,
+          "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+          "type": "string"
+         }
+        },
+        "required": [
+         "name"
+        ],
+        "type": "object"
+       },
+       "grpc": {
+        "default": {
+         "enabled": false
+        },
+        "description": "The GRPCRoute to Triton's gRPC API (port 8001, service inference.GRPCInferenceService). gRPC names the model inside each request, so the route matches the whole service: give it host names (or a listener) of its own when several models share a gateway, and apart from the HTTPRoute's, which a gateway may not share between an HTTPRoute and a GRPCRoute.",
+        "properties": {
+         "enabled": {
+          "default": false,
+          "description": "Render the GRPCRoute.",
+          "type": "boolean"
+         },
+         "hostnames": {
+          "description": "Host names of the GRPCRoute; the shared hostnames when empty.",
+          "items": {
+           "maxLength": 253,
+           "minLength": 1,
+           "pattern": "^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+           "type": "string"
+          },
+          "maxItems": 16,
+          "type": "array",
+          "x-kubernetes-list-type": "set"
+         },
+         "sectionName": {
+          "description": "The Gateway listener the GRPCRoute attaches to; gateway.sectionName when unset.",
+          "maxLength": 253,
+          "minLength": 1,
+          "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+          "type": "string"
+         }
+        },
+        "type": "object"
+       },
+       "hostnames": {
+        "description": "Host names the routes answer for (a leading \"*.\" is a wildcard); every host the listener accepts when empty.",
+        "items": {
+         "maxLength": 253,
+         "minLength": 1,
+         "pattern": "^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+         "type": "string"
+        },
+        "maxItems": 16,
+        "type": "array",
+        "x-kubernetes-list-type": "set"
+       },
+       "http": {
+        "default": {
+         "enabled": true
+        },
+        "description": "The HTTPRoute to Triton's HTTP/REST API (port 8000, the KServe v2 protocol).",
+        "properties": {
+         "enabled": {
+          "default": true,
+          "description": "Render the HTTPRoute.",
+          "type": "boolean"
+         },
+         "pathPrefix": {
+          "description": "The path prefix the route matches; /v2/models/<name> (this model's inference, metadata and readiness paths) when unset.",
+          "maxLength": 1024,
+          "minLength": 1,
+          "pattern": "^/[^?#]*$",
+          "type": "string"
+         }
+        },
+        "type": "object"
+       }
+      },
+      "required": [
+       "gateway"
+      ],
+      "type": "object",
+      "x-kubernetes-validations": [
+       {
+        "message": "expose needs http or grpc enabled: with both off there is nothing to route",
+        "rule": "self.http.enabled || self.grpc.enabled"
+       }
+      ]
      },
      "model": {
       "description": "The model artifact and how to verify it.",
@@ -2355,6 +2597,12 @@ _JSON: Final = r"""{
       "message": "model.format tensorrt needs resources.gpus > 0: a TensorRT plan runs only on a GPU",
       "reason": "FieldValueInvalid",
       "rule": "self.model.format != 'tensorrt' || self.resources.gpus > 0"
+     },
+     {
+      "fieldPath": ".expose",
+      "message": "expose is not available with serving.pool: a pooled model has no Service of its own to route to",
+      "reason": "FieldValueForbidden",
+      "rule": "!has(self.expose) || !has(self.serving) || !has(self.serving.pool)"
      }
     ]
    },
@@ -2417,7 +2665,7 @@ _JSON: Final = r"""{
       "type": "object"
      },
      "conditions": {
-      "description": "Ready, Reconciling, Stalled and specific conditions (Placed, ArtifactVerified, CarbonSignalStale, ScalingActive), in the shape of metav1.Condition.",
+      "description": "Ready, Reconciling, Stalled and specific conditions (Placed, ArtifactVerified, CarbonSignalStale, ScalingActive, Exposed), in the shape of metav1.Condition.",
       "items": {
        "description": "One condition.",
        "properties": {
@@ -2482,8 +2730,13 @@ _JSON: Final = r"""{
       "type": "integer"
      },
      "endpoint": {
-      "description": "The DNS name of the Service in front of the Triton servers.",
+      "description": "Deprecated: use url and grpcAddress. The DNS name of the Service in front of the Triton servers (a pooled model: its pool server's).",
       "maxLength": 253,
+      "type": "string"
+     },
+     "grpcAddress": {
+      "description": "The host:port of Triton's gRPC API inside the cluster (service inference.GRPCInferenceService).",
+      "maxLength": 512,
       "type": "string"
      },
      "observedGeneration": {
@@ -2663,6 +2916,11 @@ _JSON: Final = r"""{
        }
       },
       "type": "object"
+     },
+     "url": {
+      "description": "The base URL of Triton's HTTP API inside the cluster, as http://<service>.<namespace>.svc:8000 (a pooled model: its pool server's). Inference is POST <url>/v2/models/<name>/infer.",
+      "maxLength": 2048,
+      "type": "string"
      }
     },
     "type": "object"

@@ -42,6 +42,8 @@ _KIND_ORDER: Final = {
     "PodDisruptionBudget": 4,
     "HorizontalPodAutoscaler": 5,
     "ScaledObject": 5,
+    "HTTPRoute": 6,  # after the Service they route to
+    "GRPCRoute": 6,
 }
 
 

@@ -21,14 +21,13 @@ problem found, each a `FieldError` with a path such as
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from smallfleet.core.crd_schemas import SCHEMAS
 from smallfleet.core.schema import apply as apply_schema
-from smallfleet.core.schema import describe
+from smallfleet.core.schema import describe, go_regex, matches
 
 ModelFormat = Literal["onnx", "pytorch", "tensorflow", "tensorrt", "python"]
 DataType = Literal[
@@ -235,6 +234,38 @@ class PodSettings:
 
 
 @dataclass(frozen=True)
+class GatewayRef:
+    """The Gateway a model's routes attach to (their parentRef)."""
+
+    name: str
+    namespace: str | None = None  # None: the model's namespace
+    section_name: str | None = None  # None: every listener that allows the route
+
+
+@dataclass(frozen=True)
+class HTTPExpose:
+    enabled: bool = True
+    path_prefix: str | None = None  # None: /v2/models/<name>
+
+
+@dataclass(frozen=True)
+class GRPCExpose:
+    enabled: bool = False
+    section_name: str | None = None  # None: the gateway's sectionName
+    hostnames: tuple[str, ...] = ()  # empty: the shared hostnames
+
+
+@dataclass(frozen=True)
+class Expose:
+    """`spec.expose`: Gateway API routes from a Gateway to the model's Service."""
+
+    gateway: GatewayRef
+    hostnames: tuple[str, ...] = ()
+    http: HTTPExpose = field(default_factory=HTTPExpose)
+    grpc: GRPCExpose = field(default_factory=GRPCExpose)
+
+
+@dataclass(frozen=True)
 class SmallModelSpec:
     name: str  # metadata.name; also the Triton model name
     namespace: str
@@ -246,6 +277,7 @@ class SmallModelSpec:
     placement: Placement = field(default_factory=Placement)
     pool: str | None = None  # spec.serving.pool: loaded into a ServingPool's shared servers
     pod: PodSettings = field(default_factory=PodSettings)
+    expose: Expose | None = None  # spec.expose: Gateway API routes to the model's Service
 
 
 @dataclass(frozen=True)
@@ -288,6 +320,7 @@ class ModelPipelineSpec:
     placement: Placement = field(default_factory=Placement)
     resources: Resources | None = None  # None: derived from the steps' SmallModels
     pod: PodSettings = field(default_factory=PodSettings)
+    expose: Expose | None = None  # spec.expose: Gateway API routes to the pipeline's Service
 
 
 # --- Parsing -----------------------------------------------------------------
@@ -298,8 +331,10 @@ SMALL_MODEL: Final = "SmallModel"
 MODEL_PIPELINE: Final = "ModelPipeline"
 MAX_NAME_LENGTH: Final = 40
 
-_NAME_RE: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_QUANTITY_RE: Final = re.compile(
+# Compiled with Go's regexp semantics, as the API server's CEL matches them (`$` is the
+# end of the text, `\d` is ASCII).
+_NAME_RE: Final = go_regex(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_QUANTITY_RE: Final = go_regex(
     r"^\+?(?P<num>\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$"
 )
 
@@ -356,6 +391,13 @@ MSG_OUTPUT_STEP: Final = (
     "of spec.steps"
 )
 MSG_UNUSED_INPUT: Final = "a pipeline input is not read by any step"
+MSG_OUTPUT_NAME: Final = (
+    "an output has the name of a pipeline input: the ensemble's tensor names must be unique"
+)
+MSG_OUTPUT_SHARED: Final = (
+    "two outputs come from the same step output: a Triton ensemble maps each step output to "
+    "one tensor"
+)
 MSG_POD_LABELS: Final = (
     "pod.labels must not set the operator's own keys (app.kubernetes.io/* and "
     "serving.smallfleet.io/*): the operator selects and describes its pods by them"
@@ -374,12 +416,19 @@ MSG_TOLERATION_KEY: Final = (
     "a toleration without a key must have operator Exists (it then tolerates every taint)"
 )
 MSG_TOLERATION_SECONDS: Final = "tolerationSeconds needs effect NoExecute"
+MSG_EXPOSE_NOTHING: Final = (
+    "expose needs http or grpc enabled: with both off there is nothing to route"
+)
+MSG_EXPOSE_POOLED: Final = (
+    "expose is not available with serving.pool: a pooled model has no Service of its own "
+    "to route to"
+)
 # The label and annotation prefixes the operator owns on its pods.
 RESERVED_POD_KEY_PREFIXES: Final = ("app.kubernetes.io/", f"{API_GROUP}/")
 # The Triton container's variables the operator sets itself.
 RESERVED_ENV: Final = "HOME"
 RESERVED_ENV_PREFIX: Final = "SMALLFLEET_"
-_LABEL_KEY_RE: Final = re.compile(
+_LABEL_KEY_RE: Final = go_regex(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
@@ -532,7 +581,7 @@ def _placement_rules(pl: Mapping[str, Any], path: str, rules: _Rules) -> None:
         rules.check(
             f"{path}.latencyPenalty",
             MSG_PENALTY_KEYS,
-            lambda: all(re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", k) for k in penalty),
+            lambda: all(matches(k, r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$") for k in penalty),
         )
         rules.check(
             f"{path}.latencyPenalty",
@@ -595,6 +644,12 @@ def _pod_rules(pod: Mapping[str, Any], path: str, rules: _Rules) -> None:
             rules.check(f"{path}.{key}", MSG_LABEL_KEYS, _label_keys_ok, found)
 
 
+def _expose_rules(expose: Mapping[str, Any], path: str, rules: _Rules) -> None:
+    rules.check(
+        path, MSG_EXPOSE_NOTHING, lambda: expose["http"]["enabled"] or expose["grpc"]["enabled"]
+    )
+
+
 def _small_model_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
     model, triton = spec.get("model", {}), spec.get("triton", {})
     resources, scaling = spec.get("resources", {}), spec.get("scaling", {})
@@ -608,22 +663,28 @@ def _small_model_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
         MSG_TENSORRT_GPU,
         lambda: model["format"] != "tensorrt" or resources["gpus"] > 0,
     )
+    rules.check(
+        "spec.expose",
+        MSG_EXPOSE_POOLED,
+        lambda: "expose" not in spec or not (spec.get("serving") or {}).get("pool"),
+        reason=FORBIDDEN,
+    )
+    if "expose" in spec:
+        _expose_rules(spec["expose"], "spec.expose", rules)
     uri = model.get("uri")
     if isinstance(uri, str):
         for message, ok in (
-            (MSG_URI_SCHEME, lambda u: re.match(r"^(s3|gs|https|http|pvc)://", u) is not None),
+            (MSG_URI_SCHEME, lambda u: matches(u, r"^(s3|gs|https|http|pvc)://")),
             (
                 MSG_URI_PATH,
                 lambda u: (
-                    not re.match(r"^(s3|gs|pvc)://", u)
-                    or re.match(r"^(s3|gs|pvc)://[^/]+/[^/]", u) is not None
+                    not matches(u, r"^(s3|gs|pvc)://")
+                    or matches(u, r"^(s3|gs|pvc)://[^/]+/[^/].*$")
                 ),
             ),
             (
                 MSG_URI_HOST,
-                lambda u: (
-                    not re.match(r"^https?://", u) or re.match(r"^https?://[^/]+", u) is not None
-                ),
+                lambda u: not matches(u, r"^https?://") or matches(u, r"^https?://[^/]+"),
             ),
         ):
             rules.check("spec.model.uri", message, ok, uri, value=uri)
@@ -649,7 +710,7 @@ def _small_model_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
         rules.check(
             "spec.triton.parameters",
             MSG_PARAM_KEYS,
-            lambda: all(re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", k) for k in params),
+            lambda: all(matches(k, r"^[A-Za-z_][A-Za-z0-9_]{0,127}$") for k in params),
         )
     _resources_rules(resources, "spec.resources", rules)
     _scaling_rules(scaling, "spec.scaling", rules)
@@ -726,7 +787,9 @@ def _pipeline_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
     _placement_rules(spec.get("placement", {}), "spec.placement", rules)
     if "pod" in spec:
         _pod_rules(spec["pod"], "spec.pod", rules)
-    # Semantic checks the schema leaves alone: the ensemble's tensor names must not clash.
+    if "expose" in spec:
+        _expose_rules(spec["expose"], "spec.expose", rules)
+    # The ensemble's tensor names must not clash (two CEL rules; offline, each offender is named).
     seen: dict[str, str] = {}
     for i, o in enumerate(outputs):
         if not isinstance(o, Mapping):
@@ -735,8 +798,8 @@ def _pipeline_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
             rules.errors.append(
                 FieldError(
                     f"spec.outputs[{i}].name",
-                    f"Invalid value: {describe(o.get('name'))}: output {o.get('name')} has the name "
-                    "of a pipeline input: the ensemble's tensor names must be unique",
+                    f"{INVALID}: {describe(o.get('name'))}: {MSG_OUTPUT_NAME} "
+                    f"(output {o.get('name')})",
                 )
             )
         src = o.get("from")
@@ -744,8 +807,8 @@ def _pipeline_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
             rules.errors.append(
                 FieldError(
                     f"spec.outputs[{i}].from",
-                    f"Invalid value: {describe(src)}: {src} already feeds output {seen[src]}: "
-                    "a Triton ensemble maps each step output to one tensor",
+                    f"{INVALID}: {describe(src)}: {MSG_OUTPUT_SHARED} "
+                    f"({src} already feeds output {seen[src]})",
                 )
             )
         elif isinstance(src, str):
@@ -864,6 +927,27 @@ def parse_pod_settings(value: Any, path: str = "podDefaults") -> PodSettings:
     return pod_settings(checked)
 
 
+def _expose(d: Mapping[str, Any] | None) -> Expose | None:
+    """`spec.expose` (schema-checked, defaults applied) as values; None when unset."""
+    if d is None:
+        return None
+    gateway, http, grpc = d["gateway"], d["http"], d["grpc"]
+    return Expose(
+        gateway=GatewayRef(
+            name=gateway["name"],
+            namespace=gateway.get("namespace"),
+            section_name=gateway.get("sectionName"),
+        ),
+        hostnames=tuple(d.get("hostnames") or ()),
+        http=HTTPExpose(enabled=http["enabled"], path_prefix=http.get("pathPrefix")),
+        grpc=GRPCExpose(
+            enabled=grpc["enabled"],
+            section_name=grpc.get("sectionName"),
+            hostnames=tuple(grpc.get("hostnames") or ()),
+        ),
+    )
+
+
 def _triton(d: Mapping[str, Any]) -> TritonSpec:
     db = d.get("dynamicBatching")
     return TritonSpec(
@@ -925,6 +1009,7 @@ def parse_small_model(obj: Mapping[str, Any]) -> SmallModelSpec:
         placement=_placement(spec["placement"]),
         pool=(spec.get("serving") or {}).get("pool"),
         pod=pod_settings(spec.get("pod") or {}),
+        expose=_expose(spec.get("expose")),
     )
 
 
@@ -964,6 +1049,7 @@ def parse_model_pipeline(obj: Mapping[str, Any]) -> ModelPipelineSpec:
         placement=_placement(spec["placement"]),
         resources=_resources(spec["resources"]) if "resources" in spec else None,
         pod=pod_settings(spec.get("pod") or {}),
+        expose=_expose(spec.get("expose")),
     )
 
 

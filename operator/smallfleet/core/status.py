@@ -99,6 +99,9 @@ class Derived:
 
     conditions: tuple[c.Condition, ...]
     fields: Mapping[str, Any] = field(default_factory=dict)
+    # Condition types to remove (one whose subject is gone, such as Exposed after
+    # spec.expose is deleted): a condition nobody sets any more would otherwise stay.
+    drop: tuple[str, ...] = ()
 
 
 def _int(value: Any) -> int:
@@ -421,6 +424,105 @@ def derive(
     return Derived(conditions=tuple(out), fields=fields)
 
 
+def _same_parent(ref: Mapping[str, Any], wanted: Mapping[str, Any], namespace: str) -> bool:
+    """Whether a route status' parentRef names the Gateway (and listener) the route asked for."""
+    return (
+        ref.get("name") == wanted.get("name")
+        and (ref.get("namespace") or namespace) == (wanted.get("namespace") or namespace)
+        and (ref.get("sectionName") or "") == (wanted.get("sectionName") or "")
+        and (ref.get("kind") or "Gateway") == "Gateway"
+    )
+
+
+def exposure(wanted: Sequence[Mapping[str, Any]], observed: Sequence[Mapping[str, Any]]) -> Derived:
+    """The Exposed condition from the routes' own status, as gateway controllers write it.
+
+    `wanted` are the rendered routes (empty: spec.expose is unset, and an
+    Exposed condition left from before is dropped); `observed` the routes the
+    operator watches. A route is exposed when, for the Gateway it names, its
+    controller reports Accepted and ResolvedRefs True for the route's current
+    generation. Any False is the gateway's refusal, passed on with the
+    controller's reason and words; no answer yet (no controller, or one that
+    has not caught up with the route's generation) is Unknown.
+    """
+    if not wanted:
+        return Derived((), drop=(c.EXPOSED,))
+    seen = {
+        (str(o.get("kind")), str(_get(o, "metadata", "name"))): o
+        for o in observed
+        if not _get(o, "metadata", "deletionTimestamp")
+    }
+    refused: list[tuple[str, str]] = []
+    pending: list[str] = []
+    accepted: list[str] = []
+    for route in wanted:
+        kind, name = str(route.get("kind")), str(_get(route, "metadata", "name"))
+        namespace = str(_get(route, "metadata", "namespace") or "")
+        what = f"{kind} {name}"
+        before = (len(pending), len(refused))
+        found = seen.get((kind, name))
+        if found is None:
+            pending.append(f"{what} is not created yet")
+            continue
+        generation = _int(_get(found, "metadata", "generation"))
+        parents = [
+            p
+            for p in _get(found, "status", "parents") or []
+            if isinstance(p, Mapping)
+            for ref in (_get(route, "spec", "parentRefs") or [])[:1]
+            if _same_parent(p.get("parentRef") or {}, ref, namespace)
+        ]
+        if not parents:
+            pending.append(f"no gateway controller has reported on {what} yet")
+            continue
+        for parent in parents:
+            conds = {
+                str(x.get("type")): x
+                for x in parent.get("conditions") or []
+                if isinstance(x, Mapping)
+            }
+            for type_ in ("Accepted", "ResolvedRefs"):
+                cond = conds.get(type_)
+                if cond is None or _int(cond.get("observedGeneration")) < generation:
+                    pending.append(
+                        f"{parent.get('controllerName') or 'the gateway'} has not reported "
+                        f"{type_} on {what} generation {generation} yet"
+                    )
+                elif cond.get("status") != "True":
+                    reason = str(cond.get("reason") or type_)
+                    refused.append(
+                        (
+                            reason,
+                            f"{what}: {type_}={cond.get('status')} ({reason}): "
+                            f"{cond.get('message') or ''}".rstrip(": "),
+                        )
+                    )
+        if (len(pending), len(refused)) == before:
+            ref = (_get(route, "spec", "parentRefs") or [{}])[0]
+            gateway = f"{ref.get('namespace') or namespace}/{ref.get('name')}"
+            hosts = _get(route, "spec", "hostnames") or []
+            accepted.append(
+                f"{what} by Gateway {gateway}" + (f" for {', '.join(hosts)}" if hosts else "")
+            )
+    if refused:
+        message = _clip("; ".join(m for _, m in refused))
+        return Derived((c.Condition(c.EXPOSED, "False", refused[0][0], message),))
+    if pending:
+        return Derived(
+            (c.Condition(c.EXPOSED, "Unknown", c.REASON_ROUTES_PENDING, _clip("; ".join(pending))),)
+        )
+    return Derived(
+        (
+            c.Condition(
+                c.EXPOSED,
+                "True",
+                c.REASON_ROUTES_ACCEPTED,
+                _clip("accepted: " + "; ".join(accepted)),
+            ),
+        )
+    )
+
+
 def stalled(reason: str, message: str) -> Derived:
     """Status for a resource the operator will not act on until it changes: nothing applied."""
     message = _clip(message)
@@ -471,7 +573,9 @@ def merge(
     old_conditions: list[Mapping[str, Any]] = [
         x for x in current.get("conditions") or [] if isinstance(x, Mapping)
     ]
-    conds: list[dict[str, Any]] = [dict(x) for x in old_conditions]
+    conds: list[dict[str, Any]] = [
+        dict(x) for x in old_conditions if x.get("type") not in derived.drop
+    ]
     flips: list[Transition] = []
     for new in derived.conditions:
         before = c.get_condition(old_conditions, new.type)

@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 
 from smallfleet.core import status as st
+from smallfleet.core.render.routes import GATEWAY_GROUP
 from smallfleet.handlers.base import MANAGED, owner_of, refresh, registry, runtime_of
 
 
@@ -27,6 +28,25 @@ def deployment_event(
         owner[0], namespace, owner[1], body
     ):
         refresh(memo, owner[0], namespace, owner[1])
+
+
+@kopf.on.event(GATEWAY_GROUP, "v1", "httproutes", labels=MANAGED, registry=registry)
+def httproute_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A child route changed (a gateway controller answered): bring Exposed up to date."""
+    _route_changed(type, body, namespace, memo)
+
+
+@kopf.on.event(GATEWAY_GROUP, "v1", "grpcroutes", labels=MANAGED, registry=registry)
+def grpcroute_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    """As `httproute_event`, for a GRPCRoute."""
+    _route_changed(type, body, namespace, memo)
+
+
+def _route_changed(type: str, body: kopf.Body, namespace: str | None, memo: Any) -> None:
+    owner = owner_of(body.get("metadata", {}).get("labels") or {})
+    if not type or owner is None:
+        return  # the initial listing: the resume handlers cover it
+    refresh(memo, owner[0], namespace, owner[1])
 
 
 def _pod_in_trouble(body: kopf.Body, **_: Any) -> bool:

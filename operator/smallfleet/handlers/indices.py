@@ -18,7 +18,16 @@ import kopf
 
 from smallfleet.control.facts import MODEL_PIPELINE, SERVING_POOL, SMALL_MODEL, Key
 from smallfleet.core.placement.capacity import GPU_RESOURCE, pod_gpus
-from smallfleet.handlers.base import MODELS, OWNER_KINDS, PIPELINES, POOLS, owner_of, registry
+from smallfleet.core.render.routes import GATEWAY_GROUP
+from smallfleet.handlers.base import (
+    MANAGED,
+    MODELS,
+    OWNER_KINDS,
+    PIPELINES,
+    POOLS,
+    owner_of,
+    registry,
+)
 
 KOPF_PREFIX: Final = "smallfleet.io/"
 
@@ -129,6 +138,48 @@ def gpu_pods(
             "status": {"phase": (body.get("status") or {}).get("phase")},
         }
     }
+
+
+def _route(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels
+) -> dict[Key, dict[str, Any]] | None:
+    """A child route's identity and the gateway controllers' answers (`status.parents`).
+
+    The spec is left out: the reconciler lists routes when it must compare
+    them (their spec changes only with the owner's), and reads only their
+    status, which a gateway controller writes between reconciles, from here.
+    """
+    owner = owner_of(labels)
+    if owner is None:
+        return None
+    meta = body.get("metadata") or {}
+    route = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "generation", "deletionTimestamp")
+            if k in meta
+        },
+        "status": {"parents": list((body.get("status") or {}).get("parents") or [])},
+    }
+    return {_key(owner[0], namespace, owner[1]): route}
+
+
+# Gateway API routes (spec.expose). Without the Gateway API CRDs kopf resolves no such
+# resource and these stay empty; with them, a gateway's answer reaches status in one event.
+@kopf.index(GATEWAY_GROUP, "v1", "httproutes", labels=MANAGED, registry=registry)
+def child_httproutes(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[Key, dict[str, Any]] | None:
+    return _route(body, namespace, labels)
+
+
+@kopf.index(GATEWAY_GROUP, "v1", "grpcroutes", labels=MANAGED, registry=registry)
+def child_grpcroutes(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[Key, dict[str, Any]] | None:
+    return _route(body, namespace, labels)
 
 
 @kopf.index("", "v1", "nodes", registry=registry)

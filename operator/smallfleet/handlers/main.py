@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     kube = Kube.from_config()
     facts = IndexFacts()
     runtime = Runtime(reconciler=Reconciler(kube, settings, facts), facts=facts)
+    runtime.reconciler.routes = facts.routes
     identity: str | None = None
     priority: int | None = None
     if args.peering is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterable, Mapping
@@ -34,6 +35,27 @@ REPORTING_COMPONENT: Final = "smallfleet.io/operator"
 DEFAULT_TIMEOUT: Final = 30.0
 ABSENT_KIND_TTL: Final = 60.0
 PERMANENT_STATUSES: Final = frozenset({400, 403, 405, 406, 413, 415, 422})
+# A UTF-16 surrogate pair as json.dumps escapes a character beyond U+FFFF (after an even
+# number of backslashes, so an escaped backslash followed by "u" is left alone).
+_SURROGATE_PAIR: Final = re.compile(
+    r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})"
+)
+
+
+def yaml_body(body: Any) -> str:
+    """`body` as JSON that is also valid YAML, for an apply-patch+yaml request.
+
+    JSON escapes a character beyond U+FFFF (an emoji) as a surrogate pair,
+    which YAML forbids ("found invalid Unicode character escape code"), so
+    each pair becomes YAML's own \\UXXXXXXXX escape. Everything else stays
+    ASCII-escaped JSON, which YAML reads as it is.
+    """
+
+    def joined(m: re.Match[str]) -> str:
+        high, low = int(m.group(2), 16), int(m.group(3), 16)
+        return f"{m.group(1)}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+    return _SURROGATE_PAIR.sub(joined, json.dumps(body))
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,8 @@ KINDS: Final[tuple[KindInfo, ...]] = (
     KindInfo("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     KindInfo("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     KindInfo("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+    KindInfo("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+    KindInfo("gateway.networking.k8s.io/v1", "GRPCRoute", "grpcroutes"),
     KindInfo("serving.smallfleet.io/v1alpha1", "SmallModel", "smallmodels"),
     KindInfo("serving.smallfleet.io/v1alpha1", "ModelPipeline", "modelpipelines"),
     KindInfo("serving.smallfleet.io/v1alpha1", "ServingPool", "servingpools"),
@@ -194,7 +218,7 @@ class Kube:
             headers = {"Accept": "application/json", "Content-Type": content_type}
             payload: Any = body
             if body is not None and not content_type.endswith("json"):
-                payload = json.dumps(body)
+                payload = yaml_body(body)
             try:
                 m, url, hdrs, data, post = self.api.param_serialize(
                     method,

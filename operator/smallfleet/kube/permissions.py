@@ -92,6 +92,13 @@ USED: Final[tuple[Permission, ...]] = (
     _child("policy", "poddisruptionbudgets", "one budget per model"),
     _child("autoscaling", "horizontalpodautoscalers", "spec.scaling.mode hpa"),
     _child("keda.sh", "scaledobjects", "spec.scaling.mode keda"),
+    _child(
+        "gateway.networking.k8s.io",
+        "httproutes",
+        "spec.expose; kopf watches them for the gateway's answer (Exposed)",
+        "watch",
+    ),
+    _child("gateway.networking.k8s.io", "grpcroutes", "spec.expose with grpc.enabled", "watch"),
     # -- read only
     Permission(
         "",

@@ -24,6 +24,7 @@ from smallfleet.core.pools.packing import Demand, Packing, pack
 from smallfleet.core.pools.render import server_host, server_name
 from smallfleet.core.pools.spec import PoolSpec
 from smallfleet.core.render.quantity import format_bytes
+from smallfleet.core.render.triton import GRPC_PORT, HTTP_PORT
 
 READY_STATE: Final = "READY"
 LOADING_STATE: Final = "LOADING"
@@ -123,6 +124,8 @@ def _status(
             "state": state,
         },
         "endpoint": None if ordinal is None else server_host(pool, ordinal),
+        "url": None if ordinal is None else f"http://{server_host(pool, ordinal)}:{HTTP_PORT}",
+        "grpcAddress": None if ordinal is None else f"{server_host(pool, ordinal)}:{GRPC_PORT}",
     }
     return st.Derived(conds, fields)
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from smallfleet.core.render.autoscalers import autoscaler_manifests
+from smallfleet.core.render.routes import route_manifests
 from smallfleet.core.render.serverplan import ServerPlan
 from smallfleet.core.render.triton import (
     EXIT_TIMEOUT_SECONDS,
@@ -578,7 +579,8 @@ def _autoscalers(
 def render_children(
     plan: ServerPlan, *, owner: Mapping[str, Any] | None, regions: Mapping[str, int]
 ) -> list[dict[str, Any]]:
-    """Every child object of a plan, in apply order: config, Service, Deployments, PDB, scalers.
+    """Every child object of a plan, in apply order: config, Service, Deployments, PDB, scalers,
+    then the Gateway API routes that spec.expose asks for.
 
     `regions` maps each region the server runs in (UNPLACED for none) to its
     replica count. `owner` is the owning custom object (or a mapping with
@@ -594,6 +596,7 @@ def render_children(
         *deployments,
         _pdb(plan, owner, sum(n for _, n in ordered)),
         *_autoscalers(plan, [d["metadata"]["name"] for d in deployments], owner),
+        *route_manifests(plan, _metadata(plan, plan.name, owner, common_labels(plan))),
     ]
     # Callers mutate and serialise these; no two places may share a nested dict or
     # list (deepcopy would keep such sharing, a JSON round trip does not).

@@ -21,6 +21,7 @@ from smallfleet.core.spec import (
     BACKENDS,
     Artifact,
     DynamicBatching,
+    Expose,
     FieldError,
     ModelCard,
     ModelPipelineSpec,
@@ -89,6 +90,7 @@ class ServerPlan:
     pod: PodSettings = field(
         default_factory=PodSettings
     )  # the owner's spec.pod over the chart's podDefaults
+    expose: Expose | None = None  # the owner's spec.expose: Gateway API routes to the Service
 
     @property
     def gpus(self) -> int:
@@ -128,6 +130,7 @@ def plan_for_model(spec: SmallModelSpec, settings: Settings) -> ServerPlan:
         card=spec.card,
         prometheus_url=settings.prometheus_url,
         pod=spec.pod.with_defaults(settings.pod_defaults),
+        expose=spec.expose,
     )
 
 
@@ -286,4 +289,5 @@ def plan_for_pipeline(
         ),
         prometheus_url=settings.prometheus_url,
         pod=spec.pod.with_defaults(settings.pod_defaults),
+        expose=spec.expose,
     )
