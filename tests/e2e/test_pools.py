@@ -150,7 +150,7 @@ def test_forty_models_share_four_servers_load_in_place_and_fail_with_tritons_wor
     operator_process: OperatorFactory,
     store: str,
 ) -> None:
-    operator_process(namespace)
+    operator = operator_process(namespace)
     names = [f"ngrams-{i:02d}" for i in range(MODELS)]
     apply(cluster, namespace, pool_manifest("shared"))
     apply(cluster, namespace, *(model_manifest(n, store, "shared") for n in names))
@@ -242,6 +242,20 @@ def test_forty_models_share_four_servers_load_in_place_and_fail_with_tritons_wor
         if name in before:
             restarts = [c.get("restartCount", 0) for c in p["status"]["containerStatuses"]]
             assert (p["metadata"]["uid"], restarts) == before[name], f"{name} was restarted"
+
+    # A restarted operator finds every model where Triton holds it: nothing moves or reloads,
+    # and no model's status changes.
+    versions = {n: m["metadata"]["resourceVersion"] for n, m in models(cluster, namespace).items()}
+    operator.stop()
+    operator_process(namespace)
+    time.sleep(15)  # several pool passes and a resync's worth of events
+    again = models(cluster, namespace)
+    assert {n: m["metadata"]["resourceVersion"] for n, m in again.items()} == versions
+    for p in cluster.kubectl_json("get", "pods", "-n", namespace)["items"]:
+        restarts = [c.get("restartCount", 0) for c in p["status"]["containerStatuses"]]
+        assert (p["metadata"]["uid"], restarts) == before.get(
+            p["metadata"]["name"], (p["metadata"]["uid"], restarts)
+        )
 
     # A wrong digest and a config the model refuses: Stalled with the server's words, fast.
     apply(
