@@ -24,6 +24,7 @@ from typing import Any, Final, TextIO
 
 import yaml
 
+from smallfleet.core.pools.spec import SERVING_POOL, parse_serving_pool
 from smallfleet.core.spec import (
     API_GROUP,
     MODEL_PIPELINE,
@@ -136,7 +137,7 @@ def validate_documents(
 ) -> tuple[list[Problem], dict[str, int]]:
     """Check every smallfleet resource among `docs`; return the problems and counts by kind."""
     problems: list[Problem] = []
-    counts = {SMALL_MODEL: 0, MODEL_PIPELINE: 0, "other": 0}
+    counts = {SMALL_MODEL: 0, MODEL_PIPELINE: 0, SERVING_POOL: 0, "other": 0}
     models: dict[tuple[str, str], SmallModelSpec] = {}
     pipelines: list[tuple[Document, ModelPipelineSpec]] = []
     seen: dict[tuple[str, str, str], str] = {}
@@ -154,19 +155,24 @@ def validate_documents(
             counts["other"] += 1
             continue
         kind = data.get("kind")
-        if kind not in (SMALL_MODEL, MODEL_PIPELINE):
+        if kind not in (SMALL_MODEL, MODEL_PIPELINE, SERVING_POOL):
             report(
                 doc,
                 [
                     FieldError(
-                        "kind", f"Unsupported value: {kind!r}: must be SmallModel or ModelPipeline"
+                        "kind",
+                        f"Unsupported value: {kind!r}: must be SmallModel, ModelPipeline or "
+                        "ServingPool",
                     )
                 ],
             )
             continue
         counts[kind] += 1
         try:
-            if kind == SMALL_MODEL:
+            if kind == SERVING_POOL:
+                pool = parse_serving_pool(data)
+                key = (kind, pool.namespace or "default", pool.name)
+            elif kind == SMALL_MODEL:
                 model = parse_small_model(data)
                 key = (kind, model.namespace, model.name)
                 models[(model.namespace, model.name)] = model
@@ -254,8 +260,9 @@ def check_files(
     if problems:
         return 1
     print(
-        f"OK: {counts[SMALL_MODEL]} SmallModel(s), {counts[MODEL_PIPELINE]} ModelPipeline(s) "
-        f"valid in {len(files)} file(s)"
+        f"OK: {counts[SMALL_MODEL]} SmallModel(s), {counts[MODEL_PIPELINE]} ModelPipeline(s)"
+        + (f", {counts[SERVING_POOL]} ServingPool(s)" if counts[SERVING_POOL] else "")
+        + f" valid in {len(files)} file(s)"
         + (f"; {counts['other']} other document(s) not checked" if counts["other"] else ""),
         file=out,
     )

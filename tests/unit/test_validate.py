@@ -154,7 +154,7 @@ def test_unknown_kind_of_the_group_is_an_error(tmp_path: Path) -> None:
     )
     rc, out = run([f])
     assert rc == 1 and out == [
-        f"{f}:2: SmallThing/x: kind: Unsupported value: 'SmallThing': must be SmallModel or ModelPipeline"
+        f"{f}:2: SmallThing/x: kind: Unsupported value: 'SmallThing': must be SmallModel, ModelPipeline or ServingPool"
     ]
 
 

@@ -1303,16 +1303,24 @@ _JSON: Final = r"""{
      "nodeSelector": {
       "additionalProperties": {
        "maxLength": 63,
+       "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
        "type": "string"
       },
       "description": "Node labels the servers' nodes must carry, beside the region and GPU product.",
       "maxProperties": 32,
-      "type": "object"
+      "type": "object",
+      "x-kubernetes-validations": [
+       {
+        "message": "keys must be label keys: an optional DNS prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.'",
+        "rule": "self.all(k, size(k) <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))"
+       }
+      ]
      },
      "region": {
       "description": "The region (topology.kubernetes.io/region) whose nodes run the pool's servers; unset lets the scheduler choose.",
       "maxLength": 63,
       "minLength": 1,
+      "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
       "type": "string"
      },
      "server": {
@@ -1336,6 +1344,7 @@ _JSON: Final = r"""{
         "description": "The GPU product (nvidia.com/gpu.product node label), for example NVIDIA-L4.",
         "maxLength": 63,
         "minLength": 1,
+        "pattern": "^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
         "type": "string"
        },
        "gpus": {
@@ -1392,7 +1401,8 @@ _JSON: Final = r"""{
         },
         "key": {
          "description": "The taint key; empty with operator Exists matches every taint.",
-         "maxLength": 253,
+         "maxLength": 316,
+         "pattern": "^(([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$",
          "type": "string"
         },
         "operator": {
@@ -1406,10 +1416,21 @@ _JSON: Final = r"""{
         "value": {
          "description": "The taint value, for operator Equal.",
          "maxLength": 63,
+         "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
          "type": "string"
         }
        },
-       "type": "object"
+       "type": "object",
+       "x-kubernetes-validations": [
+        {
+         "message": "a toleration with operator Exists must not have a value",
+         "rule": "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''"
+        },
+        {
+         "message": "a toleration without a key must have operator Exists (it then tolerates every taint)",
+         "rule": "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')"
+        }
+       ]
       },
       "maxItems": 16,
       "type": "array"

@@ -12,6 +12,7 @@ CEL rules are not interpreted here; `spec` restates them in Python.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -27,6 +28,57 @@ _TYPE_NAMES: Final = {
     "object": dict,
     "array": list,
 }
+
+
+# The largest magnitude kubectl still writes as an integer when YAML holds a float such as 2.0.
+_INT64_LIMIT: Final = 2**63
+
+
+@functools.lru_cache(maxsize=512)
+def go_regex(pattern: str) -> re.Pattern[str]:
+    """`pattern` compiled to match as Go's RE2 does, which the API server and CEL use.
+
+    Two differences matter for the patterns the CRDs use: Go's `$` (without
+    the m flag) matches only at the end of the text, where Python's also
+    matches before a final newline, so it becomes `\\Z`; and Go's `\\d`, `\\w`
+    and `\\s` are ASCII, so the pattern compiles with re.ASCII.
+    """
+    out: list[str] = []
+    in_class = escaped = False
+    for ch in pattern:
+        if escaped:
+            out.append(ch)
+            escaped = False
+        elif ch == "\\":
+            out.append(ch)
+            escaped = True
+        elif in_class:
+            out.append(ch)
+            in_class = ch != "]" or out[-2:-1] == ["["]
+        elif ch == "[":
+            out.append(ch)
+            in_class = True
+        elif ch == "$":
+            out.append(r"\Z")
+        else:
+            out.append(ch)
+    return re.compile("".join(out), re.ASCII)
+
+
+def matches(value: str, pattern: str) -> bool:
+    """CEL's `value.matches(pattern)`: an RE2 search anywhere in the string."""
+    return go_regex(pattern).search(value) is not None
+
+
+def as_integer(value: Any) -> Any:
+    """An integral float (2.0) as the integer kubectl sends for it; anything else unchanged.
+
+    kubectl turns YAML into JSON with sigs.k8s.io/yaml, which writes the
+    float 2.0 as 2, so `maxReplicas: 2.0` in a file is accepted as an integer.
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < _INT64_LIMIT:
+        return int(value)
+    return value
 
 
 def describe(value: Any) -> str:
@@ -83,6 +135,8 @@ def _walk(schema: Mapping[str, Any], value: Any, path: str, errors: list[Problem
     if value is None:
         errors.append((path, 'Invalid value: "null": must not be null'))
         return value
+    if schema.get("x-kubernetes-int-or-string") or schema.get("type") == "integer":
+        value = as_integer(value)
     if schema.get("x-kubernetes-int-or-string"):
         if not (_has_type(value, "integer") or isinstance(value, str)):
             errors.append(
@@ -156,7 +210,7 @@ def _check_string(schema: Mapping[str, Any], value: str, path: str, errors: list
                 f"Invalid value: {describe(value)}: {path} in body should be at least {schema['minLength']} chars long",
             )
         )
-    if "pattern" in schema and re.search(schema["pattern"], value) is None:
+    if "pattern" in schema and not matches(value, schema["pattern"]):
         errors.append(
             (
                 path,
@@ -219,6 +273,8 @@ def _walk_object(
                 continue  # the API server prunes a null field, then defaults it
             out[key] = _walk(props[key], item, sub, errors)
         elif isinstance(extra, Mapping):
+            if item is None and not extra.get("nullable"):
+                continue  # pruned by the API server, as a null property is
             out[key] = _walk(extra, item, sub, errors)
         elif props or extra is False:
             errors.append((sub, f'unknown field "{sub}"'))

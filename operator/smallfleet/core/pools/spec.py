@@ -7,7 +7,6 @@ reports a refused pool as Stalled, in case it was written past the schema.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -15,10 +14,18 @@ from typing import Any, Final
 from smallfleet.core.crd_schemas import SCHEMAS
 from smallfleet.core.render.quantity import parse_quantity
 from smallfleet.core.schema import apply as apply_schema
-from smallfleet.core.spec import API_VERSION, FieldError, SpecError
+from smallfleet.core.schema import go_regex
+from smallfleet.core.spec import (
+    API_VERSION,
+    MSG_LABEL_KEYS,
+    MSG_TOLERATION_EXISTS,
+    MSG_TOLERATION_KEY,
+    FieldError,
+    SpecError,
+)
 
 SERVING_POOL: Final = "ServingPool"
-_NAME_RE: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_NAME_RE: Final = go_regex(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # as CEL matches it
 MAX_NAME_LENGTH: Final = 40
 
 MSG_NAME: Final = (
@@ -28,6 +35,10 @@ MSG_NAME: Final = (
 MSG_SERVERS: Final = "minServers must not exceed maxServers"
 MSG_GPU_PRODUCT: Final = "gpuProduct needs gpus > 0: a CPU pool cannot ask for a GPU product"
 MSG_GPU_MEMORY: Final = "gpuMemory needs gpus > 0: a CPU pool has no GPU memory to pack"
+_LABEL_KEY_RE: Final = go_regex(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,18 @@ def parse_serving_pool(obj: Mapping[str, Any]) -> PoolSpec:
             errors.append(FieldError("spec.server.gpuProduct", f"Forbidden: {MSG_GPU_PRODUCT}"))
         if "gpuMemory" in server and server["gpus"] == 0:
             errors.append(FieldError("spec.server.gpuMemory", f"Forbidden: {MSG_GPU_MEMORY}"))
+        keys = spec.get("nodeSelector") or {}
+        if not all(len(k) <= 316 and _LABEL_KEY_RE.search(k) for k in keys):
+            errors.append(FieldError("spec.nodeSelector", f"Invalid value: {MSG_LABEL_KEYS}"))
+        for i, t in enumerate(spec.get("tolerations") or ()):
+            if t.get("operator") == "Exists" and t.get("value"):
+                errors.append(
+                    FieldError(f"spec.tolerations[{i}]", f"Invalid value: {MSG_TOLERATION_EXISTS}")
+                )
+            if not t.get("key") and t.get("operator") != "Exists":
+                errors.append(
+                    FieldError(f"spec.tolerations[{i}]", f"Invalid value: {MSG_TOLERATION_KEY}")
+                )
     if errors:
         raise SpecError(SERVING_POOL, name, errors)
     gpu_memory = server.get("gpuMemory")
