@@ -93,6 +93,10 @@ bench-fleet: venv bins ## Fleet bench vs plain kopf: create, quiet, update, unre
 bench-density: venv triton-env bins ## Models per pool vs one Triton each at N=10,50,200: servers, RSS, p50/p99, load and failure times (SMALLFLEET_DENSITY_*; <25 min)
 	$(BIN)/python bench/run.py density
 
+.PHONY: bench-fuzz
+bench-fuzz: venv bins ## Fuzz the API server and the offline validator with 10,000 near-valid manifests, then the operator with a live sample (SMALLFLEET_FUZZ_*; ~10 min)
+	$(BIN)/python bench/run.py fuzz
+
 .PHONY: cluster
 cluster: venv bins ## Start the local multi-region KWOK cluster (writes ./kubeconfig)
 	$(BIN)/python -m hack.cluster up
