@@ -10,6 +10,13 @@ the emissions of:
   (c) greedy      cleanest region every hour, no hysteresis, no dwell time
   (d) smallfleet  `smallfleet.core.placement.decide` with the operator defaults
 
+and, as the reference they are judged against, the hindsight bound
+(`bench/carbon_bound.py`): every hour, the least emissions any placement of
+the same fleet in the same cluster could have, moves free. Each policy's
+saving is also printed as a share of the bound's saving, and the bound's
+shadow prices say how much one more GPU of each product in each region would
+have saved over the week (where to buy clean capacity).
+
 Each model's power comes from `smallfleet.core.placement.energy`. A move is
 charged `MOVE_OVERLAP_MINUTES` of double running (make-before-break). Hours
 any model spent outside its residency are counted; they must be 0.
@@ -33,6 +40,7 @@ for p in (ROOT, ROOT / "operator"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+from bench.carbon_bound import Demand, hour_bound  # noqa: E402
 from hack.carbon_traces import build  # noqa: E402
 
 from smallfleet.core.placement import (  # noqa: E402
@@ -327,6 +335,51 @@ def run_decide(
     return res
 
 
+def gpu_capacity() -> dict[tuple[str, str], int]:
+    """GPUs per (region, product) in `CLUSTER`: the bound's capacity constraints."""
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for region, groups in CLUSTER.items():
+        for product, count, gpus in groups:
+            out[(region, product)] += count * gpus
+    return dict(out)
+
+
+def demands(models: list[Model], regions: list[str]) -> list[Demand]:
+    """The fleet as the bound sees it: the same GPUs, residency, spread and power
+    that the policies place and account."""
+    return [
+        Demand(
+            name=m.name,
+            gpus=m.resources.gpus * m.replicas,
+            product=m.resources.gpu_product if m.resources.gpus else None,
+            regions=m.placement.spread,
+            allowed=tuple(r for r in regions if _in_residency(m, r)),
+            watts=m.watts(),
+        )
+        for m in models
+    ]
+
+
+def run_bound(
+    name: str,
+    models: list[Model],
+    hours: list[datetime],
+    trace: dict[str, list[float]],
+    capacity: dict[tuple[str, str], int],
+) -> tuple[Result, dict[tuple[str, str], float]]:
+    """The hindsight LP bound over the replayed hours, and its shadow prices summed
+    over them (grams one more GPU would have saved, scaled to a week)."""
+    res = Result(name)
+    fleet_demands = demands(models, sorted(trace))
+    shadow: dict[tuple[str, str], float] = defaultdict(float)
+    for i in range(len(hours)):
+        out = hour_bound(fleet_demands, capacity, {r: v[i] for r, v in trace.items()})
+        res.grams += out.grams
+        for key, grams in out.shadow.items():
+            shadow[key] += grams * (7 * 24) / len(hours)
+    return res, dict(shadow)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="carbon placement benchmark")
     ap.add_argument(
@@ -362,17 +415,58 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ]
     elapsed = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    capacity = gpu_capacity()
+    bound, shadow = run_bound("(*) LP bound, this cluster", models, hours, trace, capacity)
+    # The same bound if every region could take the whole fleet: how much of the
+    # gap is capacity in clean regions rather than the policy.
+    whole = {
+        p: sum(d.gpus * d.regions for d in demands(models, regions) if d.product == p)
+        for p in {p for _, p in capacity}
+    }
+    unlimited, _ = run_bound(
+        "(*) LP bound, unlimited capacity",
+        models,
+        hours,
+        trace,
+        {(r, p): whole[p] for r in regions for p in whole},
+    )
+    bound_seconds = time.perf_counter() - t1
     pinned = results[0].grams
     days = len(hours) / 24
     print()
     print(
-        f"{'policy':34s} {'kgCO2e/week':>12s} {'vs pinned':>10s} {'moves/model/day':>16s} {'residency-violation h':>22s} {'unplaced h':>11s}"
+        f"{'policy':34s} {'kgCO2e/week':>12s} {'vs pinned':>10s} {'moves/model/day':>16s} {'residency-violation h':>22s} {'unplaced h':>11s} {'of bound':>9s}"
     )
     for r in results:
+        share = 100 * (pinned - r.grams) / (pinned - bound.grams)
         print(
             f"{r.name:34s} {r.grams / 1000:12.1f} {100 * (r.grams - pinned) / pinned:+9.1f}% "
             f"{r.moves / len(models) / days:16.3f} {r.residency_violation_hours:22d} {r.unplaced_hours:11d}"
+            f" {share:8.1f}%"
         )
+    for r in (bound, unlimited):
+        share = 100 * (pinned - r.grams) / (pinned - bound.grams)
+        print(
+            f"{r.name:34s} {r.grams / 1000:12.1f} {100 * (r.grams - pinned) / pinned:+9.1f}% "
+            f"{'moves free':>16s} {r.residency_violation_hours:22d} {r.unplaced_hours:11d} {share:8.1f}%"
+        )
+    print(
+        "of bound: the policy's saving vs pinned as a share of the LP bound's "
+        f"(fractional placement, moves free; {bound_seconds:.1f}s to solve {2 * len(hours)} hourly LPs)"
+    )
+    products = sorted({p for _, p in capacity})
+    print()
+    print(
+        "capacity advice: gCO2e per week one more GPU would have saved (the bound's shadow prices)"
+    )
+    print(f"{'region':16s} {'zone':6s} " + " ".join(f"{p:>22s}" for p in products))
+    for region in regions:
+        cells = [
+            f"{shadow[(region, p)]:22.0f}" if (region, p) in shadow else f"{'-':>22s}"
+            for p in products
+        ]
+        print(f"{region:16s} {default_region_table().zone(region) or '?':6s} " + " ".join(cells))
     for r in results:
         if r.decide_calls:
             print(
