@@ -96,6 +96,38 @@ def test_offline_validator_agrees_with_the_api_server(
     assert seen["rejected-by-CEL"] >= DRY_RUN_EXAMPLES // 20, seen
 
 
+def _found(kind: str, index: int, writes: dict[str, Any]) -> Case:
+    from tests.e2e.fuzzing import EXAMPLES, set_path
+
+    obj = json.loads(json.dumps(EXAMPLES[kind][index]))
+    for dotted, value in writes.items():
+        set_path(obj["spec"], tuple(int(k) if k.isdigit() else k for k in dotted.split(".")), value)
+    return Case(obj, [f"set spec.{k}" for k in writes])
+
+
+# Disagreements fuzzing once found (each fixed), checked against the real server every run.
+FOUND: Final = [
+    _found("SmallModel", 0, {"resources.cpu": "\u0661"}),
+    _found("SmallModel", 0, {"resources.memory": "1Gi\n"}),
+    _found("SmallModel", 0, {"triton.parameters": {"abc\n": "x"}}),
+    _found("SmallModel", 0, {"triton.instanceCount": 2.0}),
+    _found("SmallModel", 0, {"triton.parameters": {"a": None, "b": "x"}}),
+    _found("ModelPipeline", 0, {"outputs.0.name": "question"}),
+    _found("ServingPool", 0, {"modelsPerServer": 20.0}),
+    _found("ServingPool", 0, {"region": "eu west"}),
+    _found("ServingPool", 0, {"nodeSelector": {**{f"k{i}": "v" for i in range(32)}, "x": None}}),
+]
+
+
+@pytest.mark.parametrize("case", FOUND, ids=[" ".join(c.mutations) for c in FOUND])
+def test_once_found_disagreements_stay_fixed(
+    api: kubernetes.client.CustomObjectsApi, namespace: str, case: Case
+) -> None:
+    server = server_verdict(api, namespace, case.obj)
+    offline = offline_verdict(case.obj, namespace)
+    assert server.accepted == offline.accepted, _disagreement(case, server, offline)
+
+
 def _live(api: kubernetes.client.CustomObjectsApi, namespace: str) -> list[dict[str, Any]]:
     """One live object of each kind, made from the examples."""
     made = []

@@ -165,3 +165,13 @@ def test_a_pool_whose_servers_the_api_server_would_refuse_is_refused(
     with pytest.raises(SpecError) as err:
         parse_serving_pool(_with(POOL, path, value))
     assert where in {e.path for e in err.value.errors}, err.value
+
+
+def test_max_properties_counts_what_is_left_after_nulls_are_pruned() -> None:
+    """33 entries, one of them null: the API server prunes it, then counts 32 (the maximum)."""
+    selector: dict[str, Any] = {f"k{i}": "v" for i in range(32)}
+    pool = parse_serving_pool(_with(POOL, "nodeSelector", {**selector, "gone": None}))
+    assert len(pool.node_selector) == 32
+    with pytest.raises(SpecError) as err:
+        parse_serving_pool(_with(POOL, "nodeSelector", {**selector, "k32": "v"}))
+    assert [e.path for e in err.value.errors] == ["spec.nodeSelector"]

@@ -262,10 +262,6 @@ def _walk_object(
     props: Mapping[str, Any] = schema.get("properties", {})
     extra = schema.get("additionalProperties")
     out: dict[str, Any] = {}
-    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-        errors.append(
-            (path, f"Too many: {len(value)}: must have at most {schema['maxProperties']} items")
-        )
     for key, item in value.items():
         sub = _join(path, str(key))
         if key in props:
@@ -283,6 +279,11 @@ def _walk_object(
     for key, sub_schema in props.items():
         if key not in out and "default" in sub_schema:
             out[key] = _walk(sub_schema, _copy(sub_schema["default"]), _join(path, key), errors)
+    # Counted as the API server counts: after null values are pruned and defaults applied.
+    if "maxProperties" in schema and len(out) > schema["maxProperties"]:
+        errors.append(
+            (path, f"Too many: {len(out)}: must have at most {schema['maxProperties']} items")
+        )
     for key in schema.get("required", []):
         if value.get(key) is None:
             errors.append((_join(path, key), "Required value"))
