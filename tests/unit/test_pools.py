@@ -366,3 +366,44 @@ def test_a_servers_power_is_split_by_declared_memory_and_priced_at_its_region() 
     )
     assert "gramsCO2ePerHour" not in unknown.models["big"].fields["carbon"]
     assert unknown.models["big"].fields["carbon"]["stale"] is True
+
+
+# -- the controller ---------------------------------------------------------------
+
+
+class RefusingKube:
+    """Refuses every child; records what is applied and the status patches."""
+
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+        self.statuses: list[dict[str, Any]] = []
+
+    def apply(self, obj: dict[str, Any], **_: Any) -> dict[str, Any]:
+        from smallfleet.kube import Rejected
+
+        self.applied.append(obj["kind"])
+        raise Rejected(422, "spec.template.spec.tolerations[0].key: Invalid value")
+
+    def patch_status(self, *args: Any, **_: Any) -> dict[str, Any]:
+        self.statuses.append(args[-1])
+        return {}
+
+
+def test_a_pool_whose_servers_are_refused_is_stalled_once_not_retried_every_pass() -> None:
+    from smallfleet.control.facts import StaticFacts
+    from smallfleet.control.pools import PoolController
+
+    kube = RefusingKube()
+    facts = StaticFacts(objects={("ServingPool", "ns", "shared"): {**body({}), "status": {}}})
+    facts.objects[("ServingPool", "ns", "shared")]["metadata"].update(uid="u1", generation=1)
+    pools = PoolController(kube, facts, Settings(), refresh_model=lambda _key: None)  # type: ignore[arg-type]
+    try:
+        for _ in range(3):
+            pools.sync_all()
+    finally:
+        pools.close()
+    assert kube.applied == ["Service"]  # the first refusal stops the rest, and is not resent
+    (status,) = kube.statuses
+    stalled = {x["type"]: x for x in status["conditions"]}[c.STALLED]
+    assert stalled["status"] == "True" and stalled["reason"] == c.REASON_APPLY_FAILED
+    assert "tolerations[0].key" in stalled["message"]

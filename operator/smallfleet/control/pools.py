@@ -55,7 +55,7 @@ from smallfleet.core.pools.spec import PoolSpec, parse_serving_pool
 from smallfleet.core.render.children import NODE_REGION_LABEL
 from smallfleet.core.render.serverplan import plan_for_model
 from smallfleet.core.render.triton import HTTP_PORT, triton_config_json
-from smallfleet.kube import FIELD_MANAGER, Kube, KubeError, NotFound
+from smallfleet.kube import FIELD_MANAGER, Kube, KubeError, NotFound, Rejected
 from smallfleet.settings import Settings
 from smallfleet.tritonapi import Agent, ServerError, Triton
 
@@ -103,6 +103,7 @@ class PoolController:
         self._busy_servers: set[tuple[Key, int]] = set()
         self._statuses: dict[Key, st.Derived] = {}
         self._applied: dict[Key, str] = {}
+        self._refused: dict[Key, str] = {}  # pool -> the API server's refusal of its children
         self._pool_status: dict[Key, Mapping[str, Any]] = {}
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="pool-load")
 
@@ -142,6 +143,7 @@ class PoolController:
         dropped: list[Key] = []
         with self._lock:
             self._applied.pop(key, None)
+            self._refused.pop(key, None)
             self._pool_status.pop(key, None)
             for mkey, derived in list(self._statuses.items()):
                 named = (derived.fields.get("pool") or {}).get("name")
@@ -201,7 +203,10 @@ class PoolController:
             except Exception as exc:  # no signal: statuses go without emissions, not without Ready
                 log.warning("carbon readings unavailable for pool %s: %s", pool.name, exc)
         plan = plan_pool(pool, list(models.values()), servers, failures, in_flight, carbon)
-        self._apply(key, pool, body, plan.packing.servers)
+        refused = self._apply(key, pool, body, plan.packing.servers)
+        if refused is not None:
+            self._write_pool_status(key, body, st.stalled(c.REASON_APPLY_FAILED, refused))
+            return
         addresses = self._addresses(key, pool)
         for action in plan.unloads:
             self._submit(key, pool, action, addresses, unload=True)
@@ -291,7 +296,12 @@ class PoolController:
             )
         return servers
 
-    def _apply(self, key: Key, pool: PoolSpec, body: Mapping[str, Any], servers: int) -> None:
+    def _apply(self, key: Key, pool: PoolSpec, body: Mapping[str, Any], servers: int) -> str | None:
+        """Apply the pool's children when their rendering changed; the API server's refusal, if any.
+
+        A refused rendering is remembered like an applied one, so it is not sent
+        again every pass: only a change of the pool (a new rendering) tries again.
+        """
         children = render_pool(
             pool,
             servers=servers,
@@ -302,12 +312,24 @@ class PoolController:
         fingerprint = hashlib.sha256(json.dumps(children, sort_keys=True).encode()).hexdigest()
         with self._lock:
             if self._applied.get(key) == fingerprint:
-                return
+                return self._refused.get(key)
+        refused = None
         for child in children:
-            self.kube.apply(child, manager=FIELD_MANAGER)
+            try:
+                self.kube.apply(child, manager=FIELD_MANAGER)
+            except (Rejected, NotFound) as exc:
+                refused = f"{child['kind']} {child['metadata']['name']}: {exc.message}"
+                log.warning("pool %s/%s: %s", pool.namespace, pool.name, refused)
+                break
         with self._lock:
             self._applied[key] = fingerprint
-        log.info("pool %s/%s: applied %d server(s)", pool.namespace, pool.name, servers)
+            if refused is None:
+                self._refused.pop(key, None)
+            else:
+                self._refused[key] = refused
+        if refused is None:
+            log.info("pool %s/%s: applied %d server(s)", pool.namespace, pool.name, servers)
+        return refused
 
     # -- loads and unloads --------------------------------------------------------
 
