@@ -69,7 +69,7 @@ triton: triton-env ## Tests against a real Triton Inference Server (CPU)
 
 .PHONY: e2e
 e2e: venv bins triton-env ## End-to-end tests against a real local control plane (and a real-Triton node)
-	$(BIN)/pytest tests/e2e -q
+	$(BIN)/pytest tests/e2e -q --durations=15
 
 .PHONY: check
 check: lint typecheck layers chart-check ## Static checks
