@@ -15,7 +15,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import tritonclient.http as triton_http
@@ -68,23 +68,19 @@ class Triton:
 
     def load(self, name: str, config: Mapping[str, Any]) -> None:
         """Load (or reload) a model with this config; returns when Triton has it READY."""
-        client = self._client(self.timeout)
-        try:
-            client.load_model(name, config=json.dumps(config))
-        except InferenceServerException as exc:
-            raise ServerError(str(exc.message() or exc)) from exc
-        except Exception as exc:
-            raise ServerError(f"{self.address}: {exc}", unreachable=True) from exc
-        finally:
-            client.close()
+        self._call(self.timeout, lambda client: client.load_model(name, config=json.dumps(config)))
 
     def unload(self, name: str) -> None:
-        client = self._client(INDEX_TIMEOUT_SECONDS * 6)
+        self._call(INDEX_TIMEOUT_SECONDS * 6, lambda client: client.unload_model(name))
+
+    def _call(self, timeout: float, request: Callable[[Any], object]) -> None:
+        """One request; Triton's refusal and an unreachable server both become ServerError."""
+        client = self._client(timeout)
         try:
-            client.unload_model(name)
+            request(client)
         except InferenceServerException as exc:
             raise ServerError(str(exc.message() or exc)) from exc
-        except Exception as exc:
+        except Exception as exc:  # connection refused, timeout: the server is not there
             raise ServerError(f"{self.address}: {exc}", unreachable=True) from exc
         finally:
             client.close()

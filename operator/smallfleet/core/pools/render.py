@@ -23,7 +23,6 @@ from typing import Any, Final
 from smallfleet.core.pools.spec import SERVING_POOL, PoolSpec
 from smallfleet.core.render.children import (
     API_VERSION,
-    GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
     LABEL_COMPONENT,
     LABEL_INSTANCE,
@@ -33,10 +32,10 @@ from smallfleet.core.render.children import (
     LABEL_OWNER_NAME,
     LABEL_PART_OF,
     MANAGED_BY,
-    NODE_REGION_LABEL,
     SHM_SIZE,
     TERMINATION_GRACE_SECONDS,
     container_security,
+    node_expressions,
     pod_security,
 )
 from smallfleet.core.render.triton import (
@@ -115,17 +114,8 @@ def _probe(path: str, port: str, period: int, failures: int) -> dict[str, Any]:
 
 
 def _node_terms(pool: PoolSpec) -> list[dict[str, Any]]:
-    exprs: list[dict[str, Any]] = []
-    if pool.region:
-        exprs.append({"key": NODE_REGION_LABEL, "operator": "In", "values": [pool.region]})
-    if pool.server.gpus > 0:
-        if pool.server.gpu_product:
-            exprs.append(
-                {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [pool.server.gpu_product]}
-            )
-    else:
-        exprs.append({"key": GPU_PRODUCT_LABEL, "operator": "DoesNotExist"})
-    return [{"matchExpressions": exprs}]
+    server = pool.server
+    return [{"matchExpressions": node_expressions(pool.region, server.gpus, server.gpu_product)}]
 
 
 def render_pool(

@@ -342,20 +342,26 @@ def _affinity(plan: ServerPlan, region: str) -> dict[str, Any]:
     return out
 
 
-def _operator_expressions(plan: ServerPlan, region: str) -> list[dict[str, Any]]:
-    """The node requirements the operator places by: the region, and GPU product or no GPU."""
+def node_expressions(
+    region: str | None, gpus: int, gpu_product: str | None
+) -> list[dict[str, Any]]:
+    """The node requirements a Triton server is placed by: its region, and GPU product or no GPU."""
     exprs: list[dict[str, Any]] = []
-    if region != UNPLACED:
+    if region:
         exprs.append({"key": NODE_REGION_LABEL, "operator": "In", "values": [region]})
-    if plan.resources.gpus > 0:
-        if plan.resources.gpu_product:
-            exprs.append(
-                {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [plan.resources.gpu_product]}
-            )
+    if gpus > 0:
+        if gpu_product:
+            exprs.append({"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [gpu_product]})
     else:
         # CPU servers stay off GPU nodes, which are too scarce to hold them.
         exprs.append({"key": GPU_PRODUCT_LABEL, "operator": "DoesNotExist"})
     return exprs
+
+
+def _operator_expressions(plan: ServerPlan, region: str) -> list[dict[str, Any]]:
+    """The node requirements the operator places a plan's server by."""
+    r = plan.resources
+    return node_expressions(None if region == UNPLACED else region, r.gpus, r.gpu_product)
 
 
 def _tolerations(plan: ServerPlan) -> list[dict[str, Any]]:
