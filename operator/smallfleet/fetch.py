@@ -24,14 +24,38 @@ file and lands as `1/model.<ext>` for the declared format. Re-running with the
 same digest is a no-op, so a restarted pod does not download again.
 
 Sources: `http(s)://`, `pvc://claim/path` (a file on a mounted claim, under
-`--pvc-root`), and `s3://bucket/key` / `gs://bucket/key` as anonymous HTTPS GETs
-of public objects; private buckets (credentials) are not supported yet.
+`--pvc-root`), and `s3://bucket/key` / `gs://bucket/key`, anonymous HTTPS GETs
+of public objects unless `--auth` names how to authenticate:
+
+- `s3-keys`: AWS Signature Version 4 with AWS_ACCESS_KEY_ID /
+  AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) from the environment, on AWS
+  (virtual-hosted) or path-style on `--s3-endpoint` (MinIO, versitygw, Ceph);
+- `s3-web-identity`: the token in AWS_WEB_IDENTITY_TOKEN_FILE is exchanged for
+  temporary keys with STS AssumeRoleWithWebIdentity (AWS_ROLE_ARN), then as above;
+- `gs-key`: the service-account key file in GOOGLE_APPLICATION_CREDENTIALS signs
+  an RS256 JWT, its `token_uri` answers with an access token (the OAuth 2.0
+  JWT-bearer grant), and the object is read from the JSON API
+  (`/storage/v1/b/BUCKET/o/OBJECT?alt=media`, `--gs-endpoint`);
+- `gs-workload-identity`: the token comes from the metadata server
+  (GCE_METADATA_HOST, header `Metadata-Flavor: Google`);
+- `http-bearer` / `http-basic`: SMALLFLEET_FETCH_TOKEN, or
+  SMALLFLEET_FETCH_USERNAME and SMALLFLEET_FETCH_PASSWORD; never sent over plain
+  http:// except to a loopback address.
+
+Credentials come only from the environment and files the pod mounts into
+this container (see `smallfleet.core.credentials`), never from the command
+line. They are sent as headers that a redirect does not carry to another
+host; a refusal quotes the store's own error (S3's Code and Message, Google's
+error message) with every secret value redacted.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
+import ipaddress
+import json
 import os
 import posixpath
 import re
@@ -43,12 +67,24 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, get_args
 
+from smallfleet.core import credentials as cred
+from smallfleet.core.credentials import AUTH_MODES, AuthMode
+from smallfleet.core.signing import (
+    AwsCredentials,
+    SigningError,
+    google_assertion,
+    load_rsa_private_key,
+    rs256_jwt,
+    s3_get_headers,
+    uri_encode,
+)
 from smallfleet.core.spec import URI_SCHEMES, ModelFormat
 
 DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"
@@ -66,6 +102,21 @@ SINGLE_FILE_NAMES: Final[dict[str, str]] = {
     "python": "model.py",
     "tensorflow": "model.graphdef",
 }
+GCS_ENDPOINT: Final = "https://storage.googleapis.com"
+GCS_SCOPE: Final = "https://www.googleapis.com/auth/devstorage.read_only"
+GOOGLE_TOKEN_URI: Final = "https://oauth2.googleapis.com/token"
+METADATA_HOST: Final = "metadata.google.internal"
+METADATA_TOKEN_PATH: Final = "/computeMetadata/v1/instance/service-accounts/default/token"
+JWT_BEARER_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+STS_VERSION: Final = "2011-06-15"
+STS_DURATION_SECONDS: Final = 900  # the shortest STS allows: a fetch takes minutes at most
+DEFAULT_SESSION_NAME: Final = "smallfleet-fetch"
+# How much of an error body is read to quote the store's own words.
+ERROR_BODY_LIMIT: Final = 64 * 1024
+ERROR_DETAIL_LIMIT: Final = 300
+# Secrets shorter than this are not searched for in messages (they would redact common words).
+MIN_REDACTED: Final = 4
+REDACTED: Final = "[redacted]"
 _DIGEST_RE: Final = re.compile(r"sha256:([0-9a-f]{64})")
 _VERSION_RE: Final = re.compile(r"[1-9][0-9]*")
 
@@ -75,12 +126,24 @@ class FetchError(Exception):
 
 
 @dataclass(frozen=True)
+class Access:
+    """How to authenticate (from the command line): a mode and endpoints, never a secret."""
+
+    mode: AuthMode | None = None  # None: anonymous
+    s3_region: str = "us-east-1"
+    s3_endpoint: str | None = None  # None: AWS, virtual-hosted addressing
+    sts_endpoint: str | None = None  # None: https://sts.<region>.amazonaws.com
+    gs_endpoint: str | None = None  # None: https://storage.googleapis.com
+
+
+@dataclass(frozen=True)
 class Source:
     """Where the bytes come from: an HTTP(S) URL to GET, or a local file."""
 
     uri: str  # as written in the SmallModel, for messages
     url: str | None = None
     path: Path | None = None
+    access: Access = field(default_factory=Access)
 
 
 def parse_digest(digest: str) -> str:
@@ -91,7 +154,7 @@ def parse_digest(digest: str) -> str:
     return m.group(1)
 
 
-def resolve(uri: str, pvc_root: Path = Path(DEFAULT_PVC_ROOT)) -> Source:
+def resolve(uri: str, pvc_root: Path = Path(DEFAULT_PVC_ROOT), access: Access = Access()) -> Source:
     """Map an artifact URI onto what to read; pure (no I/O)."""
     parts = urllib.parse.urlsplit(uri)
     scheme = parts.scheme.lower()
@@ -99,17 +162,39 @@ def resolve(uri: str, pvc_root: Path = Path(DEFAULT_PVC_ROOT)) -> Source:
         raise FetchError(
             f"unknown scheme {scheme or '(none)'!r} in {uri}: use one of {', '.join(URI_SCHEMES)}"
         )
+    if access.mode is not None and not access.mode.startswith(_AUTH_SCHEMES[scheme]):
+        raise FetchError(f"--auth {access.mode} does not apply to {scheme}:// artifacts")
     if scheme in ("http", "https"):
         if not parts.netloc:
             raise FetchError(f"no host in {uri}")
-        return Source(uri, url=uri)
+        if access.mode is not None and scheme == "http" and not _loopback(parts.hostname):
+            raise FetchError(
+                f"refusing to send credentials over plain http:// to {parts.hostname}: use https://"
+            )
+        return Source(uri, url=uri, access=access)
     bucket, key = parts.netloc, parts.path.lstrip("/")
     if not bucket or not key:
         raise FetchError(f"{uri} must name a {_container(scheme)} and a path: {scheme}://NAME/PATH")
     if scheme == "s3":
-        return Source(uri, url=f"https://{bucket}.s3.amazonaws.com/{urllib.parse.quote(key)}")
+        path = uri_encode(key, keep_slash=True)
+        if access.s3_endpoint:
+            url = f"{access.s3_endpoint.rstrip('/')}/{bucket}/{path}"
+        elif access.mode is not None:
+            url = f"https://{bucket}.s3.{access.s3_region}.amazonaws.com/{path}"
+        else:
+            url = f"https://{bucket}.s3.amazonaws.com/{urllib.parse.quote(key)}"
+        return Source(uri, url=url, access=access)
     if scheme == "gs":
-        return Source(uri, url=f"https://storage.googleapis.com/{bucket}/{urllib.parse.quote(key)}")
+        if access.mode is None:
+            return Source(
+                uri, url=f"{GCS_ENDPOINT}/{bucket}/{urllib.parse.quote(key)}", access=access
+            )
+        endpoint = (access.gs_endpoint or GCS_ENDPOINT).rstrip("/")
+        return Source(
+            uri,
+            url=f"{endpoint}/storage/v1/b/{uri_encode(bucket)}/o/{uri_encode(key)}?alt=media",
+            access=access,
+        )
     segments = key.split("/")
     if any(s in ("", ".", "..") for s in segments) or bucket in (".", ".."):
         raise FetchError(f"{uri}: the path may not contain empty, '.' or '..' segments")
@@ -118,6 +203,61 @@ def resolve(uri: str, pvc_root: Path = Path(DEFAULT_PVC_ROOT)) -> Source:
 
 def _container(scheme: str) -> str:
     return "claim" if scheme == "pvc" else "bucket"
+
+
+# The --auth modes that apply to each scheme, by prefix.
+_AUTH_SCHEMES: Final = {"s3": "s3-", "gs": "gs-", "http": "http-", "https": "http-", "pvc": "-"}
+
+
+def _loopback(host: str | None) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def redact(message: str, secrets: Iterable[str]) -> str:
+    """`message` with every secret value (and its base64 and URL-encoded forms) replaced."""
+    for secret in sorted({s for s in secrets if len(s) >= MIN_REDACTED}, key=len, reverse=True):
+        for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
+            message = message.replace(form, REDACTED)
+    return message
+
+
+def store_error(body: bytes, content_type: str = "") -> str:
+    """The store's own words from an error body: S3's XML Code and Message, Google's JSON
+    error (or OAuth's error_description), else the body's first line; pure."""
+    text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace").strip()
+    detail = ""
+    if text.startswith("<"):
+        try:
+            root = ET.fromstring(text)
+        except ET.ParseError:
+            root = None
+        if root is not None:
+            found = {el.tag.rsplit("}", 1)[-1]: (el.text or "").strip() for el in root.iter()}
+            code, msg = found.get("Code", ""), found.get("Message", "")
+            detail = ": ".join(p for p in (code, msg) if p)
+    elif text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            err = doc.get("error")
+            if isinstance(err, dict):
+                detail = str(err.get("message") or err.get("status") or "")
+            elif isinstance(err, str):
+                description = doc.get("error_description")
+                detail = f"{err}: {description}" if description else err
+    if not detail:
+        detail = text.splitlines()[0] if text and "html" not in content_type.lower() else ""
+    detail = " ".join(detail.split())
+    if len(detail) > ERROR_DETAIL_LIMIT:
+        detail = detail[: ERROR_DETAIL_LIMIT - 3] + "..."
+    return detail
 
 
 def member_problem(member: tarfile.TarInfo) -> str | None:
@@ -177,7 +317,184 @@ def termination_message(message: str) -> str:
 # ---- I/O ----
 
 
-def download(source: Source, into: Path, timeout: float) -> str:
+def _http_error(e: urllib.error.HTTPError, url: str, secrets: Iterable[str]) -> FetchError:
+    try:
+        body = e.read(ERROR_BODY_LIMIT) if e.fp is not None else b""
+    except OSError:
+        body = b""
+    detail = store_error(body, e.headers.get("Content-Type", "") if e.headers else "")
+    suffix = f": {detail}" if detail else ""
+    return FetchError(redact(f"HTTP {e.code} {e.reason} from {url}{suffix}", secrets))
+
+
+def _call(request: urllib.request.Request, what: str, timeout: float, secrets: list[str]) -> bytes:
+    """A small request of the authentication dance (STS, token endpoint, metadata server)."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data: bytes = response.read(ERROR_BODY_LIMIT)
+            return data
+    except urllib.error.HTTPError as e:
+        raise FetchError(f"{what} refused: {_http_error(e, request.full_url, secrets)}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise FetchError(f"{what}: cannot reach {request.full_url}: {reason}") from None
+
+
+def _env(environ: Mapping[str, str], name: str, why: str) -> str:
+    value = environ.get(name, "")
+    if not value:
+        raise FetchError(f"{name} is not set: {why}")
+    return value
+
+
+def _read_secret_file(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise FetchError(f"cannot read {what} {path}: {e.strerror or e}") from None
+
+
+def _amz_date() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def _assume_role(
+    access: Access, environ: Mapping[str, str], timeout: float, secrets: list[str]
+) -> AwsCredentials:
+    """STS AssumeRoleWithWebIdentity (an unsigned POST; the token is the proof)."""
+    role = _env(environ, cred.AWS_ROLE_ARN, "s3 webIdentity needs the role to assume")
+    token_file = _env(
+        environ, cred.AWS_WEB_IDENTITY_TOKEN_FILE, "s3 webIdentity needs the projected token"
+    )
+    token = _read_secret_file(token_file, "the web identity token").strip()
+    secrets.append(token)
+    endpoint = access.sts_endpoint or f"https://sts.{access.s3_region}.amazonaws.com"
+    form = urllib.parse.urlencode(
+        {
+            "Action": "AssumeRoleWithWebIdentity",
+            "Version": STS_VERSION,
+            "RoleArn": role,
+            "RoleSessionName": environ.get(cred.AWS_ROLE_SESSION_NAME) or DEFAULT_SESSION_NAME,
+            "WebIdentityToken": token,
+            "DurationSeconds": str(STS_DURATION_SECONDS),
+        }
+    ).encode()
+    request = urllib.request.Request(
+        endpoint.rstrip("/") + "/",
+        data=form,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "User-Agent": "smallfleet-fetch",
+        },
+        method="POST",
+    )
+    body = _call(request, f"STS AssumeRoleWithWebIdentity for {role}", timeout, secrets)
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as e:
+        raise FetchError(
+            f"STS at {endpoint} answered with something that is not XML: {e}"
+        ) from None
+    found = {el.tag.rsplit("}", 1)[-1]: (el.text or "").strip() for el in root.iter()}
+    keys = AwsCredentials(
+        access_key_id=found.get("AccessKeyId", ""),
+        secret_access_key=found.get("SecretAccessKey", ""),
+        session_token=found.get("SessionToken") or None,
+    )
+    if not keys.access_key_id or not keys.secret_access_key:
+        raise FetchError(f"STS at {endpoint} answered without Credentials for {role}")
+    secrets += [keys.secret_access_key, keys.session_token or ""]
+    return keys
+
+
+def _google_token(
+    access: Access, environ: Mapping[str, str], timeout: float, secrets: list[str]
+) -> str:
+    """An OAuth 2.0 access token: from a service-account key (JWT-bearer grant) or the metadata server."""
+    if access.mode == "gs-workload-identity":
+        host = environ.get(cred.GCE_METADATA_HOST) or METADATA_HOST
+        request = urllib.request.Request(
+            f"http://{host}{METADATA_TOKEN_PATH}", headers={"Metadata-Flavor": "Google"}
+        )
+        body = _call(request, "the metadata server's token", timeout, secrets)
+    else:
+        path = _env(environ, cred.GOOGLE_APPLICATION_CREDENTIALS, "gs credentials need a key file")
+        try:
+            key = json.loads(_read_secret_file(path, "the service-account key"))
+        except ValueError:
+            raise FetchError(f"the service-account key {path} is not JSON") from None
+        if not isinstance(key, dict) or not key.get("private_key") or not key.get("client_email"):
+            raise FetchError(
+                f"the service-account key {path} has no private_key and client_email "
+                "(a key file of type service_account is needed)"
+            )
+        secrets.append(str(key["private_key"]))
+        token_uri = str(key.get("token_uri") or GOOGLE_TOKEN_URI)
+        try:
+            assertion = rs256_jwt(
+                load_rsa_private_key(str(key["private_key"])),
+                google_assertion(str(key["client_email"]), token_uri, GCS_SCOPE, int(time.time())),
+                key_id=str(key.get("private_key_id") or "") or None,
+            )
+        except SigningError as e:
+            raise FetchError(f"the service-account key {path} cannot sign: {e}") from None
+        secrets.append(assertion)
+        request = urllib.request.Request(
+            token_uri,
+            data=urllib.parse.urlencode(
+                {"grant_type": JWT_BEARER_GRANT, "assertion": assertion}
+            ).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            method="POST",
+        )
+        body = _call(request, f"the token endpoint for {key['client_email']}", timeout, secrets)
+    try:
+        answer = json.loads(body)
+        token = str(answer["access_token"])
+    except (ValueError, KeyError, TypeError):
+        raise FetchError("the token endpoint answered without an access_token") from None
+    secrets.append(token)
+    return token
+
+
+def authorize(
+    source: Source, environ: Mapping[str, str], timeout: float, secrets: list[str]
+) -> dict[str, str]:
+    """The headers that authenticate the GET of `source`; appends every secret it handles
+    to `secrets` (so that messages can be redacted)."""
+    access = source.access
+    mode = access.mode
+    if mode is None or source.url is None:
+        return {}
+    if mode in ("http-bearer", "http-basic"):
+        if mode == "http-bearer":
+            token = _env(environ, cred.FETCH_TOKEN, "the Secret needs a key token")
+            secrets.append(token)
+            return {"Authorization": f"Bearer {token}"}
+        user = _env(environ, cred.FETCH_USERNAME, "the Secret needs a key username")
+        password = _env(environ, cred.FETCH_PASSWORD, "the Secret needs a key password")
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        secrets += [password, basic]
+        return {"Authorization": f"Basic {basic}"}
+    if mode in ("gs-key", "gs-workload-identity"):
+        return {"Authorization": f"Bearer {_google_token(access, environ, timeout, secrets)}"}
+    if mode == "s3-web-identity":
+        keys = _assume_role(access, environ, timeout, secrets)
+    else:
+        why = "the Secret needs keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        keys = AwsCredentials(
+            access_key_id=_env(environ, cred.AWS_ACCESS_KEY_ID, why),
+            secret_access_key=_env(environ, cred.AWS_SECRET_ACCESS_KEY, why),
+            session_token=environ.get(cred.AWS_SESSION_TOKEN) or None,
+        )
+        secrets += [keys.secret_access_key, keys.session_token or ""]
+    parts = urllib.parse.urlsplit(source.url)
+    return s3_get_headers(parts.netloc, parts.path, keys, access.s3_region, _amz_date())
+
+
+def download(
+    source: Source, into: Path, timeout: float, environ: Mapping[str, str] | None = None
+) -> str:
     """Stream the source into `into`, returning the sha256 hex of what was written."""
     h = hashlib.sha256()
     deadline = time.monotonic() + timeout
@@ -192,14 +509,19 @@ def download(source: Source, into: Path, timeout: float) -> str:
                 out.write(chunk)
         return h.hexdigest()
     assert source.url is not None
+    secrets: list[str] = []
+    auth = authorize(source, os.environ if environ is None else environ, timeout, secrets)
     request = urllib.request.Request(source.url, headers={"User-Agent": "smallfleet-fetch"})
+    for name, value in auth.items():
+        # Unredirected: a redirect to another host must not carry the credentials along.
+        request.add_unredirected_header(name, value)
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
-        raise FetchError(f"HTTP {e.code} {e.reason} from {source.url}") from e
+        raise _http_error(e, source.url, secrets) from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise FetchError(f"cannot reach {source.url}: {reason}") from e
+        raise FetchError(f"cannot reach {source.url}: {reason}") from None
     expected = response.headers.get("Content-Length")
     received = 0
     try:
@@ -287,10 +609,15 @@ def fetch(
     model_format: str | None = None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     pvc_root: Path = Path(DEFAULT_PVC_ROOT),
+    access: Access = Access(),
+    environ: Mapping[str, str] | None = None,
 ) -> str:
-    """Fetch one artifact into the model directory `dest`; returns a one-line summary."""
+    """Fetch one artifact into the model directory `dest`; returns a one-line summary.
+
+    Credentials (for `access.mode`) are read from `environ` (default: the process's).
+    """
     want = parse_digest(digest)
-    source = resolve(uri, pvc_root)
+    source = resolve(uri, pvc_root, access)
     if _already_there(dest, want):
         return f"{dest} already holds sha256:{want}"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -298,7 +625,7 @@ def fetch(
     try:
         blob = work / "artifact"
         started = time.monotonic()
-        got = download(source, blob, timeout)
+        got = download(source, blob, timeout, environ)
         if got != want:
             raise FetchError(f"digest mismatch for {uri}: expected sha256:{want}, got sha256:{got}")
         size = blob.stat().st_size
@@ -346,6 +673,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where pvc://CLAIM/... claims are mounted (env SMALLFLEET_PVC_ROOT)",
     )
     parser.add_argument(
+        "--auth",
+        choices=AUTH_MODES,
+        default=None,
+        help="how to authenticate (credentials come from the environment; default: anonymous)",
+    )
+    parser.add_argument("--s3-region", default="us-east-1", help="the region SigV4 signs for")
+    parser.add_argument(
+        "--s3-endpoint", default=None, help="an S3-compatible endpoint (path-style addressing)"
+    )
+    parser.add_argument("--sts-endpoint", default=None, help="STS for --auth s3-web-identity")
+    parser.add_argument("--gs-endpoint", default=None, help="the GCS JSON API endpoint")
+    parser.add_argument(
         "--termination-log",
         default=os.environ.get("SMALLFLEET_TERMINATION_LOG") or DEFAULT_TERMINATION_LOG,
         help="file that Kubernetes reports as the container's termination message",
@@ -353,10 +692,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    access = Access(
+        mode=args.auth,
+        s3_region=args.s3_region,
+        s3_endpoint=args.s3_endpoint,
+        sts_endpoint=args.sts_endpoint,
+        gs_endpoint=args.gs_endpoint,
+    )
     try:
-        summary = fetch(args.uri, args.digest, args.dest, args.format, args.timeout, args.pvc_root)
+        summary = fetch(
+            args.uri, args.digest, args.dest, args.format, args.timeout, args.pvc_root, access
+        )
     except (FetchError, OSError) as e:  # OSError: the destination volume refused a write
-        message = f"fetch failed: {e}"
+        # Belt and braces: no secret from the environment reaches the pod's status or log.
+        message = redact(
+            f"fetch failed: {e}", (os.environ.get(v, "") for v in cred.SECRET_VARIABLES)
+        )
         print(message, file=sys.stderr)
         write_termination_message(args.termination_log, message)
         return 1

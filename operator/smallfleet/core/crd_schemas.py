@@ -1790,6 +1790,116 @@ _JSON: Final = r"""{
      "model": {
       "description": "The model artifact and how to verify it.",
       "properties": {
+       "credentials": {
+        "description": "How the fetch step authenticates to a private store. The credentials reach only the init container that fetches the artifact (from a Secret in the model's namespace, through secretKeyRef or a secret volume, or from the pod's own identity), never the Triton container, and the operator itself never reads the Secret. A pooled model (serving.pool) cannot have credentials.",
+        "properties": {
+         "gs": {
+          "description": "How to authenticate to Google Cloud Storage's JSON API.",
+          "properties": {
+           "endpoint": {
+            "description": "The JSON API's endpoint (default: https://storage.googleapis.com).",
+            "maxLength": 2048,
+            "pattern": "^https?://[^/?#@]+/?$",
+            "type": "string"
+           },
+           "workloadIdentity": {
+            "default": false,
+            "description": "Ask the metadata server for the pod's service account token (GKE Workload Identity) instead of signing with a key from secretRef.",
+            "type": "boolean"
+           }
+          },
+          "type": "object"
+         },
+         "https": {
+          "description": "How an https:// artifact is authenticated with the Secret's keys.",
+          "properties": {
+           "auth": {
+            "default": "bearer",
+            "description": "bearer: Authorization: Bearer <token>; basic: HTTP Basic with username and password. Never sent over plain http:// except to a loopback address.",
+            "enum": [
+             "bearer",
+             "basic"
+            ],
+            "type": "string"
+           }
+          },
+          "type": "object"
+         },
+         "s3": {
+          "description": "Where and how to sign S3 requests (AWS Signature Version 4).",
+          "properties": {
+           "endpoint": {
+            "description": "An S3-compatible endpoint, as https://host[:port] (MinIO, Ceph, a regional or FIPS endpoint); objects are then addressed path-style. Default: AWS, https://BUCKET.s3.REGION.amazonaws.com.",
+            "maxLength": 2048,
+            "pattern": "^https?://[^/?#@]+/?$",
+            "type": "string"
+           },
+           "region": {
+            "default": "us-east-1",
+            "description": "The region in the signature's scope.",
+            "maxLength": 64,
+            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+            "type": "string"
+           },
+           "webIdentity": {
+            "description": "IRSA-style: the pod's projected service-account token is exchanged for temporary keys with STS AssumeRoleWithWebIdentity (AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, as the AWS SDKs read them). The pod runs as spec.pod.serviceAccountName.",
+            "properties": {
+             "audience": {
+              "default": "sts.amazonaws.com",
+              "description": "The audience of the projected token.",
+              "maxLength": 256,
+              "type": "string"
+             },
+             "roleArn": {
+              "description": "The role to assume, arn:PARTITION:iam::ACCOUNT:role/NAME.",
+              "maxLength": 2048,
+              "pattern": "^arn:[-a-z]+:iam::[0-9]*:role/.+$",
+              "type": "string"
+             },
+             "stsEndpoint": {
+              "description": "STS endpoint (default: https://sts.REGION.amazonaws.com).",
+              "maxLength": 2048,
+              "pattern": "^https?://[^/?#@]+/?$",
+              "type": "string"
+             }
+            },
+            "required": [
+             "roleArn"
+            ],
+            "type": "object"
+           }
+          },
+          "type": "object"
+         },
+         "secretRef": {
+          "description": "A Secret in the model's namespace. For s3:// its keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and, optionally, AWS_SESSION_TOKEN); for gs:// its key key.json, a service-account key file; for https:// its key token (bearer) or username and password (basic).",
+          "properties": {
+           "name": {
+            "description": "The Secret's name.",
+            "maxLength": 253,
+            "minLength": 1,
+            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+            "type": "string"
+           }
+          },
+          "required": [
+           "name"
+          ],
+          "type": "object"
+         }
+        },
+        "type": "object",
+        "x-kubernetes-validations": [
+         {
+          "message": "credentials need secretRef, s3.webIdentity or gs.workloadIdentity: name where the fetch step's identity comes from",
+          "rule": "has(self.secretRef) || (has(self.s3) && has(self.s3.webIdentity)) || (has(self.gs) && self.gs.workloadIdentity)"
+         },
+         {
+          "message": "secretRef and a workload identity (s3.webIdentity, gs.workloadIdentity) exclude each other: name one source of credentials",
+          "rule": "!has(self.secretRef) || !((has(self.s3) && has(self.s3.webIdentity)) || (has(self.gs) && self.gs.workloadIdentity))"
+         }
+        ]
+       },
        "digest": {
         "description": "The artifact's sha256 digest, \"sha256:\" followed by 64 lower-case hex digits. The init container refuses an artifact whose digest differs.",
         "maxLength": 71,
@@ -1840,7 +1950,33 @@ _JSON: Final = r"""{
        "digest",
        "format"
       ],
-      "type": "object"
+      "type": "object",
+      "x-kubernetes-validations": [
+       {
+        "fieldPath": ".credentials",
+        "message": "credentials do not apply to pvc:// artifacts: the claim is mounted, not downloaded",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.credentials) || !self.uri.startsWith('pvc://')"
+       },
+       {
+        "fieldPath": ".credentials.s3",
+        "message": "credentials.s3 needs an s3:// uri",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.credentials) || !has(self.credentials.s3) || self.uri.startsWith('s3://')"
+       },
+       {
+        "fieldPath": ".credentials.gs",
+        "message": "credentials.gs needs a gs:// uri",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.credentials) || !has(self.credentials.gs) || self.uri.startsWith('gs://')"
+       },
+       {
+        "fieldPath": ".credentials.https",
+        "message": "credentials.https needs an https:// or http:// uri",
+        "reason": "FieldValueForbidden",
+        "rule": "!has(self.credentials) || !has(self.credentials.https) || self.uri.matches('^https?://')"
+       }
+      ]
      },
      "placement": {
       "default": {
@@ -2618,6 +2754,12 @@ _JSON: Final = r"""{
       "message": "model.format tensorrt needs resources.gpus > 0: a TensorRT plan runs only on a GPU",
       "reason": "FieldValueInvalid",
       "rule": "self.model.format != 'tensorrt' || self.resources.gpus > 0"
+     },
+     {
+      "fieldPath": ".model.credentials",
+      "message": "model.credentials is not available with serving.pool: a pool server's fetch agent is shared by the models of every owner in the pool, so it would hold each one's credentials; serve a private artifact on its own server",
+      "reason": "FieldValueForbidden",
+      "rule": "!has(self.model.credentials) || !has(self.serving) || !has(self.serving.pool)"
      },
      {
       "fieldPath": ".expose",

@@ -90,12 +90,49 @@ class Tensor:
     dims: tuple[int, ...]  # -1 for a variable dimension; excludes the batch dimension
 
 
+HttpAuth = Literal["bearer", "basic"]
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """`credentials.s3`: where S3 requests go and how they are signed."""
+
+    region: str = "us-east-1"
+    endpoint: str | None = None  # None: AWS, virtual-hosted; set: path-style on this endpoint
+    role_arn: str | None = None  # webIdentity: the role STS is asked to assume
+    audience: str = "sts.amazonaws.com"  # webIdentity: the projected token's audience
+    sts_endpoint: str | None = None  # webIdentity: None means https://sts.<region>.amazonaws.com
+
+
+@dataclass(frozen=True)
+class GsAccess:
+    """`credentials.gs`: the JSON API endpoint, and whether the pod's own identity signs."""
+
+    endpoint: str | None = None  # None: https://storage.googleapis.com
+    workload_identity: bool = False
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """`spec.model.credentials`: only names and endpoints, never a secret value.
+
+    The operator renders these into the fetch init container (secretKeyRef env,
+    a secret volume or a projected token); it never reads the Secret itself.
+    """
+
+    secret_name: str | None = None
+    s3: S3Access | None = None
+    gs: GsAccess | None = None
+    http_auth: HttpAuth = "bearer"
+
+
 @dataclass(frozen=True)
 class Artifact:
     uri: str  # s3://, gs://, https://, http://, pvc://claim/path
     digest: str  # "sha256:<64 hex>"
     format: ModelFormat
     parameter_count: int | None = None
+    credentials: Credentials | None = None  # None: an anonymous download
 
 
 @dataclass(frozen=True)
@@ -423,6 +460,25 @@ MSG_EXPOSE_POOLED: Final = (
     "expose is not available with serving.pool: a pooled model has no Service of its own "
     "to route to"
 )
+MSG_CREDENTIALS_SOURCE: Final = (
+    "credentials need secretRef, s3.webIdentity or gs.workloadIdentity: name where the fetch "
+    "step's identity comes from"
+)
+MSG_CREDENTIALS_EXCLUSIVE: Final = (
+    "secretRef and a workload identity (s3.webIdentity, gs.workloadIdentity) exclude each "
+    "other: name one source of credentials"
+)
+MSG_CREDENTIALS_PVC: Final = (
+    "credentials do not apply to pvc:// artifacts: the claim is mounted, not downloaded"
+)
+MSG_CREDENTIALS_S3: Final = "credentials.s3 needs an s3:// uri"
+MSG_CREDENTIALS_GS: Final = "credentials.gs needs a gs:// uri"
+MSG_CREDENTIALS_HTTPS: Final = "credentials.https needs an https:// or http:// uri"
+MSG_CREDENTIALS_POOLED: Final = (
+    "model.credentials is not available with serving.pool: a pool server's fetch agent is "
+    "shared by the models of every owner in the pool, so it would hold each one's "
+    "credentials; serve a private artifact on its own server"
+)
 # The label and annotation prefixes the operator owns on its pods.
 RESERVED_POD_KEY_PREFIXES: Final = ("app.kubernetes.io/", f"{API_GROUP}/")
 # The Triton container's variables the operator sets itself.
@@ -650,6 +706,43 @@ def _expose_rules(expose: Mapping[str, Any], path: str, rules: _Rules) -> None:
     )
 
 
+def _credentials_rules(creds: Mapping[str, Any], path: str, rules: _Rules) -> None:
+    def identity() -> bool:
+        s3, gs = creds.get("s3") or {}, creds.get("gs") or {}
+        return "webIdentity" in s3 or bool(gs.get("workloadIdentity"))
+
+    rules.check(path, MSG_CREDENTIALS_SOURCE, lambda: "secretRef" in creds or identity())
+    rules.check(path, MSG_CREDENTIALS_EXCLUSIVE, lambda: "secretRef" not in creds or not identity())
+
+
+def _model_rules(model: Mapping[str, Any], path: str, rules: _Rules) -> None:
+    """The CEL rules of `spec.model` (credentials against the URI's scheme), in CRD order."""
+    creds = model.get("credentials")
+    if creds is None:
+        return
+    uri = model["uri"]
+    rules.check(
+        f"{path}.credentials",
+        MSG_CREDENTIALS_PVC,
+        lambda: not uri.startswith("pvc://"),
+        reason=FORBIDDEN,
+    )
+    for key, message, pattern in (
+        ("s3", MSG_CREDENTIALS_S3, r"^s3://"),
+        ("gs", MSG_CREDENTIALS_GS, r"^gs://"),
+        ("https", MSG_CREDENTIALS_HTTPS, r"^https?://"),
+    ):
+        rules.check(
+            f"{path}.credentials.{key}",
+            message,
+            lambda k, p: k not in creds or matches(uri, p),
+            key,
+            pattern,
+            reason=FORBIDDEN,
+        )
+    _credentials_rules(creds, f"{path}.credentials", rules)
+
+
 def _small_model_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
     model, triton = spec.get("model", {}), spec.get("triton", {})
     resources, scaling = spec.get("resources", {}), spec.get("scaling", {})
@@ -669,8 +762,15 @@ def _small_model_rules(spec: Mapping[str, Any], rules: _Rules) -> None:
         lambda: "expose" not in spec or not (spec.get("serving") or {}).get("pool"),
         reason=FORBIDDEN,
     )
+    rules.check(
+        "spec.model.credentials",
+        MSG_CREDENTIALS_POOLED,
+        lambda: "credentials" not in model or not (spec.get("serving") or {}).get("pool"),
+        reason=FORBIDDEN,
+    )
     if "expose" in spec:
         _expose_rules(spec["expose"], "spec.expose", rules)
+    _model_rules(model, "spec.model", rules)
     uri = model.get("uri")
     if isinstance(uri, str):
         for message, ok in (
@@ -865,6 +965,30 @@ def _placement(d: Mapping[str, Any]) -> Placement:
     )
 
 
+def _credentials(d: Mapping[str, Any] | None) -> Credentials | None:
+    """`spec.model.credentials` (schema-checked, defaults applied) as values; None when unset."""
+    if d is None:
+        return None
+    s3, gs = d.get("s3"), d.get("gs")
+    web = (s3 or {}).get("webIdentity")
+    return Credentials(
+        secret_name=(d.get("secretRef") or {}).get("name"),
+        s3=None
+        if s3 is None
+        else S3Access(
+            region=s3["region"],
+            endpoint=s3.get("endpoint"),
+            role_arn=None if web is None else web["roleArn"],
+            audience="sts.amazonaws.com" if web is None else web["audience"],
+            sts_endpoint=None if web is None else web.get("stsEndpoint"),
+        ),
+        gs=None
+        if gs is None
+        else GsAccess(endpoint=gs.get("endpoint"), workload_identity=gs["workloadIdentity"]),
+        http_auth=(d.get("https") or {}).get("auth", "bearer"),
+    )
+
+
 def _card(d: Mapping[str, Any]) -> ModelCard:
     return ModelCard(
         owner=d["owner"],
@@ -1001,6 +1125,7 @@ def parse_small_model(obj: Mapping[str, Any]) -> SmallModelSpec:
             digest=spec["model"]["digest"],
             format=spec["model"]["format"],
             parameter_count=spec["model"].get("parameterCount"),
+            credentials=_credentials(spec["model"].get("credentials")),
         ),
         card=_card(spec["card"]),
         triton=_triton(spec["triton"]),

@@ -20,6 +20,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from smallfleet.core.credentials import FetchAuth, fetch_auth
 from smallfleet.core.render.autoscalers import autoscaler_manifests
 from smallfleet.core.render.routes import route_manifests
 from smallfleet.core.render.serverplan import ServerPlan
@@ -33,6 +34,7 @@ from smallfleet.core.render.triton import (
     triton_args,
     triton_config,
 )
+from smallfleet.core.spec import Artifact
 
 API_GROUP: Final = "serving.smallfleet.io"
 API_VERSION: Final = f"{API_GROUP}/v1alpha1"
@@ -235,6 +237,15 @@ def _claim_volume(claim: str) -> str:
     return _dns_label(f"claim-{claim}")
 
 
+def _fetch_auth(model: str, artifact: Artifact) -> FetchAuth:
+    return fetch_auth(artifact, _dns_label(f"creds-{model}")[:40].rstrip("-"))
+
+
+def _credential_volumes(plan: ServerPlan) -> list[dict[str, Any]]:
+    """Key files and projected tokens, each mounted only into its model's fetch container."""
+    return [v for m in plan.models if m.artifact for v in _fetch_auth(m.name, m.artifact).volumes]
+
+
 def _init_containers(plan: ServerPlan) -> list[dict[str, Any]]:
     mounts = [
         {"name": "models", "mountPath": REPOSITORY_PATH},
@@ -244,6 +255,7 @@ def _init_containers(plan: ServerPlan) -> list[dict[str, Any]]:
     for m in plan.models:
         if m.artifact is None:
             continue
+        auth = _fetch_auth(m.name, m.artifact)
         out.append(
             {
                 "name": _dns_label(f"fetch-{m.name}"),
@@ -259,13 +271,15 @@ def _init_containers(plan: ServerPlan) -> list[dict[str, Any]]:
                     m.artifact.format,
                     "--dest",
                     f"{REPOSITORY_PATH}/{m.name}",
+                    *auth.args,
                 ],
-                "env": [{"name": "HOME", "value": "/tmp"}],
+                # Credentials only here, by reference: never in the Triton container.
+                "env": [{"name": "HOME", "value": "/tmp"}, *auth.env],
                 "resources": FETCH_RESOURCES,
                 "securityContext": container_security(),
                 # fetch writes why it refused an artifact there; a crash leaves its log instead.
                 "terminationMessagePolicy": "FallbackToLogsOnError",
-                "volumeMounts": [*mounts, *_claim_mounts([m.artifact.uri])],
+                "volumeMounts": [*mounts, *_claim_mounts([m.artifact.uri]), *auth.mounts],
             }
         )
     # After the fetches, so the rendered config wins over any config.pbtxt an artifact carries.
@@ -480,6 +494,7 @@ def _deployment(
                     {c for m in plan.models if m.artifact for c in [_claim(m.artifact.uri)] if c}
                 )
             ),
+            *_credential_volumes(plan),
         ],
     }
     tolerations = _tolerations(plan)
