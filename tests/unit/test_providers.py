@@ -33,7 +33,7 @@ from smallfleet.providers import (
     WattTimeProvider,
     build_provider,
 )
-from smallfleet.providers.http import redact
+from smallfleet.providers.http import MAX_BODY_BYTES, redact
 from smallfleet.settings import Settings
 
 NOW = datetime(2026, 11, 26, 6, 10, tzinfo=UTC)
@@ -230,6 +230,20 @@ def test_em_malformed_json(server: Server) -> None:
     p = em(server, Clock())
     assert p.fetch(["eu-north-1"]) == []
     assert "malformed JSON" in p.last_errors["eu-north-1"]
+
+
+def test_em_huge_body_is_refused_without_holding_it(server: Server) -> None:
+    """Valid JSON padded past the limit: refused by size, not parsed; the next answer counts."""
+    padded = b'{"zone": "SE-SE3", "carbonIntensity": ' + b" " * MAX_BODY_BYTES + b"21}"
+    server.on(
+        "/v3/carbon-intensity/latest", Reply(200, padded), Reply(200, em_latest("SE-SE3", 21.0))
+    )
+    p = em(server, Clock())
+    assert p.fetch(["eu-north-1"]) == []
+    assert f"larger than {MAX_BODY_BYTES} bytes" in p.last_errors["eu-north-1"]
+    p.cache_ttl_seconds = 0
+    (r,) = p.fetch(["eu-north-1"])
+    assert r.intensity == 21.0
 
 
 def test_em_timeout(server: Server) -> None:

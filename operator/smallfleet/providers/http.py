@@ -25,6 +25,10 @@ from typing import Any, Final
 
 RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 MAX_BODY_IN_ERROR: Final = 200
+# Carbon APIs answer in kilobytes (a 72-hour forecast at 5-minute steps is about 100 KB).
+# A body beyond this is refused unread, so a broken or hostile endpoint cannot make the
+# operator hold hundreds of megabytes.
+MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 
 
 class ProviderError(Exception):
@@ -115,7 +119,7 @@ class HttpClient:
             try:
                 req = urllib.request.Request(full, headers=dict(headers or {}), method="GET")
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    body = resp.read()
+                    body = resp.read(MAX_BODY_BYTES + 1)
                 break
             except urllib.error.HTTPError as e:
                 status = e.code
@@ -136,6 +140,8 @@ class HttpClient:
             self.sleep(delay)
             attempt += 1
         self.not_before = 0.0
+        if len(body) > MAX_BODY_BYTES:
+            raise self._error(f"response from {url} larger than {MAX_BODY_BYTES} bytes")
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError):
