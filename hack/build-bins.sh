@@ -151,7 +151,34 @@ fetch_gateway_api_crds() {
   chmod u+w "$bin/crds/gateway-api/"*.yaml
 }
 
+# versitygw, an S3 gateway that checks SigV4 signatures, for tests/e2e/test_private_artifacts.py.
+# Its own version file and cache key (bin/s3-<key>), so that it never rebuilds the above.
+s3_bin() { echo "$cache/bin/s3-$(sha256sum "$here/s3-versions.env" | cut -c1-12)"; }
+
+build_s3() {
+  # shellcheck disable=SC1091
+  source "$here/s3-versions.env"
+  local out mod
+  out=$(s3_bin)
+  mod="$cache/build/s3-$(basename "$out" | cut -c4-)/versitygw"
+  [ -x "$out/versitygw" ] && return 0
+  mkdir -p "$out" "$mod"
+  log "building versitygw $VERSITYGW_VERSION (cold: minutes)"
+  (
+    cd "$mod"
+    [ -f go.mod ] || echo "module smallfleet.local/versitygw" > go.mod
+    GOFLAGS=-mod=mod go get "github.com/versity/versitygw@$VERSITYGW_VERSION" >/dev/null 2>&1 || GOFLAGS=-mod=mod go get "github.com/versity/versitygw@$VERSITYGW_VERSION"
+    GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$out/versitygw.tmp" github.com/versity/versitygw/cmd/versitygw
+  ) && mv "$out/versitygw.tmp" "$out/versitygw"
+}
+
 what=${1:-all}
+if [ "$what" = s3 ]; then
+  build_s3
+  log "versitygw ready in $(s3_bin)"
+  s3_bin
+  exit 0
+fi
 case "$what" in
   all|k8s) build_k8s ;;&
   all|kwok)
@@ -162,6 +189,7 @@ case "$what" in
   all|keda) fetch_keda_crds ;;&
   all|prometheus) fetch_prometheus_crds ;;&
   all|gateway-api) fetch_gateway_api_crds ;;&
+  all) build_s3 ;;&
   *) ;;
 esac
 log "binaries ready in $bin"
