@@ -10,6 +10,12 @@ The operator then loads the model through Triton's repository API. A
 repeated request with the same digest is a no-op; `DELETE` removes the
 model's files after the operator has unloaded it.
 
+Downloads are anonymous: the CRD refuses `spec.model.credentials` on a
+pooled model. This agent serves the models of every owner in the pool, so a
+Secret mounted here would be readable on behalf of all of them (and by the
+pool's Triton, which shares the pod); a private artifact is served on its
+own server, where only its fetch init container holds the credentials.
+
 Answers: 200 `{"message": ...}` when the files are in place, 422
 `{"error": ...}` with the fetch step's one-line reason (a digest mismatch,
 an unreachable source), 400 on a malformed request. Requests for one model

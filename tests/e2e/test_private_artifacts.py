@@ -273,6 +273,7 @@ def test_a_private_model_is_ready_and_wrong_keys_stall_with_the_servers_error_an
                     key_secret("s3-wrong", wrong),
                     private("private-ok", s3, "s3-reader"),
                     private("private-wrong", s3, "s3-wrong"),
+                    private("private-nosecret", s3, "s3-missing"),
                 )
             ),
             namespace=namespace,
@@ -296,6 +297,27 @@ def test_a_private_model_is_ready_and_wrong_keys_stall_with_the_servers_error_an
         )
         assert cond["reason"] == "ArtifactFailed", cond
         assert "HTTP 403" in cond["message"] and "SignatureDoesNotMatch" in cond["message"], cond
+
+        # A Secret that does not exist: the kubelet's words, naming it.
+        missing = cluster.wait_for(
+            lambda: (
+                c
+                if (c := condition(model(cluster, namespace, "private-nosecret"), "Stalled")).get(
+                    "status"
+                )
+                == "True"
+                else None
+            ),
+            STALLED_TIMEOUT_S,
+            lambda: (
+                "private-nosecret never stalled: "
+                + json.dumps(model(cluster, namespace, "private-nosecret").get("status"))[:2000]
+            ),
+            interval=0.5,
+        )
+        assert missing["reason"] == "ArtifactFailed", missing
+        assert "CreateContainerConfigError" in missing["message"], missing
+        assert "s3-missing" in missing["message"], missing
 
         ok = cluster.wait_for(
             lambda: (
