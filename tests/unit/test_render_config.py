@@ -67,7 +67,7 @@ def test_backend_follows_the_artifact_format(fmt: str, line: str) -> None:
         (
             TritonSpec(max_batch_size=8),
             Resources(gpus=1),
-            ["max_batch_size: 8", "dynamic_batching {", "  max_queue_delay_microseconds: 100"],
+            ["max_batch_size: 8", "dynamic_batching {", "  max_queue_delay_microseconds: 0"],
             ["preferred_batch_size"],
         ),
         (

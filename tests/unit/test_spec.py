@@ -113,7 +113,7 @@ def test_model_fields_are_read() -> None:
             spec__placement={"regions": ["a", "b"], "latencyPenalty": {"b": 10, "a": 5}},
         )
     )
-    assert m.triton.dynamic_batching == DynamicBatching(True, 100, (4, 8))
+    assert m.triton.dynamic_batching == DynamicBatching(True, 0, (4, 8))
     assert m.triton.parameters == (("A", "1"), ("B", "2"))
     assert m.triton.inputs == (Tensor("input_ids", "INT64", (-1,)),)
     assert m.resources == Resources(gpus=2, gpu_product="NVIDIA-L4", cpu="3", memory="8Gi")

@@ -2532,8 +2532,8 @@ _JSON: Final = r"""{
           "type": "boolean"
          },
          "maxQueueDelayMicroseconds": {
-          "default": 100,
-          "description": "How long a request may wait for others to join its batch.",
+          "default": 0,
+          "description": "How long a request may wait for others to join its batch. The default 0 never delays a request: the batcher forms batches from the requests that queued while the model was busy, so batching costs nothing at low load and still fills batches under load.",
           "maximum": 10000000,
           "minimum": 0,
           "type": "integer"

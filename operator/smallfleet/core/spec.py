@@ -138,7 +138,9 @@ class Artifact:
 @dataclass(frozen=True)
 class DynamicBatching:
     enabled: bool = True
-    max_queue_delay_microseconds: int = 100
+    # 0: never hold a request for others; batches form from what queued while the model was
+    # busy (bench/triton_batching.py: never slower than no batching, unlike a fixed delay).
+    max_queue_delay_microseconds: int = 0
     preferred_batch_sizes: tuple[int, ...] = ()
 
 
