@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -267,11 +267,31 @@ class GoogleStore:
             yield url
 
 
+def service_account_token_check(audience: str, subject: str) -> Callable[[str], bool]:
+    """Accepts a Kubernetes service-account JWT for `subject` with `audience` (its claims
+    only: the stand-in trusts the API server that issued it, as an OIDC provider would)."""
+
+    def check(token: str) -> bool:
+        try:
+            claims = json.loads(_b64url_decode(token.split(".")[1]))
+        except (IndexError, ValueError):
+            return False
+        aud = claims.get("aud")
+        auds = aud if isinstance(aud, list) else [aud]
+        return (
+            audience in auds and claims.get("sub") == subject and claims.get("exp", 0) > time.time()
+        )
+
+    return check
+
+
 class StsStub:
     """AssumeRoleWithWebIdentity: one token in, one set of temporary keys out."""
 
-    def __init__(self, token: str, role_arn: str, issued: Mapping[str, str]) -> None:
-        self.token = token
+    def __init__(
+        self, token: str | Callable[[str], bool], role_arn: str, issued: Mapping[str, str]
+    ) -> None:
+        self.token = token  # the one token accepted, or a check of the token
         self.role_arn = role_arn
         self.issued = dict(issued)  # AccessKeyId, SecretAccessKey, SessionToken
         self.seen = Seen()
@@ -288,7 +308,12 @@ class StsStub:
                     form.get("Action") == ["AssumeRoleWithWebIdentity"]
                     and form.get("Version") == ["2011-06-15"]
                     and form.get("RoleArn") == [sts.role_arn]
-                    and form.get("WebIdentityToken") == [sts.token]
+                    and len(form.get("WebIdentityToken", [])) == 1
+                    and (
+                        sts.token(form["WebIdentityToken"][0])
+                        if callable(sts.token)
+                        else form["WebIdentityToken"] == [sts.token]
+                    )
                 )
                 if not ok:
                     body = (

@@ -10,6 +10,11 @@ environment): one with the right keys reaches Ready and answers an
 inference; one with a wrong secret key is Stalled with ArtifactFailed and
 the server's own SignatureDoesNotMatch.
 
+The other ways in run through the real pod too: a Google service-account key
+file mounted from a Secret (token endpoint and JSON API stand-ins that check
+the JWT's signature with openssl), and IRSA: the local node's projected
+service-account token, exchanged with an STS stand-in for versitygw's keys.
+
 Secrets stay secret: after the run, the access keys, secret keys and the
 carbon provider's token are searched for in everything the run captured:
 the operator's log, the node's log, every event, the status of every object
@@ -18,6 +23,7 @@ in the namespace, the operator's metrics and the pods' termination messages.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -34,7 +40,12 @@ from typing import Any, Final
 
 import pytest
 from hack.cluster import REPO, assert_listening_on_loopback, free_ports
-from tests.artifact_stores import StsStub
+from tests.artifact_stores import (
+    GoogleStore,
+    StsStub,
+    make_service_account_key,
+    service_account_token_check,
+)
 from tests.e2e.cluster import Cluster, LocalNode, OperatorFactory
 from tests.e2e.test_placement_e2e import GridApi, operator_env
 from tests.e2e.test_pod_settings_e2e import dedicated, model, pods_of
@@ -252,129 +263,206 @@ def key_secret(name: str, keys: AwsCredentials) -> dict[str, Any]:
     }
 
 
-def test_a_private_model_is_ready_and_wrong_keys_stall_with_the_servers_error_and_no_secret_leaks(
+def _stalled(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    cond = condition(model(cluster, namespace, name), "Stalled")
+    return cond if cond.get("status") == "True" else None
+
+
+def _verified(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    m = model(cluster, namespace, name)
+    return m if condition(m, "ArtifactVerified").get("status") == "True" else None
+
+
+def _status(cluster: Cluster, namespace: str, name: str) -> str:
+    return f"{name}: " + json.dumps(model(cluster, namespace, name).get("status"))[:2000]
+
+
+def test_private_models_are_ready_wrong_keys_stall_in_the_servers_words_and_no_secret_leaks(
     cluster: Cluster,
     local_node: LocalNode,
     namespace: str,
     operator_process: OperatorFactory,
     s3: S3Server,
+    tmp_path: Path,
 ) -> None:
+    """One operator, one namespace, five models: static keys (Ready, answering), wrong keys
+    and a missing Secret (Stalled), a GCS key file and an IRSA token (fetched)."""
     grid = GridApi()
     grid.set(eu_north_1=40, eu_west_1=300, us_east_1=400)
     wrong = AwsCredentials(s3.keys.access_key_id, "wrong-" + secrets.token_urlsafe(24))
-    try:
+    artifact = Path(triton_env()["artifacts"]) / triton_env()["index"]["hashed-ngrams"]["file"]
+    key = make_service_account_key(tmp_path, "fetcher@e2e.iam.example")
+    google = GoogleStore(key, {(BUCKET, s3.artifact_key): artifact.read_bytes()})
+    role = "arn:aws:iam::123456789012:role/model-reader"
+    sts = StsStub(
+        service_account_token_check(
+            "sts.amazonaws.com", f"system:serviceaccount:{namespace}:default"
+        ),
+        role,
+        {"AccessKeyId": s3.keys.access_key_id, "SecretAccessKey": s3.keys.secret_access_key},
+    )
+    with google.running() as google_url, sts.running() as sts_url:
+        gcs = private("private-gcs", s3, "gcs-key")
+        gcs["spec"]["model"]["uri"] = f"gs://{BUCKET}/{s3.artifact_key}"
+        gcs["spec"]["model"]["credentials"] = {
+            "secretRef": {"name": "gcs-key"},
+            "gs": {"endpoint": google_url},
+        }
+        irsa = private("private-irsa", s3, "unused")
+        irsa["spec"]["model"]["credentials"] = {
+            "s3": {
+                "endpoint": s3.endpoint,
+                "region": REGION,
+                "webIdentity": {"roleArn": role, "stsEndpoint": sts_url},
+            }
+        }
+        key_file = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "gcs-key"},
+            "stringData": {"key.json": json.dumps(key.key_file(f"{google_url}/token"))},
+        }
         operator = operator_process(namespace, env=operator_env(grid))
-        started = time.monotonic()
-        cluster.apply_yaml(
-            "\n---\n".join(
-                json.dumps(d)
-                for d in (
-                    key_secret("s3-reader", s3.keys),
-                    key_secret("s3-wrong", wrong),
-                    private("private-ok", s3, "s3-reader"),
-                    private("private-wrong", s3, "s3-wrong"),
-                    private("private-nosecret", s3, "s3-missing"),
+        try:
+            # The pods run as the namespace's default ServiceAccount, which a controller makes.
+            cluster.wait_for(
+                lambda: (
+                    cluster.kubectl(
+                        "get", "serviceaccount", "default", "-n", namespace, check=False
+                    ).returncode
+                    == 0
+                ),
+                30,
+                f"no default ServiceAccount in {namespace}",
+            )
+            started = time.monotonic()
+            cluster.apply_yaml(
+                "\n---\n".join(
+                    json.dumps(d)
+                    for d in (
+                        key_secret("s3-reader", s3.keys),
+                        key_secret("s3-wrong", wrong),
+                        key_file,
+                        private("private-ok", s3, "s3-reader"),
+                        private("private-wrong", s3, "s3-wrong"),
+                        private("private-nosecret", s3, "s3-missing"),
+                        gcs,
+                        irsa,
+                    )
+                ),
+                namespace=namespace,
+            )
+
+            cond = cluster.wait_for(
+                lambda: _stalled(cluster, namespace, "private-wrong"),
+                STALLED_TIMEOUT_S,
+                lambda: _status(cluster, namespace, "private-wrong"),
+                interval=0.5,
+            )
+            print(
+                f"\nprivate-wrong: Stalled after {time.monotonic() - started:.1f} s: {cond['message']}"
+            )
+            assert cond["reason"] == "ArtifactFailed", cond
+            assert "HTTP 403" in cond["message"], cond
+            assert "SignatureDoesNotMatch" in cond["message"], cond
+
+            # A Secret that does not exist: the kubelet's words, naming it.
+            missing = cluster.wait_for(
+                lambda: _stalled(cluster, namespace, "private-nosecret"),
+                STALLED_TIMEOUT_S,
+                lambda: _status(cluster, namespace, "private-nosecret"),
+                interval=0.5,
+            )
+            assert missing["reason"] == "ArtifactFailed", missing
+            assert "CreateContainerConfigError" in missing["message"], missing
+            assert "s3-missing" in missing["message"], missing
+
+            # A key file from a Secret volume, and a projected token traded with STS.
+            for name in ("private-gcs", "private-irsa"):
+                cluster.wait_for(
+                    functools.partial(_verified, cluster, namespace, name),
+                    READY_TIMEOUT_S,
+                    functools.partial(_status, cluster, namespace, name),
                 )
-            ),
-            namespace=namespace,
-        )
+                print(f"{name}: artifact verified after {time.monotonic() - started:.1f} s")
+            # Their Triton servers are not needed: two shared cores.
+            cluster.kubectl(
+                "delete", "sm", "private-gcs", "private-irsa", "-n", namespace, "--wait=false"
+            )
 
-        def stalled() -> dict[str, Any] | None:
-            cond = condition(model(cluster, namespace, "private-wrong"), "Stalled")
-            return cond if cond.get("status") == "True" else None
+            ok = cluster.wait_for(
+                lambda: (
+                    m
+                    if condition(m := model(cluster, namespace, "private-ok"), "Ready").get(
+                        "status"
+                    )
+                    == "True"
+                    else None
+                ),
+                READY_TIMEOUT_S,
+                lambda: (
+                    _status(cluster, namespace, "private-ok")
+                    + "\n--- node log\n"
+                    + "\n".join(local_node.log().splitlines()[-30:])
+                ),
+            )
+            print(f"private-ok: Ready after {time.monotonic() - started:.1f} s")
+            assert condition(ok, "ArtifactVerified").get("status") == "True", ok["status"]
+            (served,) = pods_of(cluster, namespace, "private-ok")
+            assert infer(served["status"]["podIP"], "private-ok", "a private cat").shape == (1, DIM)
+            # The Triton container never sees the keys, not even by reference.
+            (triton,) = [c for c in served["spec"]["containers"] if c["name"] == "triton"]
+            assert "secretKeyRef" not in json.dumps(triton)
 
-        cond = cluster.wait_for(
-            stalled,
-            STALLED_TIMEOUT_S,
-            lambda: (
-                "private-wrong never stalled: "
-                + json.dumps(model(cluster, namespace, "private-wrong").get("status"))[:2000]
-            ),
-            interval=0.5,
-        )
-        print(
-            f"\nprivate-wrong: Stalled after {time.monotonic() - started:.1f} s: {cond['message']}"
-        )
-        assert cond["reason"] == "ArtifactFailed", cond
-        assert "HTTP 403" in cond["message"] and "SignatureDoesNotMatch" in cond["message"], cond
-
-        # A Secret that does not exist: the kubelet's words, naming it.
-        missing = cluster.wait_for(
-            lambda: (
-                c
-                if (c := condition(model(cluster, namespace, "private-nosecret"), "Stalled")).get(
-                    "status"
-                )
-                == "True"
-                else None
-            ),
-            STALLED_TIMEOUT_S,
-            lambda: (
-                "private-nosecret never stalled: "
-                + json.dumps(model(cluster, namespace, "private-nosecret").get("status"))[:2000]
-            ),
-            interval=0.5,
-        )
-        assert missing["reason"] == "ArtifactFailed", missing
-        assert "CreateContainerConfigError" in missing["message"], missing
-        assert "s3-missing" in missing["message"], missing
-
-        ok = cluster.wait_for(
-            lambda: (
-                m
-                if condition(m := model(cluster, namespace, "private-ok"), "Ready").get("status")
-                == "True"
-                else None
-            ),
-            READY_TIMEOUT_S,
-            lambda: (
-                "private-ok never Ready: "
-                + json.dumps(model(cluster, namespace, "private-ok").get("status"))[:2000]
-                + "\n--- node log\n"
-                + "\n".join(local_node.log().splitlines()[-30:])
-            ),
-        )
-        print(f"private-ok: Ready after {time.monotonic() - started:.1f} s")
-        assert condition(ok, "ArtifactVerified").get("status") == "True", ok["status"]
-        (served,) = pods_of(cluster, namespace, "private-ok")
-        assert infer(served["status"]["podIP"], "private-ok", "a private cat").shape == (1, DIM)
-        # The Triton container never sees the keys, not even by reference.
-        (triton,) = [c for c in served["spec"]["containers"] if c["name"] == "triton"]
-        assert "secretKeyRef" not in json.dumps(triton)
-
-        # Secrets stay secret: nowhere in what the run captured.
-        captured = {
-            "operator log": operator.log(),
-            "operator metrics": operator.metrics(),
-            "node log": local_node.log(),
-            "events": json.dumps(cluster.kubectl_json("get", "events", "-n", namespace)),
-            "status": json.dumps(
-                [
-                    {"kind": o["kind"], "name": o["metadata"]["name"], "status": o.get("status")}
-                    for kind in ("smallmodels", "pods", "deployments", "replicasets", "services")
-                    for o in cluster.kubectl_json("get", kind, "-n", namespace)["items"]
-                ]
-            ),
-            "termination messages": json.dumps(
-                [
-                    (s.get("state"), s.get("lastState"))
-                    for p in cluster.kubectl_json("get", "pods", "-n", namespace)["items"]
-                    for s in (p.get("status") or {}).get("initContainerStatuses") or []
-                ]
-            ),
-        }
-        assert "SignatureDoesNotMatch" in captured["termination messages"]
-        values = {
-            "secret key": s3.keys.secret_access_key,
-            "wrong secret key": wrong.secret_access_key,
-            "provider token": operator_env(grid)["SMALLFLEET_ELECTRICITYMAPS_TOKEN"],
-        }
-        leaks = [
-            f"{what} in {where}"
-            for where, text in captured.items()
-            for what, value in values.items()
-            if value in text
-        ]
-        assert leaks == [], leaks
-    finally:
-        grid.server.close()
+            # Secrets stay secret: nowhere in what the run captured.
+            captured = {
+                "operator log": operator.log(),
+                "operator metrics": operator.metrics(),
+                "node log": local_node.log(),
+                "events": json.dumps(cluster.kubectl_json("get", "events", "-n", namespace)),
+                "status": json.dumps(
+                    [
+                        {
+                            "kind": o["kind"],
+                            "name": o["metadata"]["name"],
+                            "status": o.get("status"),
+                        }
+                        for kind in (
+                            "smallmodels",
+                            "pods",
+                            "deployments",
+                            "replicasets",
+                            "services",
+                        )
+                        for o in cluster.kubectl_json("get", kind, "-n", namespace)["items"]
+                    ]
+                ),
+                "termination messages": json.dumps(
+                    [
+                        (s.get("state"), s.get("lastState"))
+                        for p in cluster.kubectl_json("get", "pods", "-n", namespace)["items"]
+                        for s in (p.get("status") or {}).get("initContainerStatuses") or []
+                    ]
+                ),
+            }
+            assert "SignatureDoesNotMatch" in captured["termination messages"]
+        finally:
+            grid.server.close()
+    methods = [(m, p.split("?")[0]) for m, p, _ in google.seen.requests]
+    assert ("POST", "/token") in methods
+    assert ("GET", f"/storage/v1/b/{BUCKET}/o/{s3.artifact_key.replace('/', '%2F')}") in methods
+    assert len(sts.seen.requests) >= 1
+    values = {
+        "secret key": s3.keys.secret_access_key,
+        "wrong secret key": wrong.secret_access_key,
+        "provider token": operator_env(grid)["SMALLFLEET_ELECTRICITYMAPS_TOKEN"],
+        "service-account private key": "".join(key.private_pem.splitlines()[1:3]),
+        **{f"Google access token {i}": t for i, t in enumerate(sorted(google.tokens))},
+    }
+    leaks = [
+        f"{what} in {where}"
+        for where, text in captured.items()
+        for what, value in values.items()
+        if value in text
+    ]
+    assert leaks == [], leaks
