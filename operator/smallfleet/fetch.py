@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import hashlib
 import ipaddress
 import json
@@ -69,7 +70,7 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, get_args
@@ -284,6 +285,46 @@ def member_problem(member: tarfile.TarInfo) -> str | None:
         if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
             return f"hard link {name!r} points outside the model directory ({member.linkname!r})"
     return None
+
+
+def data_only(members: Iterable[tarfile.TarInfo], dest: Path) -> Iterator[tarfile.TarInfo]:
+    """tarfile's "data" filter (PEP 706) for a Python that lacks it.
+
+    Python 3.11 gained the filter in 3.11.4, and Debian bookworm's 3.11.2 (the
+    operator image's Python) never did. extractall takes members lazily, so each
+    is checked just before it is written, against the links written before it:
+    a symlink chain that `member_problem` cannot see by name (`b -> .`,
+    `c -> b/..`, `d -> c/..`) is refused by where it really resolves, as the filter does.
+    Modes lose setuid, setgid, sticky and group/other write bits; files are the
+    owner's to read and write; owners in the archive are ignored. A refusal is
+    a TarError raised between members, which `unpack` reports as a bad archive
+    (never tarfile's ExtractError, which extractall may only log).
+    """
+    base = os.path.realpath(dest)
+
+    def inside(path: str) -> bool:
+        return os.path.commonpath([os.path.realpath(path), base]) == base
+
+    for member in members:
+        if not inside(os.path.join(base, member.name)):
+            raise tarfile.TarError(f"member {member.name!r} resolves outside the model directory")
+        if member.issym():
+            link = os.path.join(base, os.path.dirname(member.name), member.linkname)
+        elif member.islnk():
+            link = os.path.join(base, member.linkname)
+        else:
+            link = base
+        if not inside(link):
+            raise tarfile.TarError(f"link {member.name!r} resolves outside the model directory")
+        safe = copy.copy(member)
+        mode = member.mode & 0o755
+        if member.isreg() or member.islnk():
+            if not mode & 0o100:
+                mode &= ~0o111
+            mode |= 0o600
+        safe.mode = mode
+        safe.uid, safe.gid, safe.uname, safe.gname = os.getuid(), os.getgid(), "", ""
+        yield safe
 
 
 def single_file_name(uri: str, model_format: str | None) -> str:
@@ -571,7 +612,10 @@ def unpack(archive: Path, uri: str, into: Path, model_format: str | None) -> Non
             top = {posixpath.normpath(m.name).split("/")[0] for m in members}
             root = into / "1" if needs_version_dir(top) else into
             root.mkdir(exist_ok=True)
-            tar.extractall(root, members=members, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(root, members=members, filter="data")
+            else:
+                tar.extractall(root, members=data_only(members, root))
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise FetchError(f"bad archive {uri}: {e}") from e
 
