@@ -24,7 +24,7 @@ from smallfleet.core.render import (
     triton_config,
 )
 from smallfleet.core.render.yamltext import dump
-from smallfleet.core.spec import PodSettings, Scaling, Toleration
+from smallfleet.core.spec import Credentials, PodSettings, S3Access, Scaling, Toleration
 from smallfleet.settings import Settings
 
 GOLDEN: Final = Path(__file__).parent / "golden"
@@ -83,6 +83,23 @@ def _plans() -> dict[str, tuple[ServerPlan, dict[str, int]]]:
             ),
             {"eu-north-1": 1},
         ),
+        # A private artifact: the keys by reference in the fetch container only.
+        "gpu-onnx-private": (
+            plan_for_model(
+                dataclasses.replace(
+                    GPU_ONNX,
+                    model=dataclasses.replace(
+                        GPU_ONNX.model,
+                        credentials=Credentials(
+                            secret_name="s3-reader",
+                            s3=S3Access(region="eu-north-1", endpoint="https://s3.storage.svc"),
+                        ),
+                    ),
+                ),
+                SETTINGS,
+            ),
+            {"eu-north-1": 1},
+        ),
     }
 
 
@@ -97,7 +114,8 @@ def _check(path: Path, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["gpu-onnx", "cpu-python", "pipeline", "gpu-onnx-keda", "gpu-onnx-pod"]
+    "case",
+    ["gpu-onnx", "cpu-python", "pipeline", "gpu-onnx-keda", "gpu-onnx-pod", "gpu-onnx-private"],
 )
 def test_manifests_match_golden(case: str) -> None:
     plan, regions = _plans()[case]
