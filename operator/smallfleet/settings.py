@@ -32,6 +32,9 @@ class Settings:
     pue: float = 1.2
     min_improvement_percent: float = 15.0
     min_dwell_seconds: int = 1800
+    # Joint placement: a move must also save at least this much (gCO2e per hour),
+    # so small models are not shuffled into every hole a bigger move leaves.
+    min_move_gain_grams_per_hour: float = 50.0
     scrape_interval_seconds: float = 5.0
     prometheus_url: str | None = None  # query Prometheus instead of scraping Triton pods
     metrics_port: int = 8080
@@ -93,6 +96,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         pue=f("PUE", d.pue),
         min_improvement_percent=f("MIN_IMPROVEMENT_PERCENT", d.min_improvement_percent),
         min_dwell_seconds=i("MIN_DWELL_SECONDS", d.min_dwell_seconds),
+        min_move_gain_grams_per_hour=f(
+            "MIN_MOVE_GAIN_GRAMS_PER_HOUR", d.min_move_gain_grams_per_hour
+        ),
         scrape_interval_seconds=f("SCRAPE_INTERVAL_SECONDS", d.scrape_interval_seconds),
         prometheus_url=_env(e, "PROMETHEUS_URL"),
         metrics_port=i("METRICS_PORT", d.metrics_port),

@@ -45,8 +45,10 @@ from smallfleet.core.placement import (
 )
 from smallfleet.core.placement.evaluate import (
     Evaluation,
+    FleetEntry,
     Signals,
     evaluate,
+    joint_plan,
     only_full,
     placement_status,
     ready_by_region,
@@ -103,6 +105,12 @@ MODEL_GRAMS: Final = telemetry.gauge(
 )
 FLEET_GRAMS: Final = telemetry.gauge(
     "fleet_emissions_grams_per_hour", "Estimated emissions of every placed model (gCO2e per hour)."
+)
+CAPACITY_ADVICE: Final = telemetry.gauge(
+    "capacity_advice_grams_per_week",
+    "gCO2e per week one more GPU of this product in this region would save the fleet "
+    "(shadow price of the joint placement's capacity, at the current signal).",
+    ["region", "gpu_product"],
 )
 
 
@@ -258,6 +266,7 @@ class Placer:
         self._emissions: dict[Key, float] = {}
         self._unschedulable: set[Key] = set()  # servers the scheduler could not place
         self._claims: dict[Key, _Claimed] = {}
+        self._targets: dict[Key, tuple[str, ...]] = {}  # the fleet's joint plan, per refresh
 
     # -- called by Reconciler ------------------------------------------------
 
@@ -273,6 +282,7 @@ class Placer:
             ev = evaluate(
                 req.plan, req.owner, req.deployments, nodes, pods, signals,
                 self.settings, now, self._outstanding(key, nodes, pods),
+                target=self._targets.get(key),
             )  # fmt: skip
             self._claim(key, req.plan, ev)
             self._choices[key] = _Choice(ev, req.plan)
@@ -335,7 +345,38 @@ class Placer:
     def refresh(self) -> None:
         """Fetch fresh signals, then reconcile every model whose decision they change."""
         self.signals.refresh()
+        self.plan_fleet()
         self.reevaluate()
+
+    def plan_fleet(self) -> None:
+        """Decide the whole fleet's regions jointly, and publish where capacity would pay.
+
+        Each model's reconcile then follows its target through `decide`, which
+        still applies every rule; pooled models are their pool's to place.
+        """
+        reconciler = self._reconciler()
+        entries: list[FleetEntry] = []
+        for key in reconciler.known():
+            body = reconciler.body(key)
+            if body is None or body.get("metadata", {}).get("deletionTimestamp") or pooled(body):
+                continue
+            try:
+                plan = reconciler.plan(key[0], body)
+            except Exception:  # an invalid spec is the reconcile's to report
+                continue
+            mine = owned(self.facts.deployments(key), body["metadata"].get("uid"))
+            entries.append(FleetEntry(key, plan, body, mine))
+        fleet = joint_plan(
+            entries, self.facts.nodes(), self.facts.gpu_pods(), self.signals.latest(),
+            self.settings, self.now(),
+        )  # fmt: skip
+        with self._lock:
+            self._targets = dict(fleet.targets)
+        CAPACITY_ADVICE.clear()
+        for advice in fleet.advice:
+            CAPACITY_ADVICE.labels(region=advice.region, gpu_product=advice.gpu_product).set(
+                round(advice.grams_per_week, 1)
+            )
 
     def reevaluate(self, only: set[Key] | None = None) -> None:
         """Reconcile every watched model (or those in `only`) whose decision would change now."""
@@ -368,8 +409,9 @@ class Placer:
             with self._lock:
                 claims = self._outstanding(key, nodes, gpu_pods)
             ev = evaluate(
-                plan, body, mine, nodes, gpu_pods, signals, self.settings, self.now(), claims
-            )
+                plan, body, mine, nodes, gpu_pods, signals, self.settings, self.now(), claims,
+                target=self._targets.get(key),
+            )  # fmt: skip
             if self._differs(body, ev, mine):
                 log.info(
                     "%s %s/%s: placement changed: %s", kind, namespace, name, ev.decision.message

@@ -200,8 +200,16 @@ def decide(
     settings: Settings,
     *,
     regions: RegionTable,
+    target: Sequence[str] | None = None,
 ) -> PlacementDecision:
-    """Decide where `model` runs. Pure; `regions` is the region table (zones, jurisdictions)."""
+    """Decide where `model` runs. Pure; `regions` is the region table (zones, jurisdictions).
+
+    `target` is the fleet's joint choice for this model (`joint.assign`,
+    hysteresis and dwell already applied there). It wins when every hard
+    policy accepts it; while its room is still held by models that have not
+    moved out yet, the current placement is kept; otherwise the model
+    decides alone, as without a target.
+    """
     p = model.placement
     spread = max(1, p.spread)
     ctx = PolicyContext(regions, capacity, signals, current, now)
@@ -280,7 +288,34 @@ def decide(
     held = False
     improvement: float | None = None
     why = ""
-    if current is not None and current.regions:
+    cur_all = [r for r in (current.regions if current else ()) if r in feasible]
+    current_whole = (
+        current is not None
+        and bool(current.regions)
+        and len(cur_all) == len(current.regions) == min(spread, len(feasible))
+    )
+    joint = tuple(dict.fromkeys(target or ()))
+    follow = bool(joint) and p.policy != "pinned" and not stale
+    if follow and all(r in feasible for r in joint) and len(joint) == min(spread, len(feasible)):
+        chosen = list(joint)
+        if current is not None and set(joint) != set(current.regions):
+            cur_scores = [scores.get(r) for r in current.regions]
+            new_scores = [scores.get(r) for r in joint]
+            if all(x is not None for x in cur_scores + new_scores):
+                cur_total = sum(x for x in cur_scores if x is not None)
+                new_total = sum(x for x in new_scores if x is not None)
+                if cur_total > 0:
+                    improvement = (cur_total - new_total) / cur_total * 100.0
+            why = "the fleet's joint placement"
+    elif follow and current_whole:
+        assert current is not None
+        chosen, held = cur_all, set(joint) != set(cur_all)
+        if held:
+            waiting = ", ".join(r for r in joint if r not in feasible)
+            why = (
+                f"the fleet's joint placement is {', '.join(joint)}; waiting for room in {waiting}"
+            )
+    elif current is not None and current.regions:
         cur_ok = [r for r in current.regions if r in feasible]
         if set(cur_ok) == set(best):
             chosen = cur_ok

@@ -17,10 +17,23 @@ from smallfleet.core import conditions as c
 from smallfleet.core import status as st
 from smallfleet.core.placement.capacity import Claim, node_capacity, with_claims
 from smallfleet.core.placement.decide import PlacementDecision, decide
+from smallfleet.core.placement.fleet import (
+    Advice,
+    capacity_advice,
+    comparable_intensity,
+    fleet_member,
+    model_watts,
+)
+from smallfleet.core.placement.joint import FleetModel, assign
 from smallfleet.core.placement.policies import REASON_NO_CAPACITY, CurrentPlacement, PlacementInput
 from smallfleet.core.placement.regions import RegionTable
 from smallfleet.core.placement.signals import CarbonReading
-from smallfleet.core.render.children import GPU_PRODUCT_LABEL, LABEL_REGION
+from smallfleet.core.render.children import (
+    GPU_PRODUCT_LABEL,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+    LABEL_REGION,
+)
 from smallfleet.core.render.serverplan import ServerPlan
 from smallfleet.core.replicas import replicas_to_run
 from smallfleet.settings import Settings
@@ -130,11 +143,13 @@ def evaluate(
     settings: Settings,
     now: dt.datetime,
     claims: Sequence[Claim] = (),
+    target: Sequence[str] | None = None,
 ) -> Evaluation:
     """Decide one model's regions from values alone (no I/O).
 
     `claims` are other models' GPUs promised by decisions whose pods have not
-    bound yet; they count as taken.
+    bound yet; they count as taken. `target` is the fleet's joint choice for
+    the model (`joint_plan`), which `decide` follows when every rule allows.
     """
     meta = owner.get("metadata") or {}
     replicas = replicas_to_run(plan.scaling, deployments)
@@ -148,8 +163,9 @@ def evaluate(
     )
     capacity = with_claims(node_capacity(capacity_nodes(plan, nodes), pods), claims)
     decision = decide(
-        model, signals.readings, capacity, current, now, settings, regions=signals.table
-    )
+        model, signals.readings, capacity, current, now, settings, regions=signals.table,
+        target=target,
+    )  # fmt: skip
     if replicas == 0 and not decision.feasible:
         # Nowhere has room for one: at zero replicas it still fits anywhere it may run.
         decision = decide(
@@ -201,3 +217,89 @@ def only_full(decision: PlacementDecision) -> bool:
         and bool(decision.excluded)
         and all(e.reason == REASON_NO_CAPACITY for e in decision.excluded)
     )
+
+
+@dataclass(frozen=True)
+class FleetEntry:
+    """One placed model of the fleet, as the runtime's watches hold it."""
+
+    key: tuple[str, str, str]  # (kind, namespace, name)
+    plan: ServerPlan
+    owner: Mapping[str, Any]
+    deployments: Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    """The joint plan by model key, and the capacity advice of the same optimisation."""
+
+    targets: Mapping[tuple[str, str, str], tuple[str, ...]]
+    advice: tuple[Advice, ...]
+    moves: int
+
+
+def _fleet_pod(pod: Mapping[str, Any], keys: set[tuple[str, str, str]]) -> bool:
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    owner = (
+        str(labels.get(LABEL_OWNER_KIND, "")),
+        str(meta.get("namespace", "")),
+        str(labels.get(LABEL_OWNER_NAME, "")),
+    )
+    return owner in keys
+
+
+def joint_plan(
+    entries: Sequence[FleetEntry],
+    nodes: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    signals: Signals,
+    settings: Settings,
+    now: dt.datetime,
+) -> FleetPlan:
+    """Where the whole fleet should run now, and where one more GPU would save the most.
+
+    The room is the cluster's as if none of the fleet's servers ran (their
+    pods left out), so the plan may give one model's GPUs to another; each
+    model's reconcile then follows its target through `decide`, which still
+    checks every rule and moves make-before-break.
+    """
+    keys = {e.key for e in entries}
+    others = [p for p in pods if not _fleet_pod(p, keys)]
+    gpu_room = node_capacity(nodes, others)
+    intensity = comparable_intensity(signals.readings)
+    members: list[FleetModel] = []
+    names: dict[str, tuple[str, str, str]] = {}
+    for e in entries:
+        replicas = max(1, replicas_to_run(e.plan.scaling, e.deployments))
+        model = PlacementInput(
+            f"{e.key[1]}/{e.key[2]}", e.plan.placement, e.plan.resources, replicas
+        )
+        room = (
+            gpu_room
+            if e.plan.resources.gpus > 0
+            else node_capacity(capacity_nodes(e.plan, nodes), others)
+        )
+        members.append(
+            fleet_member(
+                model,
+                signals.readings,
+                room,
+                current_placement(e.owner, e.deployments, now),
+                now,
+                settings,
+                regions=signals.table,
+                watts=model_watts(model, settings.pue),
+            )
+        )
+        names[model.name] = e.key
+    if not intensity:
+        return FleetPlan({}, (), 0)
+    plan = assign(
+        members, gpu_room, intensity,
+        min_improvement_percent=settings.min_improvement_percent,
+        min_gain_grams_per_hour=settings.min_move_gain_grams_per_hour,
+    )  # fmt: skip
+    advice = capacity_advice(members, gpu_room, intensity)
+    targets = {names[n]: t for n, t in plan.targets.items() if t and n in names}
+    return FleetPlan(targets, advice, plan.moves)
