@@ -295,6 +295,42 @@ def test_artifact_verified_once_a_pod_is_ready() -> None:
     assert by_type(pending)[c.ARTIFACT_VERIFIED].status == "Unknown"
 
 
+def bound(name: str, node: str, replica_set: str = "tiny-eu-west-7d9f") -> dict[str, Any]:
+    """A ready pod of Deployment tiny-eu-west (through its ReplicaSet) bound to `node`."""
+    return {
+        "metadata": {
+            "name": name,
+            "ownerReferences": [{"kind": "ReplicaSet", "name": replica_set, "uid": "rs"}],
+        },
+        "spec": {"nodeName": node},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def test_a_pod_on_a_deleted_node_is_not_ready_though_its_deployment_counts_it() -> None:
+    """The Deployment still counts the pod (until the pod GC deletes it): status does not."""
+    dep = deployment(replicas=2)
+    pods = [bound("tiny-eu-west-7d9f-a", "gpu-1"), bound("tiny-eu-west-7d9f-b", "gone")]
+    d = s.derive(deployments=[dep], pods=pods, nodes={"gpu-1", "gpu-2"}, digest="sha256:aa")
+    got = by_type(d)
+    assert (got[c.READY].status, got[c.RECONCILING].status, got[c.STALLED].status) == (
+        "False",
+        "True",
+        "False",
+    )
+    assert d.fields["readyReplicas"] == 1
+    assert "tiny-eu-west-7d9f-b on gone" in got[c.RECONCILING].message
+    assert got[c.ARTIFACT_VERIFIED].status == "True"  # the other pod fetched it
+    # Nodes unknown (None or none listed): the Deployment's count stands.
+    for nodes in (None, set()):
+        assert (
+            by_type(s.derive(deployments=[dep], pods=pods, nodes=nodes))[c.READY].status == "True"
+        )
+    # Every node known: Ready.
+    every = s.derive(deployments=[dep], pods=pods, nodes={"gpu-1", "gone"})
+    assert by_type(every)[c.READY].status == "True"
+
+
 def test_fields_sum_over_regions() -> None:
     d = s.derive(
         deployments=[

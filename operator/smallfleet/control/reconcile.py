@@ -450,6 +450,7 @@ class Reconciler:
                         digest=memo.digest,
                         floor=memo.floor,
                         indices=self.triton_index(key),
+                        nodes=self.node_names(),
                     )
                     derived = _combine(_combine(derived, memo.extra), self._exposure(key, memo))
                     with telemetry.reconcile_timer(*key) as rec:
@@ -492,6 +493,10 @@ class Reconciler:
             return True
         dep_name = str(deployment.get("metadata", {}).get("name"))
         return memo.states.get(dep_name) != st.deployment_state(deployment)
+
+    def node_names(self) -> set[str]:
+        """The nodes the watch knows (empty until it has listed them: then none is lost)."""
+        return {str(n["metadata"]["name"]) for n in self.facts.nodes()}
 
     def plan(self, kind: str, body: Mapping[str, Any]) -> ServerPlan:
         """The server plan of a SmallModel or ModelPipeline body (SpecError when it has none)."""
@@ -594,6 +599,7 @@ class Reconciler:
             digest=work.digest,
             floor=work.floor,
             indices=self.triton_index(key),
+            nodes=self.node_names(),
         )
         host = f"{plan.name}.{namespace}.svc"
         extra: dict[str, Any] = {

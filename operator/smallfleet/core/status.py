@@ -26,7 +26,7 @@ Triton's words, within seconds.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from smallfleet.core import conditions as c
@@ -300,6 +300,43 @@ def index_problems(
     return out
 
 
+def lost_pods(
+    pods: Sequence[Mapping[str, Any]], nodes: Collection[str] | None
+) -> dict[str, list[str]]:
+    """Ready pods bound to a node that no longer exists, by the name of their Deployment.
+
+    Nothing runs such a pod, yet it stays Ready, and counted in its
+    Deployment's readyReplicas, until the pod garbage collector deletes it
+    (40 s or more after the node went). `nodes` None (not known) loses none.
+    """
+    if not nodes:
+        return {}
+    lost: dict[str, list[str]] = {}
+    for pod in pods:
+        node = _get(pod, "spec", "nodeName")
+        if not node or node in nodes or not pod_ready(pod):
+            continue
+        if _get(pod, "metadata", "deletionTimestamp"):
+            continue
+        for ref in _get(pod, "metadata", "ownerReferences") or []:
+            if isinstance(ref, Mapping) and ref.get("kind") == "ReplicaSet":
+                # A Deployment's ReplicaSet is named <deployment>-<pod-template-hash>.
+                deployment = str(ref.get("name") or "").rsplit("-", 1)[0]
+                lost.setdefault(deployment, []).append(f"{_get(pod, 'metadata', 'name')} on {node}")
+    return lost
+
+
+def _without_lost(state: DeploymentState, lost: int) -> DeploymentState:
+    if not lost:
+        return state
+    return replace(
+        state,
+        ready=max(0, state.ready - lost),
+        available=max(0, state.available - lost),
+        rollout_done=state.rollout_done and state.available - lost >= state.desired,
+    )
+
+
 def derive(
     *,
     deployments: Sequence[Mapping[str, Any]],
@@ -308,6 +345,7 @@ def derive(
     digest: str | None = None,
     floor: int | None = None,
     indices: Sequence[ServerIndex] = (),
+    nodes: Collection[str] | None = None,
 ) -> Derived:
     """Conditions and fields for a resource whose children are applied.
 
@@ -324,8 +362,18 @@ def derive(
     unready; a model one reports UNAVAILABLE with a reason is a problem
     named in Triton's words, ahead of the rollout deadline it would
     otherwise only be seen as.
+
+    `nodes` names the cluster's nodes: a ready pod bound to a node not among
+    them serves nothing and is not counted ready (see `lost_pods`).
     """
-    states = sorted((deployment_state(d) for d in deployments), key=lambda s: s.name)
+    lost = lost_pods(pods, nodes)
+    states = sorted(
+        (
+            _without_lost(s, len(lost.get(s.name, ())))
+            for s in (deployment_state(d) for d in deployments)
+        ),
+        key=lambda s: s.name,
+    )
     seen = {s.name for s in states}
     missing = sorted(set(expected) - seen)
     problems = index_problems(pods, indices)
@@ -357,7 +405,10 @@ def derive(
         and not missing
         and all(s.serves(floor) for s in states)
     )
-    any_pod_ready = any(pod_ready(p) for p in pods)
+    gone = sorted(p for names in lost.values() for p in names)
+    any_pod_ready = any(
+        pod_ready(p) and (not nodes or _get(p, "spec", "nodeName") in nodes) for p in pods
+    )
     if digest is not None:
         fields["artifact"] = {
             "digest": digest,
@@ -396,6 +447,11 @@ def derive(
             if missing
             else f"{ready}/{desired} replicas ready, rollout in progress"
         )
+        if gone:
+            message = _clip(
+                f"{ready}/{desired} replicas ready; pods on deleted nodes wait to be "
+                f"replaced: {', '.join(gone)}"
+            )
         out += [
             c.Condition(c.READY, "False", c.REASON_PROGRESSING, message),
             c.Condition(c.RECONCILING, "True", c.REASON_PROGRESSING, message),

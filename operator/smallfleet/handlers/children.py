@@ -60,3 +60,23 @@ def pod_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_:
     if not type or type == "DELETED" or owner is None:
         return
     refresh(memo, owner[0], namespace, owner[1])
+
+
+def _node_deleted(type: str, **_: Any) -> bool:
+    return type == "DELETED"
+
+
+@kopf.on.event("", "v1", "nodes", when=_node_deleted, registry=registry)
+def node_deleted(name: str, memo: Any, **_: Any) -> None:
+    """A node was deleted: the owners of pods bound to it no longer serve from them.
+
+    Those pods stay Ready, and counted by their Deployments, until the pod
+    garbage collector deletes them (40 s or more later), and no event of
+    theirs says so; status, which no longer counts a pod on a missing node,
+    is brought up to date now rather than at the next resync.
+    """
+    runtime = runtime_of(memo)
+    for kind, namespace, owner in runtime.reconciler.known():
+        pods = runtime.facts.pods((kind, namespace, owner))
+        if any((p.get("spec") or {}).get("nodeName") == name for p in pods):
+            refresh(memo, kind, namespace, owner)
