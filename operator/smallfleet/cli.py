@@ -20,6 +20,10 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "validate": ("smallfleet.validate", "Check manifests offline, with line-precise messages"),
     "fetch": ("smallfleet.fetch", "Download, verify and unpack a model artifact (init container)"),
     "agent": ("smallfleet.agent", "Fetch artifacts into a pool server's repository (sidecar)"),
+    "capacity-advice": (
+        "smallfleet.advice",
+        "Where one more GPU would save the fleet the most carbon (grams per week)",
+    ),
 }
 
 

@@ -291,6 +291,7 @@ def test_every_dashboard_query_parses_and_reads_only_exported_metrics() -> None:
         "smallfleet_scaling_desired_replicas",  # replicas
         "smallfleet_scaling_decisions_total",  # scaling decisions
         "smallfleet_model_emissions_grams_per_hour",  # gCO2e/h per region
+        "smallfleet_capacity_advice_grams_per_week",  # where extra GPUs would save the most
     } <= used
 
 
