@@ -71,11 +71,17 @@ triton: triton-env ## Tests against a real Triton Inference Server (CPU)
 e2e: venv bins triton-env ## End-to-end tests against a real local control plane (and a real-Triton node)
 	$(BIN)/pytest tests/e2e -q --durations=15
 
+.PHONY: floors
+floors: venv bins triton-env ## Unit, Triton and operator tests on the lowest dependency versions pyproject allows
+	@bash hack/floors.sh
+	.venv-floors/bin/pytest tests/unit tests/triton/test_pool_server.py -q -p no:cacheprovider
+	.venv-floors/bin/pytest "tests/e2e/test_operator.py::test_every_example_reaches_ready" -q -p no:cacheprovider
+
 .PHONY: check
 check: lint typecheck layers chart-check ## Static checks
 
 .PHONY: test
-test: check unit triton e2e ## Everything CI runs
+test: check unit triton e2e floors ## Everything CI runs
 
 .PHONY: bench
 bench: venv triton-env bins ## Benchmarks (print tables)
@@ -115,4 +121,4 @@ demo-down: venv ## Stop the demo operator and delete the local demo cluster
 
 .PHONY: clean
 clean: ## Remove local build outputs (keeps the binary cache)
-	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info .venv-floors
