@@ -66,11 +66,18 @@ class FakeApi:
         return obj
 
     def apply(
-        self, obj: Mapping[str, Any], *, force: bool = True, manager: str = ""
+        self,
+        obj: Mapping[str, Any],
+        *,
+        force: bool = True,
+        manager: str = "",
+        create_only: bool = False,
     ) -> dict[str, Any]:
         with self.lock:
             self.requests += 1
             key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+            if create_only and key in self.objects:
+                raise Transient(409, "the object has been modified")  # the precondition fails
             owners = obj["metadata"].get("ownerReferences") or []
             if owners and not any(o.get("uid") == owners[0]["uid"] for o in self._live_owners()):
                 raise NotFound(404, "owner gone")  # the GC would remove it at once

@@ -733,19 +733,17 @@ class Reconciler:
     ) -> dict[str, Any]:
         """Apply a child the owner does not hold yet, never taking over someone else's object.
 
-        The name is read first: server-side apply alone would merge our fields
-        and our ownerReference into a namesake whose fields do not clash with
-        ours, and the garbage collector would then delete it with the owner.
-        Without force, apply still refuses fields another manager owns (409)
-        or a second controller reference (422), which covers a namesake
-        created between the read and the apply.
+        A plain server-side apply would merge our fields and our
+        ownerReference into a namesake whose fields do not clash with ours,
+        and the garbage collector would then delete it with the owner. So the
+        first apply only creates (`create_only`: one request, no read first);
+        when the name is taken (409), the holder is read and adopted only if
+        it is ours (`_adopt_own`). Without force, apply also refuses a second
+        controller reference (422).
         """
         meta = obj["metadata"]
-        found = self.kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
-        if found is not None:
-            return self._adopt_own(obj, kind, owner, found)
         try:
-            return self.kube.apply(obj, force=False, manager=_manager(kind))
+            return self.kube.apply(obj, force=False, manager=_manager(kind), create_only=True)
         except (Transient, Rejected) as exc:
             if exc.status not in (409, 422):
                 raise

@@ -34,6 +34,9 @@ PIPELINE_FIELD_MANAGER: Final = "smallfleet-pipeline"
 REPORTING_COMPONENT: Final = "smallfleet.io/operator"
 DEFAULT_TIMEOUT: Final = 30.0
 ABSENT_KIND_TTL: Final = 60.0
+# The largest resourceVersion the API server parses (uint64); etcd's revisions are int64, so
+# no stored object ever has it: as an apply's precondition it means "only if absent".
+NO_OBJECT_VERSION: Final = "18446744073709551615"
 PERMANENT_STATUSES: Final = frozenset({400, 403, 405, 406, 413, 415, 422})
 # A UTF-16 surrogate pair as json.dumps escapes a character beyond U+FFFF (after an even
 # number of backslashes, so an escaped backslash followed by "u" is left alone).
@@ -254,12 +257,26 @@ class Kube:
     # -- objects -----------------------------------------------------------
 
     def apply(
-        self, obj: Mapping[str, Any], *, force: bool = True, manager: str = FIELD_MANAGER
+        self,
+        obj: Mapping[str, Any],
+        *,
+        force: bool = True,
+        manager: str = FIELD_MANAGER,
+        create_only: bool = False,
     ) -> dict[str, Any]:
-        """Server-side apply of a whole object as field manager `manager`."""
+        """Server-side apply of a whole object as field manager `manager`.
+
+        `create_only`: create the object, or fail with 409 if the name is
+        taken, in one request. The apply carries a resourceVersion no object
+        can have (`NO_OBJECT_VERSION`) as its precondition: the API server
+        ignores it when it creates and refuses the apply when an object is
+        there, so a namesake is never merged into and no read is needed first.
+        """
         info = kind_info(str(obj["apiVersion"]), str(obj["kind"]))
         require(info, ("patch", "create"))  # an apply that creates is checked as create
         meta = obj["metadata"]
+        if create_only:
+            obj = {**obj, "metadata": {**meta, "resourceVersion": NO_OBJECT_VERSION}}
         return self.request(
             "PATCH",
             info.path(meta.get("namespace"), meta["name"]),
