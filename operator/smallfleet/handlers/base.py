@@ -1,9 +1,12 @@
 """What every kopf handler module shares: the registry, the resources, and the reconcile call.
 
-Handlers are sync functions: kopf runs them in its thread pool, and the
-Kubernetes client they use is synchronous. Each one is a few lines that hand
-the object to the control layer and turn a transient failure into
-`kopf.TemporaryError`, so kopf retries it with backoff.
+Handlers that act are sync functions: kopf runs them in its thread pool, and
+the Kubernetes client they use is synchronous. Each one is a few lines that
+hand the object to the control layer and turn a transient failure into
+`kopf.TemporaryError`, so kopf retries it with backoff. What only reads
+memory runs on kopf's event loop instead (the indices, `when=` filters and
+the event handlers that usually have nothing to do), so the many events of
+children and unrelated pods never wait behind a reconcile for a thread.
 """
 
 from __future__ import annotations

@@ -16,17 +16,30 @@ from smallfleet.core.render.routes import GATEWAY_GROUP
 from smallfleet.handlers.base import MANAGED, owner_of, refresh, registry, runtime_of
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
-def deployment_event(
+def _deployment_news(
     type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
-) -> None:
-    """A child Deployment changed: bring its owner's status up to date."""
+) -> bool:
+    """Whether a child Deployment's event tells its owner something new.
+
+    A filter, so kopf decides it on its event loop: most events of a
+    Deployment (its own status bookkeeping, our applies) change nothing the
+    owner reports, and they never wait for a handler thread.
+    """
     owner = owner_of(body.get("metadata", {}).get("labels") or {})
     if not type or owner is None:
-        return  # the initial listing: the resume handlers cover it
-    if type == "DELETED" or runtime_of(memo).reconciler.deployment_changed(
+        return False  # the initial listing: the resume handlers cover it
+    return type == "DELETED" or runtime_of(memo).reconciler.deployment_changed(
         owner[0], namespace, owner[1], body
-    ):
+    )
+
+
+@kopf.on.event(
+    "apps", "v1", "deployments", labels=MANAGED, when=_deployment_news, registry=registry
+)
+def deployment_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A child Deployment changed: bring its owner's status up to date."""
+    owner = owner_of(body.get("metadata", {}).get("labels") or {})
+    if owner is not None:
         refresh(memo, owner[0], namespace, owner[1])
 
 

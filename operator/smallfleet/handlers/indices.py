@@ -2,7 +2,11 @@
 
 kopf fills every index from its watch streams (the initial listing first:
 resource handlers start only once the indices are populated) and keeps it
-current; `control.facts.IndexFacts` reads them. Each function stores the
+current; `control.facts.IndexFacts` reads them. The index functions are
+coroutines, though nothing in them waits: kopf runs a sync function in its
+handler thread pool, where every event of every watched Pod and Deployment
+would queue behind the reconciles (and hold its body meanwhile); a coroutine
+runs at once on kopf's event loop. Each function stores the
 least that the operator reads: children and owners without their
 `managedFields` and kopf's bookkeeping annotations, and of every other pod
 only its node and GPU requests, and only if it holds a GPU, so that
@@ -49,21 +53,21 @@ def _key(kind: str, namespace: str | None, name: str) -> Key:
 
 
 @kopf.index(*MODELS, registry=registry)
-def smallmodels(
+async def smallmodels(
     body: kopf.Body, namespace: str | None, name: str, **_: Any
 ) -> dict[Key, dict[str, Any]]:
     return {_key(SMALL_MODEL, namespace, name): slim(body)}
 
 
 @kopf.index(*PIPELINES, registry=registry)
-def modelpipelines(
+async def modelpipelines(
     body: kopf.Body, namespace: str | None, name: str, **_: Any
 ) -> dict[Key, dict[str, Any]]:
     return {_key(MODEL_PIPELINE, namespace, name): slim(body)}
 
 
 @kopf.index(*PIPELINES, registry=registry)
-def pipelines_by_model(
+async def pipelines_by_model(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str, str], str]:
     """(namespace, SmallModel) -> the pipelines whose steps name it."""
@@ -72,14 +76,14 @@ def pipelines_by_model(
 
 
 @kopf.index(*POOLS, registry=registry)
-def servingpools(
+async def servingpools(
     body: kopf.Body, namespace: str | None, name: str, **_: Any
 ) -> dict[Key, dict[str, Any]]:
     return {_key(SERVING_POOL, namespace, name): slim(body)}
 
 
 @kopf.index(*MODELS, registry=registry)
-def models_by_pool(
+async def models_by_pool(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str, str], str] | None:
     """(namespace, ServingPool) -> the SmallModels whose spec.serving.pool names it."""
@@ -88,7 +92,7 @@ def models_by_pool(
 
 
 @kopf.index("apps", "v1", "deployments", registry=registry)
-def child_deployments(
+async def child_deployments(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, dict[str, Any]] | None:
     owner = owner_of(labels)
@@ -96,7 +100,7 @@ def child_deployments(
 
 
 @kopf.index("", "v1", "pods", registry=registry)
-def child_pods(
+async def child_pods(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, dict[str, Any]] | None:
     """A child pod's identity, node and status: what readiness, problems and scrapes read.
@@ -117,7 +121,7 @@ def child_pods(
 
 
 @kopf.index("", "v1", "pods", registry=registry)
-def gpu_pods(
+async def gpu_pods(
     body: kopf.Body, namespace: str | None, name: str, labels: kopf.Labels, **_: Any
 ) -> dict[None, dict[str, Any]] | None:
     """Every bound, live pod that holds GPUs: the room it takes on its node, and whose it is."""
@@ -169,21 +173,21 @@ def _route(
 # Gateway API routes (spec.expose). Without the Gateway API CRDs kopf resolves no such
 # resource and these stay empty; with them, a gateway's answer reaches status in one event.
 @kopf.index(GATEWAY_GROUP, "v1", "httproutes", labels=MANAGED, registry=registry)
-def child_httproutes(
+async def child_httproutes(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, dict[str, Any]] | None:
     return _route(body, namespace, labels)
 
 
 @kopf.index(GATEWAY_GROUP, "v1", "grpcroutes", labels=MANAGED, registry=registry)
-def child_grpcroutes(
+async def child_grpcroutes(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, dict[str, Any]] | None:
     return _route(body, namespace, labels)
 
 
 @kopf.index("", "v1", "nodes", registry=registry)
-def cluster_nodes(body: kopf.Body, **_: Any) -> dict[None, dict[str, Any]]:
+async def cluster_nodes(body: kopf.Body, **_: Any) -> dict[None, dict[str, Any]]:
     node = slim(body)
     status = body.get("status") or {}
     node["status"] = {

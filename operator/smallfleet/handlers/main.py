@@ -3,9 +3,9 @@
 Flags say where to watch and where to listen; everything about *how* to
 serve models comes from the environment (the Helm values) through
 `settings.from_env`, so one chart value changes one behaviour everywhere.
-kopf keeps its progress and the last handled spec in annotations under the
-`smallfleet.io/` prefix instead of in `status`, which stays the API that
-users and GitOps tools read.
+kopf keeps its progress and the last handled spec in the operator's memory
+(`handlers.storage`), not on the objects: `status` stays the API that users
+and GitOps tools read, and a new model costs no bookkeeping write.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ PREFIX: Final = "smallfleet.io"
 # is about under kopf's reference key instead of a prefix in the message.
 LOG_FORMATS: Final = ("text", "json")
 LOG_FORMAT_ENV: Final = "SMALLFLEET_LOG_FORMAT"
+# kopf's handler threads. A reconcile mostly waits for the API server (one apply per child,
+# one status write), so more of them in flight, not more CPU, is what a burst of new
+# models needs; indices and filters never take one (they run on kopf's event loop).
+HANDLER_THREADS: Final = 16
 # How often every ServingPool's servers are asked what they hold (one index request each).
 POOL_SYNC_SECONDS: Final = 2.0
 
@@ -106,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from smallfleet.control.reconcile import Reconciler
     from smallfleet.control.scaling import Autoscaler, intensity_from
     from smallfleet.core import leadership
+    from smallfleet.handlers import storage
     from smallfleet.handlers.operator import MANAGED_SELECTOR, Runtime, peering_leader, registry
     from smallfleet.kube import Kube
     from smallfleet.settings import from_env
@@ -131,10 +136,9 @@ def run(args: argparse.Namespace) -> int:
     telemetry.serve_metrics(settings.metrics_port, settings.bind_address)
 
     ks = kopf.OperatorSettings()
-    ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    # kopf's bookkeeping in memory: no annotation write per created or updated object.
+    ks.persistence.progress_storage = storage.PROGRESS
+    ks.persistence.diffbase_storage = storage.DIFFBASE
     ks.persistence.finalizer = f"{PREFIX}/finalizer"
     # The operator records its own Events on condition flips; kopf adds only its warnings.
     ks.posting.level = logging.WARNING
@@ -144,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     ks.watching.connect_timeout = 10
     ks.networking.request_timeout = 60
     ks.batching.error_delays = (1, 2, 4, 8, 15, 30, 60)
-    ks.execution.max_workers = 8
+    ks.execution.max_workers = HANDLER_THREADS
     if namespaces:
         # The namespaces are named: nothing to discover. Scanning would list namespaces, which a
         # namespaced install (a Role) may not, and kopf retries that for about a minute first.

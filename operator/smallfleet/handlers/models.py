@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
 
 from smallfleet.control.facts import MODEL_PIPELINE, SMALL_MODEL
+from smallfleet.control.runtime import Runtime
+from smallfleet.handlers import storage
 from smallfleet.handlers.base import MODELS, log, reconcile, registry, runtime_of
 from smallfleet.kube import KubeError
 
@@ -36,23 +39,35 @@ def smallmodel_delete(namespace: str | None, name: str, memo: Any, **_: Any) -> 
 
 
 @kopf.on.event(*MODELS, registry=registry)
-def smallmodel_event(
+async def smallmodel_event(
     type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
-    """Re-reconcile the pipelines that name this model when it appears, changes or goes."""
+    """Re-reconcile the pipelines that name this model when it appears, changes or goes.
+
+    A coroutine: most events (our own status writes) change nothing here and
+    are decided on kopf's event loop; only work that waits (a lock, requests)
+    goes to a thread.
+    """
     runtime = runtime_of(memo)
     key = (namespace or "", name)
     generation = body.get("metadata", {}).get("generation")
     if type == "DELETED":
+        storage.forget(body)
         runtime.generations.pop(key, None)
-        runtime.reconciler.forget(SMALL_MODEL, namespace, name)
+        await asyncio.to_thread(runtime.reconciler.forget, SMALL_MODEL, namespace, name)
     elif not type or runtime.generations.get(key) == generation:
         runtime.generations[key] = generation
         return
     else:
         runtime.generations[key] = generation
+    pipelines = runtime.facts.pipelines_using(*key)
+    if pipelines:
+        await asyncio.to_thread(_reconcile_pipelines, runtime, key, pipelines)
+
+
+def _reconcile_pipelines(runtime: Runtime, key: tuple[str, str], pipelines: list[str]) -> None:
     try:
-        for pipeline in runtime.facts.pipelines_using(*key):
+        for pipeline in pipelines:
             runtime.reconciler.reconcile_named(MODEL_PIPELINE, key[0], pipeline)
     except KubeError as exc:
-        log.warning("pipelines using %s/%s not updated, the resync will: %s", namespace, name, exc)
+        log.warning("pipelines using %s/%s not updated, the resync will: %s", *key, exc)

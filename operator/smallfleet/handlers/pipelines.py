@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
 
 from smallfleet.control.facts import MODEL_PIPELINE
+from smallfleet.handlers import storage
 from smallfleet.handlers.base import PIPELINES, reconcile, registry, runtime_of
 
 
@@ -31,6 +33,10 @@ def modelpipeline_delete(namespace: str | None, name: str, memo: Any, **_: Any) 
 
 
 @kopf.on.event(*PIPELINES, registry=registry)
-def modelpipeline_event(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def modelpipeline_event(
+    type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    """A pipeline gone: forget it. A coroutine, so its other events cost no handler thread."""
     if type == "DELETED":
-        runtime_of(memo).reconciler.forget(MODEL_PIPELINE, namespace, name)
+        storage.forget(body)
+        await asyncio.to_thread(runtime_of(memo).reconciler.forget, MODEL_PIPELINE, namespace, name)

@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from smallfleet.control.facts import SERVING_POOL
+from smallfleet.handlers import storage
 from smallfleet.handlers.base import POOLS, log, registry, runtime_of
 from smallfleet.kube import KubeError, Transient
 
@@ -38,11 +39,19 @@ def servingpool_resume(namespace: str | None, name: str, memo: Any, **_: Any) ->
     _sync(memo, namespace, name)
 
 
-@kopf.on.event(*POOLS, registry=registry)
-def servingpool_event(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+def _deleted(type: str, **_: Any) -> bool:
+    """A filter: only a deletion needs a handler thread (kopf decides it on its event loop)."""
+    return type == "DELETED"
+
+
+@kopf.on.event(*POOLS, when=_deleted, registry=registry)
+def servingpool_event(
+    body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
     """A pool gone: its servers go by garbage collection; its models say so at once."""
+    storage.forget(body)
     runtime = runtime_of(memo)
-    if type != "DELETED" or runtime.pools is None:
+    if runtime.pools is None:
         return
     for key in runtime.pools.forget_pool((SERVING_POOL, namespace or "", name)):
         try:
