@@ -224,6 +224,12 @@ def test_placed_in_the_cleanest_allowed_region(
         metrics,
     )
     assert re.search(r"smallfleet_fleet_emissions_grams_per_hour [1-9]", metrics)
+    # The joint plan's capacity advice, per region and GPU product the nodes carry.
+    assert re.search(
+        r'smallfleet_capacity_advice_grams_per_week\{gpu_product="[^"]+",region="us-east-1"\} '
+        r"[0-9.]+",
+        metrics,
+    ), metrics
 
 
 def test_a_configmap_maps_a_region_to_another_grid_zone(

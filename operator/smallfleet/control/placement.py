@@ -345,7 +345,12 @@ class Placer:
     def refresh(self) -> None:
         """Fetch fresh signals, then reconcile every model whose decision they change."""
         self.signals.refresh()
-        self.plan_fleet()
+        try:
+            self.plan_fleet()
+        except Exception:  # the joint plan steers; without it each model decides alone
+            log.exception("joint fleet placement failed; each model decides alone")
+            with self._lock:
+                self._targets = {}
         self.reevaluate()
 
     def plan_fleet(self) -> None:
