@@ -203,7 +203,6 @@ def check_audit(
         ("apps", "deployments", "watch"),
         ("", "pods", "watch"),
         ("", "nodes", "list"),
-        ("", "events", "create"),
     ):
         assert expected in asked, f"{expected} missing from the audit log: {sorted(asked)}"
     if peering:

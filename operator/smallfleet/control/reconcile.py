@@ -847,9 +847,13 @@ class Reconciler:
             break
         owner = {"apiVersion": API_VERSION, "kind": kind, "metadata": body["metadata"]}
         for flip in flips:
-            if flip.type not in (c.READY, c.STALLED) or (flip.old is None and flip.new == "False"):
+            if flip.type not in (c.READY, c.STALLED):
                 continue
             bad = (flip.type == c.STALLED) == (flip.new == "True")
+            if flip.old is None and not (flip.type == c.STALLED and bad):
+                # A new object's first condition is news only when it is stuck; its first
+                # Ready is in its status, and an Event would be one more write per model.
+                continue
             try:
                 self.kube.event(
                     owner,
