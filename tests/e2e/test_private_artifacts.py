@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import kubernetes
 import pytest
 from hack.cluster import REPO, assert_listening_on_loopback, free_ports
 from tests.artifact_stores import (
@@ -47,11 +48,21 @@ from tests.artifact_stores import (
     service_account_token_check,
 )
 from tests.e2e.cluster import Cluster, LocalNode, OperatorFactory
+from tests.e2e.fuzzing import offline_verdict, server_verdict
 from tests.e2e.test_placement_e2e import GridApi, operator_env
 from tests.e2e.test_pod_settings_e2e import dedicated, model, pods_of
 from tests.e2e.test_pools import DIM, condition, infer, triton_env
 
 from smallfleet.core.signing import AwsCredentials, s3_get_headers
+from smallfleet.core.spec import (
+    MSG_CREDENTIALS_EXCLUSIVE,
+    MSG_CREDENTIALS_GS,
+    MSG_CREDENTIALS_HTTPS,
+    MSG_CREDENTIALS_POOLED,
+    MSG_CREDENTIALS_PVC,
+    MSG_CREDENTIALS_S3,
+    MSG_CREDENTIALS_SOURCE,
+)
 from smallfleet.fetch import Access, FetchError, fetch
 
 BUCKET: Final = "private-models"
@@ -466,3 +477,75 @@ def test_private_models_are_ready_wrong_keys_stall_in_the_servers_words_and_no_s
         if value in text
     ]
     assert leaks == [], leaks
+
+
+# (uri, credentials, extra spec, the words the API server and `smallfleet validate` both use)
+CREDENTIAL_CASES: Final[list[tuple[str, dict[str, Any], dict[str, Any], str | None]]] = [
+    (
+        "s3://b/m.onnx",
+        {"secretRef": {"name": "k"}, "s3": {"endpoint": "https://s3.x:9000"}},
+        {},
+        None,
+    ),
+    ("s3://b/m.onnx", {"s3": {"webIdentity": {"roleArn": "arn:aws:iam::1:role/r"}}}, {}, None),
+    ("gs://b/m.onnx", {"gs": {"workloadIdentity": True}}, {}, None),
+    ("https://h/m.onnx", {"secretRef": {"name": "k"}, "https": {"auth": "basic"}}, {}, None),
+    ("pvc://c/m.onnx", {"secretRef": {"name": "k"}}, {}, MSG_CREDENTIALS_PVC),
+    ("gs://b/m.onnx", {"secretRef": {"name": "k"}, "s3": {}}, {}, MSG_CREDENTIALS_S3),
+    ("s3://b/m.onnx", {"secretRef": {"name": "k"}, "gs": {}}, {}, MSG_CREDENTIALS_GS),
+    ("s3://b/m.onnx", {"secretRef": {"name": "k"}, "https": {}}, {}, MSG_CREDENTIALS_HTTPS),
+    ("s3://b/m.onnx", {"s3": {"region": "eu-west-1"}}, {}, MSG_CREDENTIALS_SOURCE),
+    ("gs://b/m.onnx", {"gs": {"workloadIdentity": False}}, {}, MSG_CREDENTIALS_SOURCE),
+    (
+        "gs://b/m.onnx",
+        {"secretRef": {"name": "k"}, "gs": {"workloadIdentity": True}},
+        {},
+        MSG_CREDENTIALS_EXCLUSIVE,
+    ),
+    (
+        "s3://b/m.onnx",
+        {"secretRef": {"name": "k"}},
+        {"serving": {"pool": "p"}},
+        MSG_CREDENTIALS_POOLED,
+    ),
+    (
+        "s3://b/m.onnx",
+        {"secretRef": {"name": "k"}, "s3": {"endpoint": "s3.x/path"}},
+        {},
+        "spec.model.credentials.s3.endpoint",
+    ),
+]
+
+
+def test_the_api_server_and_the_offline_validator_agree_on_credentials(
+    cluster: Cluster, crds_installed: list[str]
+) -> None:
+    namespace = "default"  # dry runs only: nothing is created
+    client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+    api = kubernetes.client.CustomObjectsApi(client)
+    problems = []
+    for i, (uri, credentials, extra, words) in enumerate(CREDENTIAL_CASES):
+        obj = {
+            "apiVersion": "serving.smallfleet.io/v1alpha1",
+            "kind": "SmallModel",
+            "metadata": {"name": f"cred-{i}"},
+            "spec": {
+                "model": {
+                    "uri": uri,
+                    "digest": "sha256:" + "a" * 64,
+                    "format": "onnx",
+                    "credentials": credentials,
+                },
+                "resources": {"gpus": 0},
+                "card": {"owner": "e2e", "license": "MIT", "description": "credentials"},
+                **extra,
+            },
+        }
+        server, offline = server_verdict(api, namespace, obj), offline_verdict(obj, namespace)
+        if server.accepted != (words is None) or offline.accepted != (words is None):
+            problems.append(f"case {i}: server {server.message!r}, offline {offline.message!r}")
+        elif words is not None and not (words in server.message and words in offline.message):
+            problems.append(
+                f"case {i}: {words!r} not in server {server.message!r} or offline {offline.message!r}"
+            )
+    assert problems == [], "\n".join(problems)
