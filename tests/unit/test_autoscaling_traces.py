@@ -25,3 +25,39 @@ def test_twitter_first_days_only() -> None:
     series = load_traces.twitter_days(text, days=2)
     assert len(series) == 2 * 24 * 60
     assert series[:2] == [0.5, 1.5]
+
+
+def test_twitter_later_days_do_not_overlap_the_first() -> None:
+    rows = [f"1980-09-25 00:00:00,{i}" for i in range(3 * 24 * 60)]
+    text = TWITTER_HEADER + "\n".join(rows) + "\n"
+    later = load_traces.twitter_days(text, first=2, days=1)
+    assert later[0] == 24 * 60 and len(later) == 24 * 60
+    assert not set(later) & set(load_traces.twitter_days(text, days=1))
+
+
+# The benchmark's queueing model, shared by every policy it compares ----------------------
+
+
+def test_queue_waits_grow_with_load_and_the_slo_breaks_near_87_percent() -> None:
+    from bench import autoscaling as bench
+
+    waits = [bench.queue_waits(float(r)) for r in range(0, 100, 5)]
+    assert waits == sorted(waits)
+    assert waits[0] == (0.0, 0.0)
+
+    def p99_latency(rate: float) -> float:
+        return bench.EXEC_SECONDS + bench.queue_waits(rate)[1]
+
+    assert p99_latency(bench.TARGET) < bench.SLO_P99_SECONDS  # the owner's target meets the SLO
+    assert p99_latency(0.9 * bench.SERVICE_RATE) > bench.SLO_P99_SECONDS
+    assert bench.queue_waits(bench.SERVICE_RATE) == (float("inf"), float("inf"))
+
+
+def test_an_overloaded_second_violates_and_leaves_a_backlog() -> None:
+    from bench import autoscaling as bench
+
+    fleet = bench.Fleet(replicas=2)
+    assert not fleet.tick(0, 150)  # 75% of capacity
+    assert fleet.tick(1, 250)  # 125%: no steady state
+    assert fleet.backlog == 50
+    assert fleet.snapshot().pending >= 50

@@ -11,29 +11,19 @@ needs:
    saturated server does not hide how far behind it is. Metrics that are
    averages (`queueTime`, `gpuUtilization`) need `ready * value / target`.
    The tolerance band is asymmetric, unlike the HPA's: the count rises to
-   `ceil(need)` only when the value exceeds the target by more than
-   `tolerance`, and falls only to a count that leaves three eighths of the
-   tolerance as headroom (`ceil(need / (1 - 0.375 * tolerance))`), so that
-   the count it falls to is not already at the edge of the band.
-2. A rise must last. Besides the sample, the scaler keeps an exponentially
-   weighted moving average of the need (time constant
-   `DEMAND_SMOOTHING_SECONDS`, 60 s). The count rises only when the average
-   is above the band too, and then to what the lower of the two needs. A
-   surge — the sample above target by more than `SURGE_TOLERANCES` (2.5)
-   times the tolerance — rises at once, so a real step is not delayed.
-   Falls need no average: the scale-down window (rule 4) already waits for
-   the highest recommendation of its span. Replayed on the five-day daily
-   cycle of bench/autoscaling.py, rises on the sample alone followed
-   minute-to-minute noise — each one undone minutes later by a fall — so
-   half the tolerance had to be kept as headroom, and still the count
-   changed direction 234 times (8 reversals within two minutes) with 0.74x
-   the HPA's over-provisioning; with rises confirmed by the average: 84
-   direction changes, no such reversal, 0.33x. The price is time spent
-   between 10% and 25% above target while a moderate rise proves itself
-   (2.3 of 120 hours there, the HPA 0.5), with less time under capacity
-   than the HPA. Confirming falls by the average as well, or predicting
-   from the average's slope, only added replicas there. A partial sample
-   may raise the average, never lower it.
+   `ceil(need)` as soon as one sample exceeds the target by more than
+   `tolerance`, and falls only to a count that leaves half the tolerance
+   as headroom (`ceil(need / (1 - 0.5 * tolerance))`), mid-way between
+   the target and the band's lower edge, so that the count it falls to is
+   not already at the edge of the band.
+2. A fall waits while the load rises. Each recommendation keeps the need
+   of its sample; a fall that the scale-down window (rule 4) would allow
+   is held (reason `LoadRising`) while the current need is above the mean
+   need of that window's samples: the load has turned up, and falling now
+   would be undone minutes later. Rises are never held back: a rise that
+   waited for confirmation (the moving-average rule this replaced) ran
+   replicas past the SLO while it waited, on every trace of
+   bench/autoscaling.py.
 3. Queue time that dynamic batching absorbs is not load. Triton holds a
    request in its queue on purpose while it forms a batch, so a queue time
    above target is a reason to scale up only when the server is actually
@@ -83,14 +73,11 @@ METRICS_PARTIAL: Final = "MetricsPartial"
 QUEUE_ABSORBED: Final = "QueueAbsorbedByBatching"
 BOUNDED: Final = "BoundedByLimits"
 CARBON_CAPPED: Final = "CarbonCapped"
-TRANSIENT: Final = "TransientLoad"
+RISING: Final = "LoadRising"
 
-# Scaling down keeps this fraction of the tolerance as headroom below target (see above).
-SCALE_DOWN_HEADROOM: Final = 0.375
-# Time constant of the moving average that confirms a rise (rule 2 above).
-DEMAND_SMOOTHING_SECONDS: Final = 60.0
-# A sample this many tolerances above target scales up without waiting for the average.
-SURGE_TOLERANCES: Final = 2.5
+# A fall leaves this fraction of the tolerance as headroom below target: the count it falls
+# to sits mid-way between the target and the band's lower edge (rule 1 above).
+SCALE_DOWN_HEADROOM: Final = 0.5
 
 METRIC_UNITS: Final = {
     "queueTime": "ms per request",
@@ -104,6 +91,7 @@ METRIC_UNITS: Final = {
 class Recommendation:
     at: float  # seconds, same clock as `now`
     replicas: int
+    need: float | None = None  # the sample's need in replicas; None where the count was held
 
 
 @dataclass(frozen=True)
@@ -112,9 +100,6 @@ class ScalerState:
 
     recommendations: tuple[Recommendation, ...] = ()
     started: bool = False
-    # Moving average of the need in replicas, and when it was last updated.
-    average_need: float | None = None
-    average_at: float = 0.0
 
 
 def _seeded(state: ScalerState, now: float, window: float, current: int) -> list[Recommendation]:
@@ -131,32 +116,6 @@ def _holding(state: ScalerState, spec: Scaling, now: float, current: int) -> Sca
     window = max(spec.scale_up_stabilization_seconds, spec.scale_down_stabilization_seconds)
     kept = _seeded(state, now, window, current)
     return replace(state, recommendations=(*kept, Recommendation(now, current)), started=True)
-
-
-def _averaged(state: ScalerState, need: float, now: float, complete: bool) -> float:
-    """The moving average of the need after this sample.
-
-    A partial sample only shows a lower bound of the need: it may raise the
-    average, never lower it.
-    """
-    previous = state.average_need
-    if previous is None or now < state.average_at:
-        return need
-    weight = 1.0 - math.exp(-(now - state.average_at) / DEMAND_SMOOTHING_SECONDS)
-    updated = previous + weight * (need - previous)
-    return updated if complete else max(previous, updated)
-
-
-def _confirmed_rise(
-    scaling: Scaling, raw: int, need: float, average: float, ready: int, current: int
-) -> tuple[int, str | None]:
-    """A rise the sample asks for, held back unless it is a surge or the average agrees."""
-    per_replica = max(ready, 1)
-    if raw <= current or need / per_replica > 1.0 + SURGE_TOLERANCES * scaling.tolerance:
-        return raw, None
-    if average / per_replica <= 1.0 + scaling.tolerance:
-        return current, TRANSIENT
-    return max(current, _ceil(min(need, average))), None
 
 
 @dataclass(frozen=True)
@@ -237,6 +196,13 @@ def _raw(
     if fewer >= current:
         return current, value, WITHIN_TOLERANCE, need
     return fewer, value, None, need
+
+
+def down_history(
+    history: tuple[Recommendation, ...], now: float, spec: Scaling
+) -> list[Recommendation]:
+    """The recommendations of the scale-down window."""
+    return [r for r in history if r.at > now - spec.scale_down_stabilization_seconds]
 
 
 def decide(
@@ -325,15 +291,11 @@ def decide(
             raw,
             _holding(state, spec, now, _clamp(current, lower, upper)),
         )
-    average = _averaged(state, need, now, sample.complete)
-    state = replace(state, average_need=average, average_at=now)
-    raw, held = _confirmed_rise(spec, raw, need, average, sample.expected_replicas, current)
-    hold = held or hold
     wanted = raw
     raw = _clamp(raw, lower, upper)
     window = max(spec.scale_up_stabilization_seconds, spec.scale_down_stabilization_seconds)
     kept = _seeded(state, now, window, _clamp(current, lower, upper))
-    history = (*kept, Recommendation(now, raw))
+    history = (*kept, Recommendation(now, raw, need if sample.complete else None))
     up_window = [
         r.replicas for r in history if r.at > now - spec.scale_up_stabilization_seconds
     ] or [raw]
@@ -347,6 +309,11 @@ def decide(
         stabilized = up_rec
     elif current > down_rec:
         stabilized = down_rec
+    needs = [r.need for r in down_history(history, now, spec) if r.need is not None]
+    # A hair of slack, so that a constant load's float mean does not read as a rise.
+    rising = bool(needs) and need > math.fsum(needs) / len(needs) * (1 + 1e-9)
+    if stabilized < current and rising:
+        stabilized, hold = current, RISING
     desired = _clamp(
         stabilized, current - spec.max_scale_down_step, current + spec.max_scale_up_step
     )
@@ -363,12 +330,12 @@ def decide(
             f"{shown}, but pending requests fit in one batch and batches are not full: "
             "the wait is dynamic batching, not backlog",
         )
-    elif hold == TRANSIENT:
-        per_replica = average / max(sample.expected_replicas, 1) * spec.target
+    elif hold == RISING:
         reason, message = (
-            TRANSIENT,
-            f"{shown}, but its {DEMAND_SMOOTHING_SECONDS:g} s average {per_replica:.3g} is not "
-            f"more than {spec.tolerance:.0%} above target: holding {current} until the rise lasts",
+            RISING,
+            f"{shown} asks for {raw}, but it is above its mean over the "
+            f"{spec.scale_down_stabilization_seconds} s scale-down window: "
+            f"holding {current} while the load rises",
         )
     elif hold == WITHIN_TOLERANCE:
         reason, message = WITHIN_TOLERANCE, f"{shown} is within {spec.tolerance:.0%} of target"
