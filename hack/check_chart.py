@@ -51,8 +51,9 @@ STANDARD_LABELS: Final = (
     "app.kubernetes.io/part-of",
     "helm.sh/chart",
 )
-# Value sets every check renders: the default, one watched namespace, and
-# several replicas (leader election through kopf peering), in both scopes.
+# Value sets every check renders: the default, one watched namespace, several
+# watched namespaces, and several replicas (leader election through kopf
+# peering), in both scopes.
 VALUE_SETS: Final[dict[str, tuple[str, ...]]] = {
     "default": (),
     "one-namespace": ("--set", "watchNamespace=models"),
@@ -66,6 +67,9 @@ VALUE_SETS: Final[dict[str, tuple[str, ...]]] = {
         "--set", "logFormat=json",
     ),
     "crds-elsewhere": ("--set", "crds.enabled=false", "--set", "watchNamespace=models"),
+    "several-namespaces": (
+        "--set", "replicas=2", "--set", "watchNamespace=models", "--set", "watchNamespaces={team-a,team-b}",
+    ),
 }  # fmt: skip
 
 

@@ -244,3 +244,61 @@ def test_one_namespace_with_leader_election_and_only_a_role(
     finally:
         operator.stop()
     check_audit(audited, chart, operator, all_namespaces=False, peering=True)
+
+
+def test_several_namespaces_each_with_a_role_and_no_writes_elsewhere(
+    audited: Audited, tmp_path: Path
+) -> None:
+    """watchNamespaces: one Role per listed namespace; a model outside them is never touched."""
+    cluster = audited.cluster
+    watched, outside = ("multi-a", "multi-b"), "multi-outside"
+    for ns in (*watched, outside):
+        cluster.kubectl("create", "namespace", ns)
+    chart = install_chart(
+        cluster,
+        release="sf-multi",
+        namespace="multi-ops",
+        values=("--set", f"watchNamespaces={{{','.join(watched)}}}"),
+    )
+    user = f"system:serviceaccount:{chart.namespace}:{chart.service_account}"
+    for ns in (*watched, outside):
+        can = cluster.kubectl(
+            "auth", "can-i", "create", "configmaps", "-n", ns, "--as", user, check=False
+        )
+        assert can.stdout.strip() == ("yes" if ns in watched else "no"), (
+            ns,
+            can.stdout,
+            can.stderr,
+        )
+    operator = start_operator(
+        cluster,
+        chart,
+        tmp_path / "op",
+        namespace=watched[0],
+        extra_args=["--namespace", watched[1]],
+    )
+    try:
+        model = examples(watched[1])[0][0]
+        stray = json.loads(json.dumps(model))
+        stray["metadata"]["namespace"] = outside
+        cluster.apply_yaml(yaml.safe_dump_all([model, stray]))
+        wait_ready(cluster, "smallmodel", model["metadata"]["name"], watched[1], timeout=180)
+        ignored = cluster.kubectl_json(
+            "get", "smallmodel", model["metadata"]["name"], "-n", outside
+        )
+        assert not (ignored.get("status") or {}).get("conditions"), (
+            f"a model outside the watched namespaces got status: {ignored}"
+        )
+    finally:
+        operator.stop()
+    events = requests_of(audited.log, user)
+    refused = sorted(
+        {e["requestURI"] for e in events if e.get("responseStatus", {}).get("code") == 403}
+    )
+    assert refused == [], f"the API server refused the operator: {refused}\n{operator.log()}"
+    touched = {e["objectRef"].get("namespace") for e in events} - {None, ""}
+    assert touched == set(watched), f"requests in namespaces {sorted(touched)}"
+    asked = {used(e) for e in events}
+    allowed = triples(needed(all_namespaces=False, peering=False))
+    assert asked - allowed == set(), f"requests outside the table: {sorted(asked - allowed)}"
+    assert ("serving.smallfleet.io", "smallmodels/status", "patch") in asked

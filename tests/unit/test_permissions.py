@@ -325,7 +325,8 @@ def granted(objects: tuple[dict[str, Any], ...], kind: str) -> set[Triple]:
 def _mode(name: str) -> tuple[bool, bool]:
     args = VALUE_SETS[name]
     sets = dict(a.split("=", 1) for a in args if "=" in a)
-    return "watchNamespace" not in sets, int(sets.get("replicas", "1")) > 1
+    namespaced = "watchNamespace" in sets or "watchNamespaces" in sets
+    return not namespaced, int(sets.get("replicas", "1")) > 1
 
 
 def _diff(what: str, have: set[Triple], want: frozenset[Triple]) -> list[str]:
@@ -355,6 +356,29 @@ def test_one_namespace_writes_nothing_cluster_wide() -> None:
     cluster_role = granted(rendered("one-namespace"), "ClusterRole")
     assert {v for _, _, v in cluster_role} <= {"get", "list", "watch"}
     assert {r for _, r, _ in cluster_role} == {"nodes"}
+
+
+def test_several_namespaces_get_one_role_each_and_nothing_writable_cluster_wide() -> None:
+    objects = rendered("several-namespaces")
+    watched = {"models", "team-a", "team-b"}
+    roles = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Role"}
+    bindings = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "RoleBinding"}
+    assert set(roles) == set(bindings) == watched
+    first = granted((roles["models"],), "Role")
+    assert all(granted((r,), "Role") == first for r in roles.values())
+    for binding in bindings.values():
+        assert binding["roleRef"]["kind"] == "Role"
+        assert [s["kind"] for s in binding["subjects"]] == ["ServiceAccount"]
+    cluster_role = granted(objects, "ClusterRole")
+    assert {v for _, _, v in cluster_role} <= {"get", "list", "watch"}
+    (deployment,) = (o for o in objects if o["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert sorted(a.split("=", 1)[1] for a in args if a.startswith("--namespace=")) == sorted(
+        watched
+    )
+    assert "--all-namespaces" not in args
+    peerings = {o["metadata"].get("namespace") for o in objects if o["kind"] == "KopfPeering"}
+    assert peerings == watched
 
 
 def test_the_table_covers_every_install_mode_it_names() -> None:

@@ -51,6 +51,17 @@ app.kubernetes.io/part-of: smallfleet
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/*
+The namespaces the operator watches, as a JSON list: watchNamespace and
+watchNamespaces together, without repeats; empty means every namespace.
+Read it with: include "smallfleet.watchNamespaces" . | fromJsonArray
+*/}}
+{{- define "smallfleet.watchNamespaces" -}}
+{{- $all := .Values.watchNamespaces | default list }}
+{{- with .Values.watchNamespace }}{{ $all = prepend $all . }}{{ end }}
+{{- toJson (uniq $all) }}
+{{- end }}
+
 {{/* Leader election through kopf peering is on only when several replicas run. */}}
 {{- define "smallfleet.peering" -}}
 {{- if gt (int .Values.replicas) 1 }}true{{ end }}
