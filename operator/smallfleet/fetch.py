@@ -381,8 +381,17 @@ def _call(request: urllib.request.Request, what: str, timeout: float, secrets: l
         raise FetchError(f"{what}: cannot reach {request.full_url}: {reason}") from None
 
 
+def _one_line(value: str, what: str) -> str:
+    """`value` without surrounding whitespace (a Secret made from a file often ends in a
+    newline); refused, without quoting it, if a control character is left inside."""
+    value = value.strip()
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise FetchError(f"{what} holds a line break or control character: it must be one line")
+    return value
+
+
 def _env(environ: Mapping[str, str], name: str, why: str) -> str:
-    value = environ.get(name, "")
+    value = _one_line(environ.get(name, ""), name)
     if not value:
         raise FetchError(f"{name} is not set: {why}")
     return value
@@ -407,7 +416,7 @@ def _assume_role(
     token_file = _env(
         environ, cred.AWS_WEB_IDENTITY_TOKEN_FILE, "s3 webIdentity needs the projected token"
     )
-    token = _read_secret_file(token_file, "the web identity token").strip()
+    token = _one_line(_read_secret_file(token_file, "the web identity token"), token_file)
     secrets.append(token)
     endpoint = access.sts_endpoint or f"https://sts.{access.s3_region}.amazonaws.com"
     form = urllib.parse.urlencode(
@@ -495,7 +504,7 @@ def _google_token(
     except (ValueError, KeyError, TypeError):
         raise FetchError("the token endpoint answered without an access_token") from None
     secrets.append(token)
-    return token
+    return _one_line(token, "the access token")
 
 
 def authorize(
@@ -526,7 +535,8 @@ def authorize(
         keys = AwsCredentials(
             access_key_id=_env(environ, cred.AWS_ACCESS_KEY_ID, why),
             secret_access_key=_env(environ, cred.AWS_SECRET_ACCESS_KEY, why),
-            session_token=environ.get(cred.AWS_SESSION_TOKEN) or None,
+            session_token=_one_line(environ.get(cred.AWS_SESSION_TOKEN, ""), cred.AWS_SESSION_TOKEN)
+            or None,
         )
         secrets += [keys.secret_access_key, keys.session_token or ""]
     parts = urllib.parse.urlsplit(source.url)
@@ -735,6 +745,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _refuse(termination_log: str, message: str) -> int:
+    # Belt and braces: no secret from the environment reaches the pod's status or log.
+    values = [os.environ.get(v, "") for v in cred.SECRET_VARIABLES]
+    message = redact(message, [*values, *(v.strip() for v in values)])
+    print(message, file=sys.stderr)
+    write_termination_message(termination_log, message)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
     access = Access(
         mode=args.auth,
@@ -748,13 +767,9 @@ def run(args: argparse.Namespace) -> int:
             args.uri, args.digest, args.dest, args.format, args.timeout, args.pvc_root, access
         )
     except (FetchError, OSError) as e:  # OSError: the destination volume refused a write
-        # Belt and braces: no secret from the environment reaches the pod's status or log.
-        message = redact(
-            f"fetch failed: {e}", (os.environ.get(v, "") for v in cred.SECRET_VARIABLES)
-        )
-        print(message, file=sys.stderr)
-        write_termination_message(args.termination_log, message)
-        return 1
+        return _refuse(args.termination_log, f"fetch failed: {e}")
+    except Exception as e:  # a bug: still one line, and never a traceback that may quote a value
+        return _refuse(args.termination_log, f"fetch failed: unexpected {type(e).__name__}: {e}")
     print(summary)
     write_termination_message(args.termination_log, summary)
     return 0

@@ -500,3 +500,30 @@ def test_missing_credentials_say_which_variable(tmp_path: Path) -> None:
             access=Access(mode="s3-keys", s3_endpoint="http://127.0.0.1:9"),
             environ={},
         )
+
+
+def test_a_secret_made_from_a_file_may_end_in_a_newline_but_not_hold_one(
+    tmp_path: Path, token_store: tuple[TokenStore, str]
+) -> None:
+    _, url = token_store
+    fetch(
+        f"{url}/m.py",
+        DIGEST,
+        tmp_path / "a",
+        "python",
+        timeout=30,
+        access=Access(mode="http-bearer"),
+        environ={"SMALLFLEET_FETCH_TOKEN": TOKEN + "\n"},
+    )
+    assert (tmp_path / "a" / "1" / "model.py").read_bytes() == ARTIFACT
+    split = TOKEN[:10] + "\n" + TOKEN[10:]
+    rc, out = _run_fetch(
+        tmp_path, f"{url}/m.py", ["--auth", "http-bearer"], {"SMALLFLEET_FETCH_TOKEN": split}
+    )
+    message = (tmp_path / "termination-log").read_text()
+    assert rc == 1
+    assert message == (
+        "fetch failed: SMALLFLEET_FETCH_TOKEN holds a line break or control character: "
+        "it must be one line"
+    )
+    assert TOKEN[:10] not in out and TOKEN[10:] not in out
