@@ -430,7 +430,7 @@ def test_private_models_are_ready_wrong_keys_stall_in_the_servers_words_and_no_s
                 "operator log": operator.log(),
                 "operator metrics": operator.metrics(),
                 "node log": local_node.log(),
-                "events": json.dumps(cluster.kubectl_json("get", "events", "-n", namespace)),
+                "events": json.dumps(cluster.kubectl_json("get", "events", "--all-namespaces")),
                 "status": json.dumps(
                     [
                         {
@@ -452,7 +452,8 @@ def test_private_models_are_ready_wrong_keys_stall_in_the_servers_words_and_no_s
                     [
                         (s.get("state"), s.get("lastState"))
                         for p in cluster.kubectl_json("get", "pods", "-n", namespace)["items"]
-                        for s in (p.get("status") or {}).get("initContainerStatuses") or []
+                        for key in ("initContainerStatuses", "containerStatuses")
+                        for s in (p.get("status") or {}).get(key) or []
                     ]
                 ),
             }
