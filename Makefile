@@ -29,6 +29,10 @@ bins: ## Build the cluster binaries from Go modules into $SMALLFLEET_CACHE (cold
 triton-env: venv ## Unpack Triton from the nvidia-pytriton wheel and package the test models
 	@$(BIN)/python hack/triton_env.py
 
+.PHONY: image
+image: venv ## The operator image, built with podman from Debian packages (installs podman when missing; cold ~5 min)
+	@hack/image.sh build
+
 .PHONY: lint
 lint: venv ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -68,7 +72,7 @@ triton: triton-env ## Tests against a real Triton Inference Server (CPU)
 	$(BIN)/pytest tests/triton -q
 
 .PHONY: e2e
-e2e: venv bins triton-env ## End-to-end tests against a real local control plane (and a real-Triton node)
+e2e: venv bins triton-env image ## End-to-end tests against a real local control plane (and a real-Triton node)
 	$(BIN)/pytest tests/e2e -q --durations=15
 
 .PHONY: floors
