@@ -37,6 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -93,6 +94,11 @@ STATUS_ATTEMPTS: Final = 3
 # A status that only says "in progress" waits this long for the children to settle, so a
 # new model usually gets one status write (Ready) instead of one per step of its rollout.
 SETTLE_SECONDS: Final = 5.0
+# Threads for status refreshes that wait only for the API server (deferred "in progress"
+# statuses, a child's news): apart from kopf's handler threads, so a child's Ready reaches
+# its owner without queuing behind a burst of new models' reconciles, and a burst's deferred
+# statuses are not written one at a time.
+STATUS_THREADS: Final = 8
 
 __all__ = ["MODEL_PIPELINE", "SMALL_MODEL", "Key", "Outcome", "Reconciler", "RegionRequest"]
 
@@ -325,6 +331,9 @@ class Reconciler:
         self._memo: dict[Key, _Memo] = {}
         self._settling: dict[Key, float] = {}  # resource -> when its deferred status is due
         self._settling_lock = threading.Lock()
+        self.status_pool = ThreadPoolExecutor(
+            STATUS_THREADS, thread_name_prefix="smallfleet-status"
+        )
         self.clock: Callable[[], float] = time.monotonic
         self.status_extra: StatusExtra = lambda _key, _body, _deployments: None
         # The autoscaler's part of status (`status.scaling`, ScalingActive), or None.
@@ -466,11 +475,14 @@ class Reconciler:
             due = [k for k, at in self._settling.items() if at <= now]
             for key in due:
                 del self._settling[key]
-        for key in due:
+
+        def flush(key: Key) -> None:
             try:
                 self.refresh(*key, settle=False)
             except KubeError as exc:
                 log.warning("status of %s %s/%s not written, the resync will: %s", *key, exc)
+
+        list(self.status_pool.map(flush, due))
 
     def write_status(self, key: Key) -> Outcome | None:
         """Bring one resource's status up to date with every part (the autoscaler calls this)."""

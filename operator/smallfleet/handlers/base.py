@@ -11,6 +11,7 @@ children and unrelated pods never wait behind a reconcile for a thread.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Final
 
@@ -70,6 +71,12 @@ def refresh(memo: Any, kind: str, namespace: str | None, name: str) -> None:
         log.warning(
             "refresh of %s %s/%s failed, the resync will retry: %s", kind, namespace, name, exc
         )
+
+
+async def refresh_soon(memo: Any, kind: str, namespace: str | None, name: str) -> None:
+    """`refresh` in the reconciler's status threads, awaited from kopf's event loop."""
+    pool = runtime_of(memo).reconciler.status_pool
+    await asyncio.get_running_loop().run_in_executor(pool, refresh, memo, kind, namespace, name)
 
 
 def owner_of(

@@ -13,7 +13,14 @@ import kopf
 
 from smallfleet.core import status as st
 from smallfleet.core.render.routes import GATEWAY_GROUP
-from smallfleet.handlers.base import MANAGED, owner_of, refresh, registry, runtime_of
+from smallfleet.handlers.base import (
+    MANAGED,
+    owner_of,
+    refresh,
+    refresh_soon,
+    registry,
+    runtime_of,
+)
 
 
 def _deployment_news(
@@ -36,11 +43,11 @@ def _deployment_news(
 @kopf.on.event(
     "apps", "v1", "deployments", labels=MANAGED, when=_deployment_news, registry=registry
 )
-def deployment_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
-    """A child Deployment changed: bring its owner's status up to date."""
+async def deployment_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A child Deployment changed: bring its owner's status up to date (in a status thread)."""
     owner = owner_of(body.get("metadata", {}).get("labels") or {})
     if owner is not None:
-        refresh(memo, owner[0], namespace, owner[1])
+        await refresh_soon(memo, owner[0], namespace, owner[1])
 
 
 @kopf.on.event(GATEWAY_GROUP, "v1", "httproutes", labels=MANAGED, registry=registry)
