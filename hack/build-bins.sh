@@ -168,8 +168,8 @@ build_s3() {
     cd "$mod"
     [ -f go.mod ] || echo "module smallfleet.local/versitygw" > go.mod
     GOFLAGS=-mod=mod go get "github.com/versity/versitygw@$VERSITYGW_VERSION" >/dev/null 2>&1 || GOFLAGS=-mod=mod go get "github.com/versity/versitygw@$VERSITYGW_VERSION"
-    GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$out/versitygw.tmp" github.com/versity/versitygw/cmd/versitygw
-  ) && mv "$out/versitygw.tmp" "$out/versitygw"
+    GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$out/versitygw.tmp.$$" github.com/versity/versitygw/cmd/versitygw
+  ) && mv "$out/versitygw.tmp.$$" "$out/versitygw"
 }
 
 what=${1:-all}
