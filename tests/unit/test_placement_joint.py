@@ -189,20 +189,12 @@ def test_joint_plan_fits_every_node_keeps_every_rule_and_never_beats_the_bound(
         m = by_name[name]
         assert set(target) <= set(m.allowed), "only regions the rules allow"
         assert len(set(target)) == len(target) <= m.spread
-    # Whole replicas per node: pack each region's replicas onto its nodes (first fit
-    # decreasing is exact enough here because replicas are 1 or 2 GPUs on the same nodes).
+    # Never more GPUs promised in a region than its nodes have free (within a
+    # region the plan allocates whole replicas node by node).
     for r in REGIONS:
-        free = sorted((n.free_gpus for n in capacity if n.region == r), reverse=True)
-        sizes = sorted(
-            (
-                by_name[n].gpus_per_replica
-                for n, t in plan.targets.items()
-                if r in t
-                for _ in range(by_name[n].replicas)
-            ),
-            reverse=True,
-        )
-        assert sum(sizes) <= sum(free), f"{r}: more GPUs promised than the nodes have"
+        free = sum(n.free_gpus for n in capacity if n.region == r)
+        promised = sum(by_name[n].gpus for n, t in plan.targets.items() if r in t)
+        assert promised <= free, f"{r}: more GPUs promised than the nodes have"
     placed = [by_name[n] for n, t in plan.targets.items() if len(t) == by_name[n].spread]
     if len(placed) == len(models):
         bound = fleet_optimum(
