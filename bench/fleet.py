@@ -41,8 +41,11 @@ in-flight requests, controller-manager and scheduler client QPS, KWOK node
 pod capacity); the run prints each limit as the components were started with
 it. Every wait gives up after SMALLFLEET_BENCH_LIMIT_S seconds (default 900):
 the side's remaining phases are skipped, the table shows what was reached and
-the run exits 1. The cluster is deleted at the end of each side, also on
-failure, Ctrl-C or SIGTERM. Everything listens on 127.0.0.1.
+the run exits 1. The cluster (named SMALLFLEET_CLUSTER_NAME, default
+sf-bench-fleet) is deleted at the end of each side, also on failure, Ctrl-C
+or SIGTERM. Everything listens on 127.0.0.1. The machine's core count and
+its load average at create and delete are printed with each table: other
+work on the machine slows both sides, so compare them within one run.
 
     make bench-fleet
     SMALLFLEET_FLEET_SIZES=50 SMALLFLEET_FLEET_QUIET_S=30 SMALLFLEET_FLEET_UNRELATED=500 \\
@@ -107,7 +110,7 @@ from _kube import (
 # the default sizes. `make bench-fleet` runs it.
 IN_MAKE_BENCH: Final = False
 
-CLUSTER_NAME: Final = "sf-bench-fleet"
+CLUSTER_NAME: Final = os.environ.get("SMALLFLEET_CLUSTER_NAME", "sf-bench-fleet")
 SIZES: Final = [
     int(n) for n in os.environ.get("SMALLFLEET_FLEET_SIZES", "100,1000,5000").split(",") if n
 ]
@@ -321,6 +324,7 @@ class Result:
     gone_s: float | None = None
     children_gone_s: float | None = None
     quiet_s: float = 0.0
+    load: tuple[float, float] | None = None  # the machine's 1-min load average: create, delete
     cpu: dict[str, float] = field(default_factory=dict)  # per phase, seconds
     windows: dict[str, tuple[float, float]] = field(default_factory=dict)
     requests: dict[str, Requests] = field(default_factory=dict)
@@ -435,6 +439,8 @@ def _lifecycle(
             if not result.complete:
                 return
         phases.start("delete")
+        if result.load is not None:
+            result.load = (result.load[0], os.getloadavg()[0])
         _delete(side, result, cluster, api, alive)
         time.sleep(SETTLE_S)
     finally:
@@ -460,6 +466,7 @@ def _create(
     tests = {"seen": lambda _: True, "handled": side.handled, "ready": side.ready}
     with Watcher(api, side.resource, tests) as watcher:
         phases.start("create")
+        result.load = (os.getloadavg()[0], math.nan)
         log(f"{side.name}: creating {n}")
         started = time.monotonic()
         apply_all(cluster, _objects(side, n), WORKERS, CHUNK, LIMIT_S)
@@ -766,6 +773,10 @@ def table(n: int, results: Sequence[Result]) -> list[str]:
         ),
         row("delete: reads / writes per object, watches opened", lambda r: _rwx(r, "delete")),
         row("operator CPU s: " + " / ".join(PHASES), cpu),
+        row(
+            f"machine load average (1 min, {os.cpu_count()} cores) at create / at delete",
+            lambda r: "-" if r.load is None else f"{_f(r.load[0])} / {_f(r.load[1])}",
+        ),
         "",
         *breakdown(results),
         *(f"- {r.side}: {note}" for r in results for note in r.notes),
@@ -847,7 +858,8 @@ def sizing(run: Run) -> list[str]:
 def report(run: Run) -> None:
     print(
         f"\n## Fleet: sizes {', '.join(str(n) for n in run.results)}; quiet {QUIET_S:.0f} s; "
-        f"{UNRELATED:,} unrelated objects; each side on a fresh cluster\n"
+        f"{UNRELATED:,} unrelated objects; each side on a fresh cluster; "
+        f"{os.cpu_count()} cores\n"
     )
     print("Cluster limits raised (as the components were started):\n")
     print("\n".join(run.limits) + "\n")
