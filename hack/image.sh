@@ -74,7 +74,7 @@ ensure_tools() {
   if [ "${SMALLFLEET_IMAGE_INSTALL:-1}" = 0 ] || [ "$(id -u)" != 0 ]; then
     die "missing ${missing[*]}: install them (as root: apt-get install -y podman runc debootstrap, or make image)"
   fi
-  log "installing ${missing[*]} (and podman runc debootstrap) from Debian's packages (a minute or two)"
+  log "installing podman, runc and debootstrap from Debian's packages (${missing[*]} missing; about a minute)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update
   apt-get install -y --no-install-recommends podman runc debootstrap \
@@ -97,7 +97,7 @@ base_image() {
   if [ ! -s "$tarball" ]; then
     rootfs=$cache/build/rootfs-$key
     rm -rf "$rootfs"; mkdir -p "$rootfs"
-    log "debootstrap --variant=minbase --include=$PACKAGES $SUITE (cold: about a minute)"
+    log "debootstrap --variant=minbase --include=$PACKAGES $SUITE (cold: a few minutes)"
     debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$MIRROR" \
       | grep --line-buffered -E '^I: (Retrieving|Validating|Extracting|Installing|Configuring|Base system)' \
       | awk '{ n++ } n % 25 == 1 || /Base system/ { print "[image] debootstrap: " $0; fflush() }' >&2
