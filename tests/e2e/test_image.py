@@ -12,9 +12,11 @@ never used) and dial or listen on loopback only.
 - The image is the chart's default image reference, and holds smallfleet at
   the chart's appVersion with the runtime dependencies only: exactly the
   closure of pyproject's `dependencies`, no test or lint tool, no pip.
-- `smallfleet fetch` in the image downloads a packaged model artifact from a
-  server on 127.0.0.1, verifies its digest and unpacks it; a wrong digest
-  fails with the reason in the termination-message file.
+- A Triton pod's init containers, as `smallfleet render` gives them, run in
+  the image as a kubelet would run them: `smallfleet fetch` downloads a
+  packaged model from a server on 127.0.0.1, verifies its digest and unpacks
+  it (a wrong digest fails with the reason in the termination-message file),
+  and the shell step copies config.pbtxt from the ConfigMap.
 - `smallfleet run` in the image, with a kubeconfig holding a token of the
   chart's ServiceAccount and the chart's environment, makes a SmallModel Ready
   and stops cleanly on SIGTERM.
@@ -31,6 +33,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tarfile
 import threading
 import tomllib
@@ -38,7 +41,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pytest
 import yaml
@@ -231,34 +234,89 @@ def artifact_server() -> Iterator[tuple[str, Path, dict[str, object], list[str]]
         server.server_close()
 
 
-def test_fetch_in_the_image_verifies_and_unpacks_an_artifact(
+def rendered_pod(image: str, url: str, digest: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The pod spec and ConfigMap data `smallfleet render` gives examples/cpu-classifier.yaml
+    with its artifact at `url`: the init containers a Triton pod starts with."""
+    model = yaml.safe_load((REPO / "examples" / "cpu-classifier.yaml").read_text())
+    model["spec"]["model"].update(uri=url, digest=digest)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "smallfleet"), "render", "-", "--operator-image", image],
+        input=yaml.safe_dump(model),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    return deployment["spec"]["template"]["spec"], config_map["data"]
+
+
+def run_init_container(
+    image: str, container: dict[str, Any], mounts: dict[str, Path], termination_log: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run a rendered init container as a kubelet would: its command, environment, user
+    and securityContext, its volume mounts (emptyDirs and the ConfigMap as host
+    directories, /tmp as a tmpfs) and the termination-message file bind-mounted."""
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and security["capabilities"]["drop"] == ["ALL"]
+    assert security["allowPrivilegeEscalation"] is False
+    flags = [
+        f"--entrypoint={json.dumps(container['command'])}",
+        f"--user={security['runAsUser']}:{security['runAsGroup']}",
+        f"--volume={termination_log}:/dev/termination-log",
+        *(f"--env={e['name']}={e['value']}" for e in container.get("env", [])),
+    ]
+    for mount in container["volumeMounts"]:
+        if mount["mountPath"] == "/tmp":
+            continue  # AS_THE_CHART_RUNS_IT mounts a tmpfs there
+        ro = ":ro" if mount.get("readOnly") else ""
+        flags.append(f"--volume={mounts[mount['name']]}:{mount['mountPath']}{ro}")
+    # The artifact server listens on the host's 127.0.0.1.
+    return run_in(image, *container.get("args", []), network="host", flags=flags)
+
+
+def test_the_images_init_containers_fetch_verify_and_unpack_a_model(
     image: str,
     artifact_server: tuple[str, Path, dict[str, object], list[str]],
     tmp_path: Path,
 ) -> None:
+    """A Triton pod's init containers, as the operator renders them, run in the image:
+    `smallfleet fetch` (digest checked against the artifact's bytes) and the shell step
+    that copies config.pbtxt from the ConfigMap."""
     url, artifacts, entry, served = artifact_server
     path = artifacts / str(entry["file"])
     digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     assert digest == entry["digest"]
-    models = tmp_path / "models"
-    models.mkdir()
-    models.chmod(0o777)  # the image's user writes here, as an emptyDir allows it
-    fetch = ["fetch", "--uri", f"{url}/{path.name}", "--dest", f"/models/{ARTIFACT}"]
-    fetch += ["--termination-log=/models/why"]
-    # The artifact server listens on the host's 127.0.0.1.
-    fetch_in = functools.partial(
-        run_in, image, network="host", flags=[f"--volume={models}:/models"]
-    )
+    mounts = {"models": tmp_path / "models", "config": tmp_path / "config"}
+    for directory in mounts.values():
+        directory.mkdir()
+        directory.chmod(0o777)  # an emptyDir is writable by the pod's fsGroup
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()
+    termination_log.chmod(0o666)  # the kubelet's file, written by the container's user
 
     wrong = "sha256:" + "0" * 64
-    proc = fetch_in(*fetch, "--digest", wrong)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    why = (models / "why").read_text()
+    pod, config = rendered_pod(image, f"{url}/{path.name}", wrong)
+    fetch, copy_config = pod["initContainers"]
+    assert fetch["image"] == copy_config["image"] == image
+    refused = run_init_container(image, fetch, mounts, termination_log)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    why = termination_log.read_text()
     assert wrong in why and digest in why, why
-    assert not (models / ARTIFACT).exists(), "a refused artifact left files behind"
+    assert not list(mounts["models"].iterdir()), "a refused artifact left files behind"
 
-    proc = fetch_in(*fetch, "--digest", digest)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pod, config = rendered_pod(image, f"{url}/{path.name}", digest)
+    fetch, copy_config = pod["initContainers"]
+    for name, text in config.items():
+        (mounts["config"] / name).write_text(text)
+    for container in (fetch, copy_config):
+        proc = run_init_container(image, container, mounts, termination_log)
+        assert proc.returncode == 0, f"{container['name']}: {proc.stdout}{proc.stderr}"
+
+    model_dir = mounts["models"] / "cpu-classifier"
+    uid = fetch["securityContext"]["runAsUser"]
     with tarfile.open(path) as tar:
         expected = {
             m.name.removeprefix("./"): tar.extractfile(m).read()  # type: ignore[union-attr]
@@ -266,13 +324,14 @@ def test_fetch_in_the_image_verifies_and_unpacks_an_artifact(
             if m.isfile()
         }
     assert sorted(expected) == sorted(entry["members"])  # type: ignore[call-overload]
+    expected["config.pbtxt"] = config["cpu-classifier.config.pbtxt"].encode()
     for name, data in expected.items():
-        written = models / ARTIFACT / name
+        written = model_dir / name
         assert written.read_bytes() == data, name
-        assert written.stat().st_uid == CHART_UID, f"{name} is not the image user's"
+        assert written.stat().st_uid == uid, f"{name} is not the pod user's"
     # Fetching again with the same digest is a no-op: a restarted pod does not download.
     asked = len(served)
-    again = fetch_in(*fetch, "--digest", digest)
+    again = run_init_container(image, fetch, mounts, termination_log)
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(served) == asked, f"downloaded again: {served}"
 
