@@ -83,8 +83,12 @@ CONVERGED: dict[str, float] = {}
 @pytest.fixture(scope="module", autouse=True)
 def summary(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and CONVERGED:
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    if reporter is None or capture is None or not CONVERGED:
+        return
+    with capture.global_and_fixture_disabled():  # printed even when output is captured
         reporter.write_line("")
         reporter.write_line("faults survived (seconds to converge):")
         for fault, seconds in CONVERGED.items():
@@ -828,7 +832,10 @@ def test_etcd_paused_mid_reconcile_converges(
     start_at = time.monotonic()
     seconds = wait_converged(cluster, namespace, name, start_at, timeout=120)
     assert operator.running(), operator.log()[-3000:]
-    record(f"etcd paused {ETCD_PAUSE_S:.0f} s mid-reconcile (after the Service apply)", seconds)
+    record(
+        f"etcd paused {ETCD_PAUSE_S:.0f} s mid-reconcile (after the Service apply; from resume)",
+        seconds,
+    )
 
 
 def test_node_deleted_under_a_running_model_is_honest_then_converges(
@@ -874,6 +881,6 @@ def test_node_deleted_under_a_running_model_is_honest_then_converges(
     seconds = wait_converged(cluster, namespace, name, back)
     record(
         f"node deleted under a running model (not Ready after {honest_after:.1f} s, Stalled "
-        f"Unschedulable after {stalled_after:.1f} s; the node back, converged in)",
+        f"Unschedulable after {stalled_after:.1f} s; then from the node's return)",
         seconds,
     )
