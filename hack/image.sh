@@ -243,10 +243,21 @@ build() {
   echo "$first"
 }
 
+# One build or context at a time on this machine: they share the cache and the tags.
+locked() {
+  mkdir -p "$cache"
+  exec 9>"$cache/.lock"
+  if ! flock --nonblock 9; then
+    log "waiting for another image build on this machine"
+    flock 9
+  fi
+  "$@"
+}
+
 cd "$repo"
 case "${1:-build}" in
-  build) build ;;
-  context) context ;;
+  build) locked build ;;
+  context) locked context ;;
   tags) tags ;;
   *) die "usage: $0 [build|context|tags]" ;;
 esac
