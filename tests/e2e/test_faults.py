@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -253,6 +254,16 @@ def not_stalled(cluster: Cluster, namespace: str, name: str) -> Callable[[], Non
     return check
 
 
+def write_to(method: str, path: str, *, suffix: str) -> bool:
+    """A trap's match: the operator's PATCH of the object whose path ends so."""
+    return method == "PATCH" and path.endswith(suffix)
+
+
+def write_into(method: str, path: str, *, prefix: str) -> bool:
+    """A conflict's match: the operator's PATCH of a path that holds `prefix`."""
+    return method == "PATCH" and prefix in path
+
+
 def path_of(namespace: str, plural: str, name: str, group: str = "") -> str:
     base = f"/apis/{group}" if group else "/api/v1"
     return f"{base}/namespaces/{namespace}/{plural}/{name}"
@@ -336,7 +347,7 @@ def test_operator_sigkilled_at_each_step_of_a_reconcile_converges(
             suffix = f"/namespaces/{namespace}/" + write.format(name=f"step-{i}")
             traps[i] = proxy.arm(
                 Trap(
-                    match=lambda m, p, suffix=suffix: m == "PATCH" and p.endswith(suffix),
+                    match=functools.partial(write_to, suffix=suffix),
                     n=1,
                     before=before,
                     hold=True,
@@ -417,7 +428,7 @@ def test_competing_writer_409s_on_children_and_status_converge(
     name = "contested"
     operator = operator_process(namespace, env=through(proxy, cluster, chart_installed, tmp_path))
     config = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(
+    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=str(cluster.kubeconfig), client_configuration=config
     )
     api = kubernetes.client.ApiClient(configuration=config)
@@ -445,7 +456,7 @@ def test_competing_writer_409s_on_children_and_status_converge(
     # writer changes the model, so the API server refuses it for real.
     for child in ("configmaps", "services", "deployments", "poddisruptionbudgets"):
         prefix = f"/namespaces/{namespace}/{child}/{name}"
-        proxy.conflict_on(lambda m, p, prefix=prefix: m == "PATCH" and prefix in p, 1)
+        proxy.conflict_on(functools.partial(write_into, prefix=prefix), 1)
     status = path_of(namespace, "smallmodels", name, "serving.smallfleet.io/v1alpha1") + "/status"
     trap = proxy.arm(
         Trap(lambda m, p: m == "PATCH" and p == status, 1, before=True, spring=bump, cut=False)
@@ -461,7 +472,7 @@ def test_competing_writer_409s_on_children_and_status_converge(
     finally:
         stop.set()
         writer.join(10)
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]
     assert trap.sprung.is_set()
     assert len(proxy.conflicts_sent) == 4, proxy.conflicts_sent
     refused = [w for w, code in proxy.answers if code == 409 and w.path == status]
