@@ -246,14 +246,17 @@ def test_em_huge_body_is_refused_without_holding_it(server: Server) -> None:
     assert r.intensity == 21.0
 
 
-def test_em_timeout(server: Server) -> None:
+def test_em_timeout_is_not_retried_within_the_call(server: Server) -> None:
+    """A slow server costs one timeout per call, not one per attempt; the next call waits."""
     server.on("/v3/carbon-intensity/latest", Reply(200, em_latest("SE-SE3", 21.0), delay=1.0))
     clock = Clock()
     p = em(server, clock, timeout=0.2)
-    p.http.retries = 1
-    assert p.fetch(["eu-north-1"]) == []
+    assert p.fetch(["eu-north-1", "eu-west-1"]) == []
     assert "unreachable" in p.last_errors["eu-north-1"]
-    assert clock.sleeps == [0.5]
+    assert "not retried: it timed out" in p.last_errors["eu-north-1"]
+    assert "backing off" in p.last_errors["eu-west-1"]  # not dialled: no second timeout
+    assert clock.sleeps == []
+    assert len(server.seen) == 1
 
 
 # --- WattTime ---------------------------------------------------------------

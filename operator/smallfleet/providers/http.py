@@ -2,9 +2,11 @@
 
 Carbon APIs rate-limit hard (WattTime allows 100 logins per 5 minutes) and
 fail now and then; a placement loop that hammers them on error makes both
-worse. So every call has a timeout, 429 and 5xx are retried with exponential
-backoff that honours `Retry-After`, and after the retries are spent the
-client refuses to dial again until the backoff has passed. Only the standard
+worse. So every call has a timeout, 429, 5xx and refused connections are
+retried with exponential backoff that honours `Retry-After`, a timeout is not
+retried within the call (a slow server would hold the caller for another
+timeout each time), and after a failure the client refuses to dial again
+until the backoff has passed. Only the standard
 library is used. Secrets (tokens, passwords) are registered with the client
 and scrubbed from every error message, so they never reach logs, events or
 status.
@@ -116,6 +118,7 @@ class HttpClient:
         while True:
             delay: float | None = None
             status: int | None = None
+            timed_out = False
             try:
                 req = urllib.request.Request(full, headers=dict(headers or {}), method="GET")
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
@@ -131,9 +134,16 @@ class HttpClient:
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 reason = getattr(e, "reason", e)
                 problem = f"{url} unreachable: {reason}"
+                timed_out = isinstance(reason, TimeoutError)
             if delay is None:
                 delay = self.backoff_base * (2**attempt)
             delay = min(delay, self.backoff_max)
+            if timed_out:
+                # A server too slow to answer is not retried at once: each attempt would
+                # hold the caller (the operator's periodic thread: resync, autoscaling,
+                # placement) for another `timeout`. The next call asks after the backoff.
+                self.not_before = self.clock() + delay
+                raise self._error(f"{problem} (not retried: it timed out)", status)
             if attempt >= self.retries:
                 self.not_before = self.clock() + delay
                 raise self._error(f"{problem} (gave up after {attempt + 1} attempts)", status)
