@@ -45,7 +45,7 @@ from typing import Any, Final
 
 import pytest
 import yaml
-from hack.cluster import REPO, deployment_env, free_ports
+from hack.cluster import REPO, assert_listening_on_loopback, deployment_env, free_ports
 from hack.triton_env import cache_dir as triton_cache_dir
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -395,6 +395,9 @@ def test_operator_in_the_image_makes_a_model_ready_as_the_charts_service_account
         cluster.wait_for(healthy, START_TIMEOUT_S, lambda: f"never healthy:\n{log()}", interval=1)
         user = podman("exec", container_name, "id", "-u").stdout.strip()
         assert user == str(CHART_UID)
+        pid = json.loads(podman("inspect", container_name).stdout)[0]["State"]["Pid"]
+        ports = {lst.port for lst in assert_listening_on_loopback([pid], "the operator container")}
+        assert {metrics_port, health_port} <= ports, ports
         model = yaml.safe_load((REPO / "examples" / "cpu-classifier.yaml").read_text())
         model["metadata"]["namespace"] = namespace
         cluster.apply_yaml(json.dumps(model) + "\n")
