@@ -75,10 +75,17 @@ triton: triton-env ## Tests against a real Triton Inference Server (CPU)
 e2e: venv bins triton-env image ## End-to-end tests against a real local control plane (and a real-Triton node)
 	$(BIN)/pytest tests/e2e -q --durations=15
 
+# The unit tests of the layers that call the dependencies (the pure core imports none of
+# them, as the import-linter contract proves): telemetry, the Kubernetes and Triton
+# adapters, providers, fetch, the control layer.
+FLOOR_TESTS := $(addprefix tests/unit/,test_telemetry.py test_kube_yaml_body.py \
+	test_metricsource.py test_providers.py test_fleet_loop_stress.py test_scaling_runtime.py \
+	test_placement_runtime.py test_triton_readiness.py test_permissions.py test_fetch_auth.py)
+
 .PHONY: floors
 floors: venv bins triton-env ## Unit, Triton and operator tests on the lowest dependency versions pyproject allows
 	@bash hack/floors.sh
-	.venv-floors/bin/pytest tests/unit tests/triton/test_pool_server.py -q -p no:cacheprovider
+	.venv-floors/bin/pytest $(FLOOR_TESTS) tests/triton/test_pool_server.py -q -p no:cacheprovider
 	.venv-floors/bin/pytest "tests/e2e/test_operator.py::test_every_example_reaches_ready" -q -p no:cacheprovider
 
 .PHONY: check
