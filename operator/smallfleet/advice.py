@@ -27,6 +27,7 @@ import yaml
 
 from smallfleet.core.placement import CarbonReading
 from smallfleet.core.placement.evaluate import FleetEntry, Signals, joint_plan
+from smallfleet.core.render.cli import read_documents
 from smallfleet.core.render.serverplan import plan_for_model, plan_for_pipeline
 from smallfleet.core.spec import SmallModelSpec, SpecError, parse_model_pipeline, parse_small_model
 from smallfleet.providers import StaticProvider, default_region_table
@@ -50,13 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REGION=G",
         help="grid intensity of a region in gCO2eq/kWh (repeat); others: the static annual table",
     )
-
-
-def _documents(path: str) -> list[Any]:
-    if path == "-":
-        return list(yaml.safe_load_all(sys.stdin))
-    with open(path, encoding="utf-8") as f:
-        return list(yaml.safe_load_all(f))
 
 
 def _flatten(docs: Iterable[Any]) -> Iterable[Mapping[str, Any]]:
@@ -192,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     docs: list[Any] = []
     for path in args.files:
         try:
-            docs += _documents(path)
+            docs += read_documents(path)
         except (OSError, yaml.YAMLError) as e:
             print(f"{path}: {e}", file=sys.stderr)
             return 1

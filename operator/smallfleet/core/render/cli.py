@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _documents(path: str) -> list[Any]:
+def read_documents(path: str) -> list[Any]:
+    """Every YAML document of a file, or of standard input for "-"."""
     if path == "-":
         return list(yaml.safe_load_all(sys.stdin))
     with open(path, encoding="utf-8") as f:
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     docs: list[Any] = []
     for path in args.files:
         try:
-            docs += _documents(path)
+            docs += read_documents(path)
         except (OSError, yaml.YAMLError) as e:
             print(f"{path}: {e}", file=sys.stderr)
             return 1
