@@ -23,11 +23,9 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-import yaml
-
 from smallfleet.core.placement import CarbonReading
 from smallfleet.core.placement.evaluate import FleetEntry, Signals, joint_plan
-from smallfleet.core.render.cli import read_documents
+from smallfleet.core.render.cli import read_files
 from smallfleet.core.render.serverplan import plan_for_model, plan_for_pipeline
 from smallfleet.core.spec import SmallModelSpec, SpecError, parse_model_pipeline, parse_small_model
 from smallfleet.providers import StaticProvider, default_region_table
@@ -183,11 +181,7 @@ def _holds_gpus(pod: Mapping[str, Any]) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    docs: list[Any] = []
-    for path in args.files:
-        try:
-            docs += read_documents(path)
-        except (OSError, yaml.YAMLError) as e:
-            print(f"{path}: {e}", file=sys.stderr)
-            return 1
+    docs = read_files(args.files, sys.stderr)
+    if docs is None:
+        return 1
     return advise(docs, args.intensity, from_env(), sys.stdout, sys.stderr)

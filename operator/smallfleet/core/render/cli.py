@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 import yaml
@@ -62,6 +62,18 @@ def _owner(doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return doc if meta.get("uid") else None
 
 
+def read_files(paths: Sequence[str], err: TextIO) -> list[Any] | None:
+    """Every document of every file, or None after saying which file could not be read."""
+    docs: list[Any] = []
+    for path in paths:
+        try:
+            docs += read_documents(path)
+        except (OSError, yaml.YAMLError) as e:
+            print(f"{path}: {e}", file=err)
+            return None
+    return docs
+
+
 def render_documents(
     docs: Iterable[Any], settings: Settings, region: str | None, err: TextIO
 ) -> tuple[list[dict[str, Any]], bool]:
@@ -107,13 +119,9 @@ def _report(e: SpecError, err: TextIO) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings(triton_image=args.triton_image, operator_image=args.operator_image)
-    docs: list[Any] = []
-    for path in args.files:
-        try:
-            docs += read_documents(path)
-        except (OSError, yaml.YAMLError) as e:
-            print(f"{path}: {e}", file=sys.stderr)
-            return 1
+    docs = read_files(args.files, sys.stderr)
+    if docs is None:
+        return 1
     objects, ok = render_documents(docs, settings, args.region, sys.stderr)
     if not ok:
         return 1
