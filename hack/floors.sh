@@ -18,4 +18,4 @@ if [ ! -f "$venv/.stamp" ] || [ pyproject.toml -nt "$venv/.stamp" ]; then
   touch "$venv/.stamp"
 fi
 echo "==> Testing on: $("$venv/bin/python" --version) and" \
-  "$(grep -E '^(kopf|kubernetes|pyyaml|prometheus-client|opentelemetry-sdk|tritonclient)==' "$venv/floors.txt" | tr '\n' ' ')"
+  "$(grep -E '^(kopf|kubernetes|pyyaml|prometheus-client|opentelemetry-sdk)==' "$venv/floors.txt" | tr '\n' ' ')"
