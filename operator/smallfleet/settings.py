@@ -32,9 +32,12 @@ class Settings:
     pue: float = 1.2
     min_improvement_percent: float = 15.0
     min_dwell_seconds: int = 1800
-    # Joint placement: a move must also save at least this much (gCO2e per hour),
-    # so small models are not shuffled into every hole a bigger move leaves.
-    min_move_gain_grams_per_hour: float = 50.0
+    # Joint placement: a move must also save this share of the fleet's median model's
+    # emissions, so small models are not shuffled into every hole a bigger move leaves;
+    # a share, not grams, so a fleet of small models is planned as a fleet of large ones.
+    min_move_gain_percent_of_median: float = 90.0
+    # and at least this many gCO2e per hour, whatever the fleet (off by default).
+    min_move_gain_grams_per_hour: float = 0.0
     scrape_interval_seconds: float = 5.0
     prometheus_url: str | None = None  # query Prometheus instead of scraping Triton pods
     metrics_port: int = 8080
@@ -96,6 +99,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         pue=f("PUE", d.pue),
         min_improvement_percent=f("MIN_IMPROVEMENT_PERCENT", d.min_improvement_percent),
         min_dwell_seconds=i("MIN_DWELL_SECONDS", d.min_dwell_seconds),
+        min_move_gain_percent_of_median=f(
+            "MIN_MOVE_GAIN_PERCENT_OF_MEDIAN", d.min_move_gain_percent_of_median
+        ),
         min_move_gain_grams_per_hour=f(
             "MIN_MOVE_GAIN_GRAMS_PER_HOUR", d.min_move_gain_grams_per_hour
         ),

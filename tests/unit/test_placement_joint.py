@@ -23,7 +23,7 @@ from smallfleet.core.placement.fleet import (
     comparable_intensity,
     fleet_member,
 )
-from smallfleet.core.placement.joint import FleetModel, assign
+from smallfleet.core.placement.joint import FleetModel, assign, typical_grams_per_hour
 from smallfleet.core.placement.optimum import Demand, fleet_optimum
 from smallfleet.core.spec import Placement, Resources
 
@@ -283,3 +283,56 @@ def test_resources_of_cpu_models_take_no_gpu_room() -> None:
     plan = assign([cpu], room(clean=0), INTENSITY, min_improvement_percent=15.0)
     assert plan.targets == {"cpu": (CLEAN,)}
     assert Resources(gpus=0).gpus == 0 and Placement().spread == 1
+
+
+def test_typical_emissions_are_the_median_of_placed_models() -> None:
+    models = [
+        gpu("tiny", 10, current=(CLEAN,)),  # 1 g/h
+        gpu("mid", 100, current=(MID,)),  # 30 g/h
+        gpu("huge", 10_000, current=(DIRTY,)),  # 5,000 g/h: does not drag the middle up
+        gpu("spread", 100, current=(CLEAN, MID), spread=2),  # 10 + 30 g/h
+        gpu("new", 5_000),  # not placed yet: not part of the fleet's typical model
+        gpu("unknown", 100, current=("elsewhere",)),  # no signal where it runs
+    ]
+    assert typical_grams_per_hour(models, INTENSITY) == pytest.approx((30 + 40) / 2)
+    assert typical_grams_per_hour(models[:3], INTENSITY) == pytest.approx(30)
+    assert typical_grams_per_hour([gpu("new", 5)], INTENSITY) == 0.0
+
+
+def test_the_median_hurdle_holds_small_moves_and_lets_large_ones_go() -> None:
+    # The median model ("m1", at DIRTY) emits 50 g/h: with 90% of it as the hurdle,
+    # "small" (10 W, saves 2 g/h) stays while "large" (2 kW, saves 400 g/h) moves.
+    models = [
+        gpu("small", 10, current=(MID,)),
+        gpu("m1", 100, current=(DIRTY,)),
+        gpu("large", 2_000, current=(MID,)),
+    ]
+    plan = assign(
+        models, room(clean=2, mid=3, dirty=3), INTENSITY,
+        min_improvement_percent=15, min_gain_percent_of_median=90,
+    )  # fmt: skip
+    assert plan.targets["small"] == (MID,)
+    assert plan.targets["large"] == (CLEAN,)
+    assert plan.targets["m1"] == (DIRTY,)  # 40 g/h to gain, under its 45 + 7.5 g/h hurdle
+
+
+@settings(max_examples=60, deadline=None)
+@given(fleets(), st.floats(0, 50), st.floats(0, 200), st.sampled_from([0.01, 0.1, 10.0]))
+def test_a_fleet_at_any_scale_gets_the_same_plan(
+    fleet: tuple[list[FleetModel], list[NodeCapacity], dict[str, float]],
+    impr: float,
+    share: float,
+    scale: float,
+) -> None:
+    """The hurdle is a share of the fleet's median model, so watts' scale cannot change a move.
+
+    With a fixed number of grams instead, a fleet of 30 W models would be
+    pinned where the same fleet at 300 W moves.
+    """
+    models, capacity, intensity = fleet
+    scaled = [replace(m, watts=m.watts * scale) for m in models]
+    kwargs = {"min_improvement_percent": impr, "min_gain_percent_of_median": share}
+    assert (
+        assign(models, capacity, intensity, **kwargs).targets
+        == assign(scaled, capacity, intensity, **kwargs).targets
+    )

@@ -299,6 +299,7 @@ def joint_plan(
         members, gpu_room, intensity,
         min_improvement_percent=settings.min_improvement_percent,
         min_gain_grams_per_hour=settings.min_move_gain_grams_per_hour,
+        min_gain_percent_of_median=settings.min_move_gain_percent_of_median,
     )  # fmt: skip
     advice = capacity_advice(members, gpu_room, intensity)
     targets = {names[n]: t for n, t in plan.targets.items() if t and n in names}

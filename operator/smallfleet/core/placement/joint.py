@@ -150,6 +150,23 @@ def _cost(m: FleetModel, region: str, intensity: Mapping[str, float], hurdle: Hu
     return cost
 
 
+def typical_grams_per_hour(models: Sequence[FleetModel], intensity: Mapping[str, float]) -> float:
+    """The median of the placed models' emissions where they run now (0 when none is placed).
+
+    The median, not the mean: one large model must not raise every small
+    model's hurdle out of reach.
+    """
+    now = sorted(
+        m.watts / 1000.0 * sum(intensity[r] for r in m.current)
+        for m in models
+        if m.current and all(r in intensity for r in m.current)
+    )
+    if not now:
+        return 0.0
+    mid = len(now) // 2
+    return now[mid] if len(now) % 2 else (now[mid - 1] + now[mid]) / 2.0
+
+
 def assign(
     models: Sequence[FleetModel],
     capacity: Sequence[NodeCapacity],
@@ -157,15 +174,30 @@ def assign(
     *,
     min_improvement_percent: float,
     min_gain_grams_per_hour: float = 0.0,
+    min_gain_percent_of_median: float = 0.0,
 ) -> JointPlan:
     """One target per model for the whole fleet. Pure and deterministic.
+
+    A move must save `min_improvement_percent` of the model's own emissions
+    and at least the larger of `min_gain_grams_per_hour` and
+    `min_gain_percent_of_median` of the fleet's median model's emissions now
+    (`typical_grams_per_hour`). The second is what keeps small models from
+    being shuffled into every hole a bigger move leaves, and it scales with
+    the fleet: a fleet of 30 W models gets the same plan, move for move, as
+    the same fleet at 300 W, where a fixed number of grams would pin the
+    small fleet and free the large one.
 
     `capacity` is the cluster's GPU room as if none of `models` ran (their
     own pods left out), so the plan may hand any model's GPUs to another.
     `intensity` holds the signal per region (g/kWh, one comparable kind);
     a model is only placed in regions that have one.
     """
-    hurdle = Hurdle(max(0.0, min_improvement_percent) / 100.0, max(0.0, min_gain_grams_per_hour))
+    floor = max(
+        0.0,
+        min_gain_grams_per_hour,
+        min_gain_percent_of_median / 100.0 * typical_grams_per_hour(models, intensity),
+    )
+    hurdle = Hurdle(max(0.0, min_improvement_percent) / 100.0, floor)
     room = _Room.of(capacity)
     known = {r for r, _ in room.where.values() if r in intensity}
     targets: dict[str, tuple[str, ...]] = {}
