@@ -204,7 +204,16 @@ class PrometheusSource:
             replicas=int(answered) if answered is not None else 0,
             expected_replicas=ready_replicas,
             failures_per_second=values["failures_per_second"] or 0.0,
+            demand_variance=max(ips, 0.0) / _window_seconds(window),
         )
+
+
+def _window_seconds(window: str) -> float:
+    """A PromQL range ("30s", "1m", "1h") in seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    if len(window) < 2 or window[-1] not in units or not window[:-1].isdigit():
+        raise ValueError(f"unsupported range {window!r}: want a whole number of s, m or h")
+    return int(window[:-1]) * units[window[-1]]
 
 
 def _number(raw: object) -> float | None:

@@ -166,6 +166,7 @@ def test_prometheus_sample_asks_every_query(server: Callable[[Handler], _Server]
     assert sample.pending_requests == 6
     assert sample.gpu_utilization is None
     assert (sample.replicas, sample.expected_replicas, sample.complete) == (2, 3, False)
+    assert sample.demand_variance == pytest.approx(400 / 60)  # counted over the 1m range
     assert set(s.queries) == set(queries.values())
 
 
@@ -216,6 +217,8 @@ def test_direct_source_rates_per_pod_and_sums(server: Callable[[Handler], _Serve
     assert sample.complete
     one_pod = (1321 - 815) / 2.0
     assert sample.inferences_per_second == pytest.approx(2 * one_pod)
+    # Two pods' counts over 2 s each: Poisson variances add, rate/T per pod.
+    assert sample.demand_variance == pytest.approx(2 * sample.demand / 2 / 2.0)
     assert sample.batch_size == pytest.approx((1321 - 815) / (204 - 123))
 
     down.add("b")

@@ -149,6 +149,16 @@ def test_merge_adds_rates_and_weighs_means() -> None:
     assert tm.merge([]) is None
 
 
+def test_demand_carries_its_counting_noise() -> None:
+    prev = tm.TritonSnapshot(model="m", request_success=0, inference_count=0)
+    cur = tm.TritonSnapshot(model="m", request_success=3000, inference_count=3000)
+    one = tm.rates(prev, cur, 30.0)  # 3,000 arrivals in 30 s: 100/s, variance 3,000 / 30^2
+    assert one.demand_variance == pytest.approx(100 / 30)
+    assert one.demand_stddev == pytest.approx((100 / 30) ** 0.5)
+    both = tm.merge([one, one])
+    assert both is not None and both.demand_variance == pytest.approx(2 * 100 / 30)
+
+
 counter_values = st.floats(0, 1e12, allow_nan=False)
 snapshots = st.builds(
     tm.TritonSnapshot,

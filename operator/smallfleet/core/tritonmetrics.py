@@ -101,6 +101,10 @@ class LoadSample:
     # Inferences asked for, not only served: served plus the growth of the pending queue.
     # None where unknown (then `demand` is the served rate).
     demand_inferences_per_second: float | None = None
+    # The counting noise of `demand`, in (inferences/s)^2: a count of N arrivals over T seconds
+    # is Poisson, variance N, so its rate N/T has variance N/T^2 = rate/T. It tells the
+    # decision how far the true rate may lie above the one measured (0: unknown).
+    demand_variance: float = 0.0
 
     @property
     def demand(self) -> float:
@@ -108,6 +112,11 @@ class LoadSample:
         if self.demand_inferences_per_second is None:
             return self.inferences_per_second
         return self.demand_inferences_per_second
+
+    @property
+    def demand_stddev(self) -> float:
+        """One standard error of `demand` from counting noise alone (0 when unknown)."""
+        return math.sqrt(max(self.demand_variance, 0.0))
 
     @property
     def batch_size(self) -> float:
@@ -226,6 +235,7 @@ def rates(prev: TritonSnapshot, cur: TritonSnapshot, seconds: float) -> LoadSamp
         gpu_utilization=(100.0 * sum(utils) / len(utils)) if utils else None,
         failures_per_second=d["request_failure"] / seconds,
         demand_inferences_per_second=demand,
+        demand_variance=demand / seconds,
     )
 
 
@@ -259,6 +269,7 @@ def merge(samples: Sequence[LoadSample], expected_replicas: int | None = None) -
         ),
         failures_per_second=sum(s.failures_per_second for s in samples),
         demand_inferences_per_second=sum(s.demand for s in samples),
+        demand_variance=sum(s.demand_variance for s in samples),  # independent counts add
     )
 
 
