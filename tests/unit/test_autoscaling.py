@@ -27,7 +27,11 @@ def load(
     ready: int = 1,
     answered: int | None = None,
     batch: float = 1.0,
+    demand: float | None = None,
+    counted_seconds: float = 0.0,
 ) -> LoadSample:
+    """A sample; `counted_seconds` > 0 gives `demand` (default: `ips`) its counting noise."""
+    arrived = ips if demand is None else demand
     return LoadSample(
         inferences_per_second=ips,
         requests_per_second=ips / batch if batch else ips,
@@ -38,6 +42,8 @@ def load(
         gpu_utilization=gpu,
         replicas=ready if answered is None else answered,
         expected_replicas=ready,
+        demand_inferences_per_second=demand,
+        demand_variance=arrived / counted_seconds if counted_seconds > 0 else 0.0,
     )
 
 
@@ -557,3 +563,93 @@ def test_a_rising_load_never_scales_down(
         decision, state = decide(scaling, state, sample, 5.0 * i, current, None)
         assert decision.desired >= current, decision.message
         current = decision.desired
+
+
+# Falls sized on the demand's upper bound; no reversal within the window --------------------
+
+
+def test_a_fall_is_sized_on_the_upper_bound_of_a_small_count() -> None:
+    """8.9/s over 30 s is 267 arrivals: the true rate may be 10.5/s, more than one replica's 10."""
+    scaling = replace(BASE, target=10.0, scale_down_stabilization_seconds=0)
+    warm = ScalerState(started=True)
+    counted, _ = decide(scaling, warm, load(8.9, ready=2, counted_seconds=30), 0.0, 2, None)
+    assert (counted.desired, counted.reason) == (2, d.WITHIN_TOLERANCE), counted.message
+    exact, _ = decide(scaling, warm, load(8.9, ready=2), 0.0, 2, None)  # no noise known
+    assert exact.desired == 1, exact.message
+    # At 890/s over 30 s the bound is 3% higher: the same share of target falls.
+    many = replace(scaling, target=1000.0)
+    big, _ = decide(many, warm, load(890.0, ready=2, counted_seconds=30), 0.0, 2, None)
+    assert big.desired == 1, big.message
+
+
+def test_behind_means_a_queue_growing_beyond_counting_noise() -> None:
+    # 1,000/s served over 30 s: one standard error is 5.8/s, so 3 of them are 17/s.
+    assert not d.behind(load(1000.0, demand=1010.0, counted_seconds=30, ready=10), 0)
+    assert d.behind(load(1000.0, demand=1030.0, counted_seconds=30, ready=10), 0)
+    # No demand measurement (Prometheus): a full batch pending per ready replica.
+    assert not d.behind(load(1000.0, pending=70.0, ready=10), 8)
+    assert d.behind(load(1000.0, pending=80.0, ready=10), 8)
+
+
+def test_a_rise_just_after_a_fall_waits_unless_the_queue_grows() -> None:
+    scaling = replace(BASE, max_replicas=20)
+    state, t = _after_a_drop(scaling)  # fell from 10 to 9 at t - 5
+    burst = load(1150.0, ready=9, counted_seconds=30)  # 128% of 9 replicas' target, served
+    held, _ = decide(scaling, state, burst, t, 9, None)
+    assert (held.desired, held.reason) == (9, d.RISE_HELD), held.message
+    assert "queue is not growing" in held.message
+    growing = load(900.0, demand=1150.0, counted_seconds=30, ready=9)  # 9 serve 900 of 1,150
+    up, _ = decide(scaling, state, growing, t, 9, None)
+    assert (up.desired, up.reason) == (12, d.SCALED_UP), up.message
+    later, _ = decide(
+        scaling, state, burst, t - 5 + scaling.scale_down_stabilization_seconds, 9, None
+    )
+    assert (later.desired, later.reason) == (12, d.SCALED_UP), later.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 30),
+    st.lists(st.floats(0.0, 4000.0), min_size=2, max_size=120),
+    st.sampled_from([30, 120, 300]),
+)
+def test_a_served_load_never_flaps(start: int, totals: list[float], down_window: int) -> None:
+    """Whatever the load does, while the replicas serve it (no growing queue) no move is
+    reversed within the scale-down window of the move it undoes."""
+    scaling = replace(BASE, max_replicas=60, scale_down_stabilization_seconds=down_window)
+    state, current = ScalerState(), start
+    moves: list[tuple[float, int]] = []
+    for i, total in enumerate(totals):
+        now = 5.0 * i
+        sample = load(total, ready=current, counted_seconds=30)
+        decision, state = decide(scaling, state, sample, now, current, None)
+        if decision.desired != current:
+            step = 1 if decision.desired > current else -1
+            if moves and moves[-1][1] != step:
+                assert now - moves[-1][0] >= down_window, (moves, decision.message)
+            moves.append((now, step))
+        current = decision.desired
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(100.0, 5000.0),
+    st.floats(10.0, 200.0),
+    st.lists(st.floats(-3.0, 3.0), min_size=10, max_size=150),
+)
+def test_constant_demand_never_reverses(rate: float, target: float, errors: list[float]) -> None:
+    """A constant Poisson demand, read with up to 3 standard errors of counting noise either
+    way, moves the count in one direction at most, starting from the count it needs."""
+    scaling = replace(BASE, max_replicas=1000, target=target)
+    seconds = 30.0
+    noise = math.sqrt(rate / seconds)
+    current = math.ceil(rate / target)
+    state = ScalerState()
+    directions: list[int] = []
+    for i, e in enumerate(errors):
+        sample = load(rate + e * noise, ready=current, counted_seconds=seconds)
+        decision, state = decide(scaling, state, sample, 5.0 * i, current, None)
+        if decision.desired != current:
+            directions.append(1 if decision.desired > current else -1)
+        current = decision.desired
+    assert len(set(directions)) <= 1, directions

@@ -15,27 +15,46 @@ needs:
    `tolerance`, and falls only to a count that leaves half the tolerance
    as headroom (`ceil(need / (1 - 0.5 * tolerance))`), mid-way between
    the target and the band's lower edge, so that the count it falls to is
-   not already at the edge of the band.
+   not already at the edge of the band. A fall is sized on the demand's
+   upper confidence bound, not its estimate: the measured rate plus
+   `CONFIDENCE_Z` standard errors of its counting noise (a count of N
+   arrivals is Poisson, so the rate over T seconds has variance rate/T,
+   which the sample carries as `demand_variance`). The bound matters where
+   counts are small (a model at one or two replicas); at hundreds of
+   requests per second it adds a few percent.
 2. A fall waits while the load rises. Each recommendation keeps the need
-   of its sample; a fall that the scale-down window (rule 4) would allow
+   of its sample; a fall that the scale-down window (rule 5) would allow
    is held (reason `LoadRising`) while the current need is above the mean
    need of that window's samples: the load has turned up, and falling now
-   would be undone minutes later. Rises are never held back: a rise that
-   waited for confirmation (the moving-average rule this replaced) ran
+   would be undone minutes later. Rises are never held back by this: a rise
+   that waited for confirmation (the moving-average rule this replaced) ran
    replicas past the SLO while it waited, on every trace of
    bench/autoscaling.py.
-3. Queue time that dynamic batching absorbs is not load. Triton holds a
+3. No reversal within a window. A rise is never undone within
+   `scaleDownStabilizationSeconds` (rule 5 keeps the highest recommendation
+   of that window), and, symmetrically, a rise within that window after a
+   fall is held (reason `RiseHeldAfterScaleDown`) unless the fleet is
+   behind: its queue grows, measured as demand above the served rate by
+   more than `CONFIDENCE_Z` standard errors (without a demand measurement,
+   pending requests per ready replica of at least one full batch). A fall
+   was taken because the whole window's load fitted the smaller count, so
+   a burst just after it that the replicas still serve is the kind of burst
+   they were sized to absorb; a new replica asked for then would be ready
+   only after a burst shorter than a pod's start had passed, and its fall
+   two minutes later is the flap. A growing queue is not absorbed, so it
+   still scales up at once.
+4. Queue time that dynamic batching absorbs is not load. Triton holds a
    request in its queue on purpose while it forms a batch, so a queue time
    above target is a reason to scale up only when the server is actually
    behind: the pending requests per ready replica are at least one full
    batch (`max_batch_size`, or 1 when the model does not batch) or the
    batches it forms are already full. Otherwise the recommendation holds
    the current count (reason `QueueAbsorbedByBatching`).
-4. Stabilisation over the recommendation history: scale up to the lowest
+5. Stabilisation over the recommendation history: scale up to the lowest
    recommendation of the scale-up window, down to the highest of the
    scale-down window. With the defaults (0 s up, 120 s down) that is "up at
    once, down only after two quiet minutes".
-5. Step limits per decision (`maxScaleUpStep`, `maxScaleDownStep`), then the
+6. Step limits per decision (`maxScaleUpStep`, `maxScaleDownStep`), then the
    bounds: `[minReplicas, maxReplicas]`, where a carbon cap lowers the upper
    bound to `carbonCap.maxReplicas` (never below `minReplicas`) while the
    region's grid intensity is above `carbonCap.aboveIntensity`.
@@ -50,7 +69,8 @@ only scale up, which is the safe direction). Every scrape interval
 (`Settings.scrape_interval_seconds`), build a `LoadSample` with
 `smallfleet.metricsource`, call `decide`, keep the returned state, and write
 `decision.desired` to the scale subresource when it differs from
-`decision.current`.
+`decision.current`. A restarted scaler forgets its last fall, so rule 3
+starts again with the next one: it may rise at once, the safe direction.
 """
 
 from __future__ import annotations
@@ -74,10 +94,16 @@ QUEUE_ABSORBED: Final = "QueueAbsorbedByBatching"
 BOUNDED: Final = "BoundedByLimits"
 CARBON_CAPPED: Final = "CarbonCapped"
 RISING: Final = "LoadRising"
+RISE_HELD: Final = "RiseHeldAfterScaleDown"
 
 # A fall leaves this fraction of the tolerance as headroom below target: the count it falls
 # to sits mid-way between the target and the band's lower edge (rule 1 above).
 SCALE_DOWN_HEADROOM: Final = 0.5
+# Standard errors of counting noise between a measured rate and the bound a decision trusts:
+# a fall is sized on demand + 3 standard errors, and a queue counts as growing when demand
+# exceeds the served rate by more than 3. For a Poisson count that is a one-sided 0.13%
+# chance of reading noise as signal per sample: a statistical convention, not fitted.
+CONFIDENCE_Z: Final = 3.0
 
 METRIC_UNITS: Final = {
     "queueTime": "ms per request",
@@ -100,6 +126,7 @@ class ScalerState:
 
     recommendations: tuple[Recommendation, ...] = ()
     started: bool = False
+    last_fall: float | None = None  # when this scaler last scaled down (rule 3)
 
 
 def _seeded(state: ScalerState, now: float, window: float, current: int) -> list[Recommendation]:
@@ -165,9 +192,14 @@ def _raw(
     target = scaling.target
     tol = scaling.tolerance
     if scaling.metric == "pendingRequests" or scaling.metric == "inferencesPerSecond":
-        total = sample.pending_requests if scaling.metric == "pendingRequests" else sample.demand
+        if scaling.metric == "pendingRequests":
+            total, upper = sample.pending_requests, sample.pending_requests  # a gauge: no count
+        else:
+            total = sample.demand
+            upper = total + CONFIDENCE_Z * sample.demand_stddev
         value = total / max(ready, 1)
         need = total / target
+        upper_need = upper / target
         if ready <= 0:
             return _ceil(need), value, None, need
     else:
@@ -180,6 +212,7 @@ def _raw(
         else:
             value = sample.queue_ms_per_request
         need = ready * value / target
+        upper_need = need
     ratio = value / target
     if ratio > 1.0 + tol:
         if scaling.metric == "queueTime":
@@ -192,10 +225,24 @@ def _raw(
         return _ceil(need), value, None, need
     if ratio >= 1.0:
         return current, value, WITHIN_TOLERANCE, need
-    fewer = _ceil(need / (1.0 - tol * SCALE_DOWN_HEADROOM))
+    fewer = _ceil(upper_need / (1.0 - tol * SCALE_DOWN_HEADROOM))
     if fewer >= current:
         return current, value, WITHIN_TOLERANCE, need
     return fewer, value, None, need
+
+
+def behind(sample: LoadSample, max_batch_size: int) -> bool:
+    """Whether the fleet's queue grows: more arrives than the replicas serve (rule 3).
+
+    Demand above the served rate by more than `CONFIDENCE_Z` standard errors
+    of its counting noise; where the sample has no demand measurement (a
+    Prometheus sample), pending requests per ready replica of at least one
+    full batch.
+    """
+    if sample.demand_inferences_per_second is not None and sample.demand_variance > 0:
+        growth = sample.demand - sample.inferences_per_second
+        return growth > CONFIDENCE_Z * sample.demand_stddev
+    return sample.pending_requests / max(sample.expected_replicas, 1) >= max(max_batch_size, 1)
 
 
 def down_history(
@@ -317,7 +364,17 @@ def decide(
     desired = _clamp(
         stabilized, current - spec.max_scale_down_step, current + spec.max_scale_up_step
     )
-    new_state = replace(state, recommendations=history, started=True)
+    last_fall = state.last_fall
+    if (
+        desired > current
+        and last_fall is not None
+        and now - last_fall < spec.scale_down_stabilization_seconds
+        and not behind(sample, max_batch_size)
+    ):
+        desired, hold = current, RISE_HELD
+    if desired < current:
+        last_fall = now
+    new_state = replace(state, recommendations=history, started=True, last_fall=last_fall)
     unit = METRIC_UNITS[spec.metric]
     shown = f"{spec.metric} {value:.3g} {unit} (target {spec.target:g})"
     if desired > current:
@@ -329,6 +386,13 @@ def decide(
             QUEUE_ABSORBED,
             f"{shown}, but pending requests fit in one batch and batches are not full: "
             "the wait is dynamic batching, not backlog",
+        )
+    elif hold == RISE_HELD:
+        reason, message = (
+            RISE_HELD,
+            f"{shown} asks for {raw}, but this scaler fell to {current} "
+            f"{now - (last_fall or now):.0f} s ago and the queue is not growing: holding "
+            f"{current} for the {spec.scale_down_stabilization_seconds} s window",
         )
     elif hold == RISING:
         reason, message = (
