@@ -33,7 +33,8 @@ queue-time equivalent:
 - smallfleet: `smallfleet.core.autoscaling.decide` with the spec defaults,
   fed every 5 s by `smallfleet.metricsource.DirectSource` parsing the
   fleet's /metrics text (rates over the source's default window, demand =
-  served inferences plus the growth of Triton's pending queue).
+  served inferences plus the growth of Triton's pending queue, and its
+  Poisson counting noise, from the counts themselves).
 - hpa-demand: the HorizontalPodAutoscaler algorithm with Kubernetes'
   defaults (15 s sync, 10% tolerance, no scale-up window, 300 s scale-down
   window keeping the highest recommendation, scale-up by at most max(+100%,
