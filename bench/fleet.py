@@ -50,6 +50,9 @@ work on the machine slows both sides, so compare them within one run.
     make bench-fleet
     SMALLFLEET_FLEET_SIZES=50 SMALLFLEET_FLEET_QUIET_S=30 SMALLFLEET_FLEET_UNRELATED=500 \\
         .venv/bin/python bench/run.py fleet
+
+SMALLFLEET_FLEET_CREATE_ONLY=1 stops each side after the create (a burst's time and
+memory only, for a quick comparison).
 """
 
 from __future__ import annotations
@@ -117,6 +120,8 @@ SIZES: Final = [
 QUIET_S: Final = float(os.environ.get("SMALLFLEET_FLEET_QUIET_S", "600"))
 UNRELATED: Final = int(os.environ.get("SMALLFLEET_FLEET_UNRELATED", "10000"))
 LIMIT_S: Final = float(os.environ.get("SMALLFLEET_BENCH_LIMIT_S", "1800"))
+# Only the create phase: a burst's time and memory, for a quick comparison.
+CREATE_ONLY: Final = os.environ.get("SMALLFLEET_FLEET_CREATE_ONLY") == "1"
 
 WORKERS: Final = 8
 CHUNK: Final = 250  # objects per kubectl apply
@@ -411,7 +416,7 @@ def _lifecycle(
     phases = Phases(result, pid)
     try:
         _create(side, result, cluster, api, pid, alive, phases)
-        if not result.complete:
+        if not result.complete or CREATE_ONLY:
             return
         phases.start("quiet")
         log(f"{side.name}: quiet for {QUIET_S:.0f}s")
