@@ -125,7 +125,9 @@ class _Memo:
     digest: str | None
     states: dict[str, st.DeploymentState] = field(default_factory=dict)
     floor: int | None = None
-    body: Mapping[str, Any] | None = None  # the resource as our last status write returned it
+    # The resource as our last status write returned it, until the watch delivers that
+    # version (`Reconciler.body` drops it then): a write right after ours starts from it.
+    body: Mapping[str, Any] | None = None
     stalled_for_good: bool = False  # InvalidSpec: only a new generation can help
     # What the last reconcile added beside the children's state (endpoint, placement, the
     # scaling mode), kept for the writes between reconciles.
@@ -376,14 +378,19 @@ class Reconciler:
 
     def body(self, key: Key, seen: Mapping[str, Any] | None = None) -> Mapping[str, Any] | None:
         """The freshest body known of a resource: the watch's, `seen`, or our last write's."""
-        candidates = [b for b in (self.facts.owner(key), seen) if b is not None]
+        watched = self.facts.owner(key)
+        candidates = [b for b in (watched, seen) if b is not None]
         memo = self._memo.get(key)
-        if (
-            memo is not None
-            and memo.body is not None
-            and any(_uid(memo.body) == _uid(b) for b in candidates)
-        ):
-            candidates.append(memo.body)
+        if memo is not None and memo.body is not None:
+            if (
+                watched is not None
+                and _uid(watched) == _uid(memo.body)
+                and _resource_version(watched) >= _resource_version(memo.body)
+            ):
+                # The watch has caught up with our write: keep one copy of the object, not two.
+                memo.body = None
+            elif any(_uid(memo.body) == _uid(b) for b in candidates):
+                candidates.append(memo.body)
         if not candidates:
             return None
         return max(candidates, key=_resource_version)
