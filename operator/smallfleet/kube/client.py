@@ -33,6 +33,11 @@ FIELD_MANAGER: Final = "smallfleet"
 PIPELINE_FIELD_MANAGER: Final = "smallfleet-pipeline"
 REPORTING_COMPONENT: Final = "smallfleet.io/operator"
 DEFAULT_TIMEOUT: Final = 30.0
+# Kept-alive connections to the API server: at least the threads that may call it at once
+# (kopf's 16 handler threads, the reconciler's 8 status threads, the periodic thread). The
+# client's default is 5 per core; past it urllib3 opens a connection per request and drops
+# it afterwards, so a burst of new models paid a TLS handshake per request on 2 cores.
+CONNECTIONS: Final = 32
 ABSENT_KIND_TTL: Final = 60.0
 # The largest resourceVersion the API server parses (uint64); etcd's revisions are int64, so
 # no stored object ever has it: as an apply's precondition it means "only if absent".
@@ -193,6 +198,7 @@ class Kube:
     def from_config(cls, kubeconfig: str | None = None) -> Kube:
         """In-cluster credentials when running in a pod, else KUBECONFIG (or ~/.kube/config)."""
         config = kubernetes.client.Configuration()
+        config.connection_pool_maxsize = CONNECTIONS
         if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
         else:
