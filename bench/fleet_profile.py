@@ -2,19 +2,20 @@
 
 `fleet.py` says how much memory a fleet costs; this says what holds it. On a
 fresh cluster (fleet.py's, with its raised limits) it starts the operator
-with tracemalloc on (PYTHONTRACEMALLOC frames deep) and the probes of
+with tracemalloc on (SMALLFLEET_PROFILE_FRAMES frames deep, default 10;
+20 slowed the operator too much to finish) and the probes of
 `bench/_memprofile/sitecustomize.py`, creates N SmallModels
 (SMALLFLEET_PROFILE_N, default 300) the way fleet.py does, waits until all
-are Ready and some seconds more, and marks three moments with SIGUSR1: idle
-(before the first apply), all Ready, settled. Then it prints, from the
-snapshots:
+are Ready and some seconds more, and marks moments with SIGUSR1: idle
+(before the first apply), every SMALLFLEET_PROFILE_MARK_EVERY_S (30) of the
+burst, all Ready, settled. Then it prints, from the snapshots:
 
-- the timeline (RSS, traced memory, threads, asyncio tasks every few seconds);
-- what grew from idle to the traced peak, by line (where the memory was
-  allocated) and by the first frame in smallfleet, kopf or the Kubernetes
-  client (who asked for it);
-- the same from idle to settled: what stays per model;
-- live objects by type at the peak and when settled.
+- the timeline (RSS, traced memory and its high, threads, every 2 s);
+- what grew from idle to the burst's mark with the most traced memory, and
+  from idle to settled (what stays per model): by line (where the memory
+  was allocated), by the first frame in smallfleet, kopf or the clients
+  (who asked for it) and by whole stack;
+- live objects by type (and asyncio tasks) at idle, that mark and settled.
 
 tracemalloc slows allocation and doubles what each block costs, so its
 times are no figures to quote (fleet.py's are); its proportions are what it
@@ -62,7 +63,7 @@ from fleet import BENCH_NODES, CHUNK, SMALLFLEET, WORKERS, cluster_config, node_
 IN_MAKE_BENCH: Final = False  # a diagnosis, not a figure: run it by name
 
 N: Final = int(os.environ.get("SMALLFLEET_PROFILE_N", "300"))
-FRAMES: Final = int(os.environ.get("SMALLFLEET_PROFILE_FRAMES", "20"))
+FRAMES: Final = int(os.environ.get("SMALLFLEET_PROFILE_FRAMES", "10"))
 OUT: Final = os.environ.get("SMALLFLEET_PROFILE_OUT", "")
 CLUSTER_NAME: Final = os.environ.get("SMALLFLEET_CLUSTER_NAME", "sf-bench-profile")
 LIMIT_S: Final = float(os.environ.get("SMALLFLEET_BENCH_LIMIT_S", "1800"))
