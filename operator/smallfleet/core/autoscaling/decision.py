@@ -215,13 +215,11 @@ def _raw(
         upper_need = need
     ratio = value / target
     if ratio > 1.0 + tol:
-        if scaling.metric == "queueTime":
-            full_batch = max(max_batch_size, 1)
-            behind = sample.pending_requests / ready >= full_batch or (
-                max_batch_size > 0 and sample.batch_size >= max_batch_size
-            )
-            if not behind:
-                return current, value, QUEUE_ABSORBED, need
+        if scaling.metric == "queueTime" and not (
+            _full_batch_pending(sample, ready, max_batch_size)
+            or (max_batch_size > 0 and sample.batch_size >= max_batch_size)
+        ):
+            return current, value, QUEUE_ABSORBED, need
         return _ceil(need), value, None, need
     if ratio >= 1.0:
         return current, value, WITHIN_TOLERANCE, need
@@ -242,7 +240,12 @@ def behind(sample: LoadSample, max_batch_size: int) -> bool:
     if sample.demand_inferences_per_second is not None and sample.demand_variance > 0:
         growth = sample.demand - sample.inferences_per_second
         return growth > CONFIDENCE_Z * sample.demand_stddev
-    return sample.pending_requests / max(sample.expected_replicas, 1) >= max(max_batch_size, 1)
+    return _full_batch_pending(sample, max(sample.expected_replicas, 1), max_batch_size)
+
+
+def _full_batch_pending(sample: LoadSample, replicas: int, max_batch_size: int) -> bool:
+    """At least one full batch (`max_batch_size`, 1 when not batching) pending per replica."""
+    return sample.pending_requests / replicas >= max(max_batch_size, 1)
 
 
 def down_history(
