@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from smallfleet.control.facts import IndexFacts, pack
+import pytest
+
+from smallfleet.control.facts import CHILD_INDICES, INDEX_NAMES, IndexFacts, pack
+from smallfleet.handlers import indices
+from smallfleet.handlers.operator import registry
 
 KEY = ("SmallModel", "default", "m")
 
@@ -56,8 +61,57 @@ def test_a_packed_owner_being_deleted_is_not_known() -> None:
 
 
 def test_unpacked_values_still_read_as_they_are() -> None:
-    """Indices that keep plain dicts (nodes, GPU pods, routes) are read unchanged."""
+    """Indices that keep plain dicts (nodes, GPU pods) are read unchanged."""
     node = {"metadata": {"name": "n1"}}
     facts = IndexFacts()
     facts.attach({"cluster_nodes": {None: [node]}})
     assert facts.nodes() == [node]
+
+
+def _child(kind: str, name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": "default"}}
+
+
+def test_other_children_come_from_every_child_index_but_the_deployments() -> None:
+    others = {
+        index: {KEY: [pack(_child(index, f"m-{i}"))]} for i, index in enumerate(CHILD_INDICES)
+    }
+    facts = IndexFacts()
+    facts.attach({**others, "child_deployments": {KEY: [pack(_deployment())]}})
+    found = facts.other_children(KEY)
+    assert sorted(o["kind"] for o in found) == sorted(CHILD_INDICES)
+    assert facts.other_children(("SmallModel", "default", "other")) == []
+
+
+def test_every_registered_index_reaches_the_facts() -> None:
+    """An index kopf keeps but `INDEX_NAMES` lacks would be kept and never read."""
+    registered = {h.id for h in registry._indexing.get_all_handlers()}
+    assert registered == set(INDEX_NAMES)
+
+
+@pytest.mark.parametrize("index", CHILD_INDICES)
+def test_a_child_is_indexed_under_its_owner_whole_but_managed_fields(index: str) -> None:
+    fn = getattr(indices, index)
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "m-config",
+            "namespace": "default",
+            "managedFields": [{"manager": "smallfleet"}],
+            "labels": {
+                "serving.smallfleet.io/owner-kind": "SmallModel",
+                "serving.smallfleet.io/owner-name": "m",
+            },
+        },
+        "data": {"config.pbtxt": "name: 'm'"},
+    }
+    got = asyncio.run(fn(body=body, namespace="default", labels=body["metadata"]["labels"]))
+    assert list(got) == [KEY]
+    facts = IndexFacts()
+    facts.attach({index: {KEY: [got[KEY]]}})
+    (kept,) = facts.other_children(KEY)
+    assert kept["data"] == body["data"]
+    assert "managedFields" not in kept["metadata"]
+    unowned = {**body, "metadata": {"name": "x", "namespace": "default", "labels": {}}}
+    assert asyncio.run(fn(body=unowned, namespace="default", labels={})) is None

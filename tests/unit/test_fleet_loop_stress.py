@@ -100,26 +100,6 @@ class FakeApi:
             found = self.objects.get((kind, namespace or "", name))
             return copy.deepcopy(found) if found is not None else None
 
-    def list_objects(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None = None,
-        *,
-        labels: Any = None,
-        fields: Any = None,
-    ) -> list[dict[str, Any]]:
-        with self.lock:
-            self.requests += 1
-            want = dict(labels or {})
-            return [
-                copy.deepcopy(o)
-                for (k, ns, _), o in sorted(self.objects.items())
-                if k == kind
-                and ns == (namespace or ns)
-                and all((o["metadata"].get("labels") or {}).get(a) == b for a, b in want.items())
-            ]
-
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
         with self.lock:
             self.requests += 1
@@ -261,6 +241,13 @@ class WatchedFacts:
 
     def deployments(self, key: Key) -> list[dict[str, Any]]:
         return self._children("Deployment", key)
+
+    def other_children(self, key: Key) -> list[dict[str, Any]]:
+        return [
+            o
+            for kind in ("ConfigMap", "Service", "PodDisruptionBudget")
+            for o in self._children(kind, key)
+        ]
 
     def pods(self, key: Key) -> list[dict[str, Any]]:
         return []

@@ -2,9 +2,8 @@
 
 Three sides are compared. The code: what kopf watches and patches (read
 from the handler registry), the kinds `render` emits for every way a model
-can scale (each applied, looked up, pruned and deleted), the unwatched kinds
-the reconciler lists, and the client calls the control layer makes (read
-from its source). The table in smallfleet.kube.permissions. And the rules
+can scale (each applied, looked up and deleted), and the client calls the
+control layer makes (read from its source). The table in smallfleet.kube.permissions. And the rules
 `helm template` renders in each value set. A chart rule nobody uses, a use
 the chart does not grant, and a use the table forgot each fail here, naming
 the (apiGroup, resource, verb). tests/e2e/test_permissions.py repeats the
@@ -24,7 +23,6 @@ from hack.check_chart import VALUE_SETS, render
 from render_fixtures import CPU_PYTHON, GPU_ONNX, PIPELINE, PIPELINE_MODELS
 
 import smallfleet.control
-from smallfleet.control.reconcile import UNWATCHED_KINDS
 from smallfleet.core.pools.render import render_pool
 from smallfleet.core.pools.spec import parse_serving_pool
 from smallfleet.core.render import plan_for_model, plan_for_pipeline, render_children
@@ -122,8 +120,6 @@ def children_uses() -> set[Triple]:
         out |= _of(child["apiVersion"], child["kind"], CHILD_VERBS)
         refs = child["metadata"].get("ownerReferences") or []
         blocking |= any(r.get("blockOwnerDeletion") for r in refs)
-    for api_version, kind in UNWATCHED_KINDS:
-        out |= _of(api_version, kind, ("list",))
     if blocking:
         # OwnerReferencesPermissionEnforcement: setting blockOwnerDeletion needs this.
         for api_version, kind in OWNERS:
@@ -248,7 +244,6 @@ def test_the_derivation_sees_the_uses_it_claims_to() -> None:
         "apply",
         "get",
         "delete",
-        "list_objects",
         "patch_status",
         "scale",
         "event",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from smallfleet.core.reconcile import (
     CHILDREN_LABEL,
     fingerprint,
-    needs_listing,
+    needs_comparing,
     plan_reconcile,
     removable,
     stamped,
@@ -78,7 +78,7 @@ def test_every_deployment_carries_the_fingerprint_of_the_other_children() -> Non
         (1, 1, True, False, True),  # a Deployment is gone: look at everything
     ],
 )
-def test_unwatched_children_are_listed_only_when_they_may_differ(
+def test_other_children_are_compared_only_when_they_may_differ(
     generation: int, observed_generation: int, same_mark: bool, have_deployments: bool, want: bool
 ) -> None:
     objs = desired({"eu-north-1": 1})
@@ -87,7 +87,7 @@ def test_unwatched_children_are_listed_only_when_they_may_differ(
         for d in seen:
             d["metadata"]["labels"][CHILDREN_LABEL] = "0" * 16
     assert (
-        needs_listing(objs, seen, generation=generation, observed_generation=observed_generation)
+        needs_comparing(objs, seen, generation=generation, observed_generation=observed_generation)
         is want
     )
 

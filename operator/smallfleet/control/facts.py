@@ -1,7 +1,7 @@
 """What the operator knows about the cluster, read from its watches rather than asked for.
 
-kopf already watches SmallModels, ModelPipelines, the Deployments and Pods
-the operator made, every Pod that holds a GPU, and the Nodes; the handlers
+kopf already watches SmallModels, ModelPipelines, every child the operator
+made and their Pods, every Pod that holds a GPU, and the Nodes; the handlers
 keep those as kopf indices (`handlers.indices`). `Facts` is the read side of
 them: the reconciler, placement and the autoscaler take every read from
 here, so at steady state the operator sends no requests beyond its watches
@@ -44,6 +44,16 @@ SERVING_POOL: Final = "ServingPool"
 POOL_INDEX: Final = "servingpools"
 # The kopf indices `handlers.indices` keeps, by the name kopf passes each under.
 OWNER_INDEX: Final = {SMALL_MODEL: "smallmodels", MODEL_PIPELINE: "modelpipelines"}
+# A resource's children other than its Deployments (and their pods), one index per kind.
+CHILD_INDICES: Final = (
+    "child_configmaps",
+    "child_services",
+    "child_poddisruptionbudgets",
+    "child_horizontalpodautoscalers",
+    "child_scaledobjects",
+    "child_httproutes",
+    "child_grpcroutes",
+)
 INDEX_NAMES: Final = (
     "smallmodels",
     "modelpipelines",
@@ -54,8 +64,7 @@ INDEX_NAMES: Final = (
     "child_pods",
     "gpu_pods",
     "cluster_nodes",
-    "child_httproutes",
-    "child_grpcroutes",
+    *CHILD_INDICES,
 )
 
 
@@ -73,6 +82,9 @@ class Facts(Protocol):
 
     def pods(self, key: Key) -> list[dict[str, Any]]:
         """The pods of this resource's Deployments."""
+
+    def other_children(self, key: Key) -> list[dict[str, Any]]:
+        """Its other children (ConfigMaps, Services, budgets, autoscalers, routes; any uid)."""
 
     def nodes(self) -> list[dict[str, Any]]:
         """The cluster's nodes."""
@@ -154,6 +166,12 @@ class IndexFacts:
     def pool_models(self, namespace: str, pool: str) -> list[str]:
         return sorted(set(_values(self.indices.get("models_by_pool"), (namespace, pool))))
 
+    def other_children(self, key: Key) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for index in CHILD_INDICES:
+            out += _values(self.indices.get(index), key)
+        return out
+
     def routes(self, key: Key) -> list[dict[str, Any]]:
         """The HTTPRoutes and GRPCRoutes labelled as this resource's children, with status."""
         return _values(self.indices.get("child_httproutes"), key) + _values(
@@ -167,6 +185,7 @@ class StaticFacts:
 
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
     children: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
+    others: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
     pod_list: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
     node_list: list[dict[str, Any]] = field(default_factory=list)
     gpu_pod_list: list[dict[str, Any]] = field(default_factory=list)
@@ -182,6 +201,9 @@ class StaticFacts:
 
     def pods(self, key: Key) -> list[dict[str, Any]]:
         return list(self.pod_list.get(key, []))
+
+    def other_children(self, key: Key) -> list[dict[str, Any]]:
+        return list(self.others.get(key, []))
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self.node_list)

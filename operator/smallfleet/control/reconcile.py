@@ -49,7 +49,7 @@ from smallfleet.core import status as st
 from smallfleet.core.autoscaling.report import fixed_scaling
 from smallfleet.core.placement import node_capacity
 from smallfleet.core.placement.evaluate import capacity_nodes
-from smallfleet.core.reconcile import needs_listing, plan_reconcile, stamped
+from smallfleet.core.reconcile import needs_comparing, plan_reconcile, stamped
 from smallfleet.core.render import UNPLACED, plan_for_model, plan_for_pipeline, render_children
 from smallfleet.core.render.children import (
     LABEL_MANAGED_BY,
@@ -59,7 +59,7 @@ from smallfleet.core.render.children import (
     MANAGED_BY,
     deployment_name,
 )
-from smallfleet.core.render.routes import GATEWAY_API_VERSION, GRPC_ROUTE, HTTP_ROUTE, ROUTE_KINDS
+from smallfleet.core.render.routes import ROUTE_KINDS
 from smallfleet.core.render.serverplan import ServerPlan
 from smallfleet.core.render.triton import GRPC_PORT, HTTP_PORT
 from smallfleet.core.replicas import replicas_to_run
@@ -77,19 +77,6 @@ from smallfleet.settings import Settings
 log = logging.getLogger("smallfleet.reconcile")
 
 API_VERSION: Final = "serving.smallfleet.io/v1alpha1"
-# The children that are not watched, listed only when they may have to change or go
-# (an HPA after switching to operator scaling); Deployments come from the watch.
-UNWATCHED_KINDS: Final = (
-    ("v1", "ConfigMap"),
-    ("v1", "Service"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("keda.sh/v1alpha1", "ScaledObject"),
-    # spec.expose: created and pruned from listings like the others; their status (the
-    # gateway's answer) comes from a kopf index (`routes`), so it costs no request.
-    (GATEWAY_API_VERSION, HTTP_ROUTE),
-    (GATEWAY_API_VERSION, GRPC_ROUTE),
-)
 STATUS_ATTEMPTS: Final = 3
 # A status that only says "in progress" waits this long for the children to settle, so a
 # new model usually gets one status write (Ready) instead of one per step of its rollout.
@@ -534,7 +521,7 @@ class Reconciler:
         return owned(self.facts.deployments(key), _uid(body))
 
     def _reconcile(self, key: Key, body: Mapping[str, Any], *, settle: bool = True) -> Outcome:
-        kind, namespace, name = key
+        kind, namespace, _ = key
         meta = body["metadata"]
         try:
             plan = self._plan(kind, body)
@@ -558,20 +545,16 @@ class Reconciler:
         desired = stamped(render_children(plan, owner=owner, regions=regions))
         generation = int(meta.get("generation") or 0)
         observed_generation = int((body.get("status") or {}).get("observedGeneration") or 0)
-        listed = needs_listing(
+        compared = needs_comparing(
             desired, deployments, generation=generation, observed_generation=observed_generation
         )
         observed: list[dict[str, Any]] = list(deployments)
-        if listed:
-            for api_version, child_kind in UNWATCHED_KINDS:
-                observed += owned(
-                    self.kube.list_objects(
-                        api_version, child_kind, namespace, labels=owner_selector(kind, name)
-                    ),
-                    meta.get("uid"),
-                )
+        if compared:
+            observed += owned(self.facts.other_children(key), meta.get("uid"))
         # A first reconcile has nothing to prune, and creating looks each name up first.
-        work = plan_reconcile(plan, desired, observed, complete=listed or observed_generation == 0)
+        work = plan_reconcile(
+            plan, desired, observed, complete=compared or observed_generation == 0
+        )
 
         current: dict[str, dict[str, Any]] = {str(d["metadata"]["name"]): d for d in deployments}
         for change in work.changes:
@@ -658,19 +641,13 @@ class Reconciler:
         Children left from when it was served alone are deleted once, when the
         spec changes (or when its watched Deployments show some are left).
         """
-        kind, namespace, name = key
+        _, namespace, _ = key
         meta = body["metadata"]
         generation = int(meta.get("generation") or 0)
         observed_generation = int((body.get("status") or {}).get("observedGeneration") or 0)
         leftovers: list[dict[str, Any]] = self._deployments(key, body)
         if leftovers or generation != observed_generation:
-            for api_version, child_kind in UNWATCHED_KINDS:
-                leftovers += owned(
-                    self.kube.list_objects(
-                        api_version, child_kind, namespace, labels=owner_selector(kind, name)
-                    ),
-                    meta.get("uid"),
-                )
+            leftovers += owned(self.facts.other_children(key), meta.get("uid"))
         for obj in leftovers:
             log.info("delete %s/%s: served by pool %s", obj["kind"], obj["metadata"]["name"], pool)
             self.kube.delete(

@@ -5,11 +5,12 @@ its watches hold, the regions placement chose) and executes what this module
 decides; nothing here reads or writes the cluster. Three rules live here and
 nowhere else:
 
-- **What to look at.** Deployments are watched, the other children are not:
-  they change only with the spec or with the operator's rendering. Their
-  rendering is fingerprinted in a label on each Deployment, so a resync
-  or a restart lists them only when the spec's generation or that
-  fingerprint says they may differ.
+- **What to look at.** Every child is watched, but only the Deployments
+  change between reconciles (replicas, rollouts); the other children change
+  only with the spec or with the operator's rendering. Their rendering is
+  fingerprinted in a label on each Deployment, so a resync or a restart
+  compares them (a few milliseconds of decoding and diffing per model) only
+  when the spec's generation or that fingerprint says they may differ.
 - **What to change.** `plan.plan_changes` diffs desired against observed, so
   an unchanged child costs nothing.
 - **Make-before-break.** A Deployment no longer wanted (an old region) goes
@@ -73,14 +74,14 @@ def stamped(desired: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def needs_listing(
+def needs_comparing(
     desired: Sequence[Mapping[str, Any]],
     deployments: Sequence[Mapping[str, Any]],
     *,
     generation: int,
     observed_generation: int,
 ) -> bool:
-    """Whether the unwatched children must be listed: they may differ from `desired`.
+    """Whether the children other than Deployments must be compared: they may differ from `desired`.
 
     Never on a first reconcile (`observed_generation` 0: nothing to prune,
     and creating checks each name anyway); always after a spec change; else
@@ -154,9 +155,9 @@ def plan_reconcile(
     """What one reconcile does.
 
     `desired`: the rendered (and `stamped`) children. `observed`: this
-    owner's children as known; `complete` says whether every kind was listed
-    or only the watched Deployments are known, in which case the other kinds
-    are left as they are (`needs_listing` said they are current).
+    owner's children as known; `complete` says whether every kind was given
+    or only the Deployments were, in which case the other kinds are left as
+    they are (`needs_comparing` said they are current).
     """
     considered = [o for o in desired if complete or o["kind"] == DEPLOYMENT]
     changes: list[Change] = []

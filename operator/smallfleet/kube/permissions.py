@@ -34,9 +34,11 @@ NAMESPACED: Final[Scope] = "namespaced"
 CLUSTER: Final[Scope] = "cluster"
 
 # What server-side apply needs: `patch`, plus `create` when the object is new (the API
-# server checks create for an apply that creates). The reconciler reads a new child's name
-# first (`get`), lists unwatched kinds to prune (`list`) and deletes what is no longer wanted.
-CHILD_VERBS: Final = ("get", "list", "create", "patch", "delete")
+# server checks create for an apply that creates). The reconciler reads a taken name's
+# holder (`get`) and deletes what is no longer wanted; kopf watches (`list`, `watch`) every
+# kind of a SmallModel's or ModelPipeline's children, which the reconciler diffs and prunes.
+CHILD_VERBS: Final = ("get", "create", "patch", "delete")
+WATCHED: Final = ("list", "watch")
 
 
 @dataclass(frozen=True)
@@ -82,23 +84,28 @@ USED: Final[tuple[Permission, ...]] = (
         "OwnerReferencesPermissionEnforcement admission plugin ask for this",
     ),
     # -- children (one line per kind)
-    _child("apps", "deployments", "the Triton servers; kopf watches the operator's own", "watch"),
+    _child("apps", "deployments", "the Triton servers", *WATCHED),
     Permission(
         "apps", ("deployments/scale",), ("patch",), "the autoscaler's write (/scale, replicas)"
     ),
     _child("apps", "statefulsets", "a ServingPool's Triton servers, one ordinal per server"),
-    _child("", "services", "one Service in front of a model's servers"),
-    _child("", "configmaps", "config.pbtxt files; also the optional region-zone map (get)"),
-    _child("policy", "poddisruptionbudgets", "one budget per model"),
-    _child("autoscaling", "horizontalpodautoscalers", "spec.scaling.mode hpa"),
-    _child("keda.sh", "scaledobjects", "spec.scaling.mode keda"),
+    _child("", "services", "one Service in front of a model's servers", *WATCHED),
+    _child(
+        "",
+        "configmaps",
+        "config.pbtxt files; also the optional region-zone map (get)",
+        *WATCHED,
+    ),
+    _child("policy", "poddisruptionbudgets", "one budget per model", *WATCHED),
+    _child("autoscaling", "horizontalpodautoscalers", "spec.scaling.mode hpa", *WATCHED),
+    _child("keda.sh", "scaledobjects", "spec.scaling.mode keda", *WATCHED),
     _child(
         "gateway.networking.k8s.io",
         "httproutes",
-        "spec.expose; kopf watches them for the gateway's answer (Exposed)",
-        "watch",
+        "spec.expose; their status is the gateway's answer (Exposed)",
+        *WATCHED,
     ),
-    _child("gateway.networking.k8s.io", "grpcroutes", "spec.expose with grpc.enabled", "watch"),
+    _child("gateway.networking.k8s.io", "grpcroutes", "spec.expose with grpc.enabled", *WATCHED),
     # -- read only
     Permission(
         "",
