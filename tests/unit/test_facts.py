@@ -10,6 +10,7 @@ import pytest
 
 from smallfleet.control.facts import CHILD_INDICES, INDEX_NAMES, IndexFacts, pack
 from smallfleet.handlers import indices
+from smallfleet.handlers.base import CHILD_RESOURCES
 from smallfleet.handlers.operator import registry
 
 KEY = ("SmallModel", "default", "m")
@@ -115,3 +116,14 @@ def test_a_child_is_indexed_under_its_owner_whole_but_managed_fields(index: str)
     assert "managedFields" not in kept["metadata"]
     unowned = {**body, "metadata": {"name": "x", "namespace": "default", "labels": {}}}
     assert asyncio.run(fn(body=unowned, namespace="default", labels={})) is None
+
+
+def test_every_child_index_watches_with_the_managed_label_selector() -> None:
+    """`smallfleet run` puts the selector on each of CHILD_RESOURCES: unrelated objects stay out."""
+    for handler in registry._indexing.get_all_handlers():
+        if not handler.id.startswith("child_") or handler.id == "child_pods":
+            continue
+        selector = handler.selector
+        assert selector is not None
+        watched = (selector.group or "", selector.version or "", str(selector.any_name))
+        assert watched in CHILD_RESOURCES, handler.id

@@ -26,6 +26,7 @@ from smallfleet.core.render.children import (
     LABEL_OWNER_NAME,
     MANAGED_BY,
 )
+from smallfleet.core.render.routes import GATEWAY_GROUP
 from smallfleet.kube import KubeError, Transient
 
 log = logging.getLogger("smallfleet.handlers")
@@ -37,6 +38,26 @@ PIPELINES: Final = (GROUP, VERSION, "modelpipelines")
 POOLS: Final = (GROUP, VERSION, "servingpools")
 MANAGED: Final = {LABEL_MANAGED_BY: MANAGED_BY}
 MANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+# Every kind of child a SmallModel or ModelPipeline has, as kopf watches it: with the
+# managed-by label selector on the server, so that unrelated objects never reach kopf.
+DEPLOYMENTS: Final = ("apps", "v1", "deployments")
+CONFIGMAPS: Final = ("", "v1", "configmaps")
+SERVICES: Final = ("", "v1", "services")
+BUDGETS: Final = ("policy", "v1", "poddisruptionbudgets")
+HPAS: Final = ("autoscaling", "v2", "horizontalpodautoscalers")
+SCALEDOBJECTS: Final = ("keda.sh", "v1alpha1", "scaledobjects")
+HTTPROUTES: Final = (GATEWAY_GROUP, "v1", "httproutes")
+GRPCROUTES: Final = (GATEWAY_GROUP, "v1", "grpcroutes")
+CHILD_RESOURCES: Final = (
+    DEPLOYMENTS,
+    CONFIGMAPS,
+    SERVICES,
+    BUDGETS,
+    HPAS,
+    SCALEDOBJECTS,
+    HTTPROUTES,
+    GRPCROUTES,
+)
 MAX_BACKOFF_SECONDS: Final = 60.0
 
 registry: Final = kopf.OperatorRegistry()

@@ -14,6 +14,7 @@ import kopf
 from smallfleet.core import status as st
 from smallfleet.core.render.routes import GATEWAY_GROUP
 from smallfleet.handlers.base import (
+    DEPLOYMENTS,
     MANAGED,
     owner_of,
     refresh,
@@ -40,9 +41,7 @@ def _deployment_news(
     )
 
 
-@kopf.on.event(
-    "apps", "v1", "deployments", labels=MANAGED, when=_deployment_news, registry=registry
-)
+@kopf.on.event(*DEPLOYMENTS, labels=MANAGED, when=_deployment_news, registry=registry)
 async def deployment_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
     """A child Deployment changed: bring its owner's status up to date (in a status thread)."""
     owner = owner_of(body.get("metadata", {}).get("labels") or {})

@@ -25,13 +25,20 @@ import kopf
 
 from smallfleet.control.facts import MODEL_PIPELINE, SERVING_POOL, SMALL_MODEL, Key, pack
 from smallfleet.core.placement.capacity import GPU_RESOURCE, pod_gpus
-from smallfleet.core.render.routes import GATEWAY_GROUP
 from smallfleet.handlers.base import (
+    BUDGETS,
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    GRPCROUTES,
+    HPAS,
+    HTTPROUTES,
     MANAGED,
     MODELS,
     OWNER_KINDS,
     PIPELINES,
     POOLS,
+    SCALEDOBJECTS,
+    SERVICES,
     owner_of,
     registry,
 )
@@ -94,7 +101,7 @@ async def models_by_pool(
     return {(namespace or "", str(pool)): name} if pool else None
 
 
-@kopf.index("apps", "v1", "deployments", registry=registry)
+@kopf.index(*DEPLOYMENTS, registry=registry)
 async def child_deployments(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, bytes] | None:
@@ -162,28 +169,28 @@ def _child(body: kopf.Body, namespace: str | None, labels: kopf.Labels) -> dict[
     return {_key(owner[0], namespace, owner[1]): pack(slim(body))}
 
 
-@kopf.index("", "v1", "configmaps", labels=MANAGED, registry=registry)
+@kopf.index(*CONFIGMAPS, labels=MANAGED, registry=registry)
 async def child_configmaps(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, bytes] | None:
     return _child(body, namespace, labels)
 
 
-@kopf.index("", "v1", "services", labels=MANAGED, registry=registry)
+@kopf.index(*SERVICES, labels=MANAGED, registry=registry)
 async def child_services(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, bytes] | None:
     return _child(body, namespace, labels)
 
 
-@kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED, registry=registry)
+@kopf.index(*BUDGETS, labels=MANAGED, registry=registry)
 async def child_poddisruptionbudgets(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, bytes] | None:
     return _child(body, namespace, labels)
 
 
-@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, registry=registry)
+@kopf.index(*HPAS, labels=MANAGED, registry=registry)
 async def child_horizontalpodautoscalers(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, bytes] | None:
@@ -193,21 +200,21 @@ async def child_horizontalpodautoscalers(
 # KEDA's ScaledObjects and the Gateway API's routes: without their CRDs kopf resolves no
 # such resource and these stay empty (nothing of that kind can exist to prune); with them, a
 # gateway's answer reaches status in one event.
-@kopf.index("keda.sh", "v1alpha1", "scaledobjects", labels=MANAGED, registry=registry)
+@kopf.index(*SCALEDOBJECTS, labels=MANAGED, registry=registry)
 async def child_scaledobjects(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, bytes] | None:
     return _child(body, namespace, labels)
 
 
-@kopf.index(GATEWAY_GROUP, "v1", "httproutes", labels=MANAGED, registry=registry)
+@kopf.index(*HTTPROUTES, labels=MANAGED, registry=registry)
 async def child_httproutes(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, bytes] | None:
     return _child(body, namespace, labels)
 
 
-@kopf.index(GATEWAY_GROUP, "v1", "grpcroutes", labels=MANAGED, registry=registry)
+@kopf.index(*GRPCROUTES, labels=MANAGED, registry=registry)
 async def child_grpcroutes(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, bytes] | None:

@@ -111,7 +111,13 @@ def run(args: argparse.Namespace) -> int:
     from smallfleet.control.scaling import Autoscaler, intensity_from
     from smallfleet.core import leadership
     from smallfleet.handlers import storage
-    from smallfleet.handlers.operator import MANAGED_SELECTOR, Runtime, peering_leader, registry
+    from smallfleet.handlers.operator import (
+        CHILD_RESOURCES,
+        MANAGED_SELECTOR,
+        Runtime,
+        peering_leader,
+        registry,
+    )
     from smallfleet.kube import Kube
     from smallfleet.settings import from_env
 
@@ -154,8 +160,9 @@ def run(args: argparse.Namespace) -> int:
         # namespaced install (a Role) may not, and kopf retries that for about a minute first.
         ks.scanning.disabled = True
 
-    # Only the operator's own Deployments reach it: unrelated ones cost no memory or CPU.
-    ks.watching.label_selectors["apps", "deployments"] = MANAGED_SELECTOR
+    # Only the operator's own children reach it: unrelated ones cost no memory or CPU.
+    for watched in CHILD_RESOURCES:
+        ks.watching.label_selectors[watched] = MANAGED_SELECTOR
 
     kube = Kube.from_config()
     facts = IndexFacts()

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from smallfleet.control.runtime import Runtime, peering_leader
 from smallfleet.handlers import children, indices, lifecycle, models, pipelines, pools
-from smallfleet.handlers.base import MANAGED_SELECTOR, registry
+from smallfleet.handlers.base import CHILD_RESOURCES, MANAGED_SELECTOR, registry
 
 __all__ = [
+    "CHILD_RESOURCES",
     "MANAGED_SELECTOR",
     "Runtime",
     "children",
