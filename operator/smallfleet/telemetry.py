@@ -78,6 +78,12 @@ API_CALLS: Final = Counter(
     namespace=NAMESPACE,
     registry=REGISTRY,
 )
+RECONCILE_QUEUE: Final = Gauge(
+    "reconcile_queue_depth",
+    "SmallModels and ModelPipelines waiting for a reconcile (each counted once).",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
 RESOURCES: Final = Gauge(
     "resources",
     "SmallModels and ModelPipelines by kind and summary condition.",

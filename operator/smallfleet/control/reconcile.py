@@ -508,12 +508,14 @@ class Reconciler:
         """The server plan of a SmallModel or ModelPipeline body (SpecError when it has none)."""
         return self._plan(kind, body)
 
-    def reconcile_named(self, kind: str, namespace: str, name: str) -> Outcome | None:
+    def reconcile_named(
+        self, kind: str, namespace: str, name: str, *, once: bool = False
+    ) -> Outcome | None:
         """Full reconcile of a resource known by name (None when it is gone)."""
         body = self.body((kind, namespace, name))
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             return None
-        return self.reconcile(body)
+        return self.reconcile(body, once=once)
 
     # -- the work ----------------------------------------------------------
 

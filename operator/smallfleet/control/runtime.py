@@ -17,16 +17,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from smallfleet.control.facts import IndexFacts
+from smallfleet import telemetry
+from smallfleet.control.facts import IndexFacts, Key
 from smallfleet.control.pools import PoolController
 from smallfleet.control.reconcile import Reconciler
+from smallfleet.control.workqueue import WorkQueue
 from smallfleet.core import leadership
-from smallfleet.kube import Kube, KubeError
+from smallfleet.kube import Kube, KubeError, Transient
 
 log = logging.getLogger("smallfleet.runtime")
 
 PERIODIC_TICK_SECONDS: Final = 1.0
 LEADERSHIP_CACHE_SECONDS: Final = 2.0
+# A failed reconcile comes back after 1, 2, 4 ... seconds, at most this many.
+MAX_BACKOFF_SECONDS: Final = 60.0
+# A replica that stands by keeps its queued keys and looks again after this long.
+STANDBY_RETRY_SECONDS: Final = 2.0
 
 
 @dataclass
@@ -49,6 +55,42 @@ class Runtime:
     leading: Callable[[], bool] = lambda: True
     # Loads models into ServingPools' servers; None when pools are not served.
     pools: PoolController | None = None
+    # The reconcile queue the handlers feed (`enqueue`); None until `start_queue`.
+    queue: WorkQueue | None = None
+    failures: dict[Key, int] = field(default_factory=dict)  # failed reconciles in a row
+
+    def start_queue(self, threads: int) -> None:
+        queue = self.queue = WorkQueue(self.reconcile_key, threads)
+        telemetry.RECONCILE_QUEUE.set_function(lambda: len(queue))
+        queue.start()
+
+    def enqueue(self, key: Key, *, once: bool = False) -> None:
+        """Have `key` reconciled from its freshest body (`once`: unless this generation was)."""
+        if self.queue is None:
+            raise RuntimeError("the reconcile queue is not started")
+        self.queue.add(key, once=once)
+
+    def reconcile_key(self, key: Key, once: bool) -> float | None:
+        """The queue's work: one full reconcile; seconds until the next try when it failed."""
+        if not self.leading():
+            return STANDBY_RETRY_SECONDS
+        try:
+            self.reconciler.reconcile_named(*key, once=once)
+        except Exception as exc:
+            failures = self.failures[key] = self.failures.get(key, 0) + 1
+            delay = min(MAX_BACKOFF_SECONDS, 2.0 ** (failures - 1))
+            if isinstance(exc, Transient):
+                telemetry.ERRORS.labels(kind=key[0], error_class="transient").inc()
+                log.warning("reconcile of %s %s/%s: %s; again in %.0f s", *key, exc, delay)
+            elif isinstance(exc, KubeError):
+                telemetry.ERRORS.labels(kind=key[0], error_class="rejected").inc()
+                delay = MAX_BACKOFF_SECONDS
+                log.warning("reconcile of %s %s/%s: %s; again in %.0f s", *key, exc, delay)
+            else:
+                log.exception("reconcile of %s %s/%s failed; again in %.0f s", *key, delay)
+            return delay
+        self.failures.pop(key, None)
+        return None
 
     def every(self, seconds: float, fn: Callable[[], None], name: str) -> None:
         """Run `fn` every `seconds` in the background thread (first run after one period)."""

@@ -1,12 +1,13 @@
 """What every kopf handler module shares: the registry, the resources, and the reconcile call.
 
-Handlers that act are sync functions: kopf runs them in its thread pool, and
-the Kubernetes client they use is synchronous. Each one is a few lines that
-hand the object to the control layer and turn a transient failure into
-`kopf.TemporaryError`, so kopf retries it with backoff. What only reads
-memory runs on kopf's event loop instead (the indices, `when=` filters and
-the event handlers that usually have nothing to do), so the many events of
-children and unrelated pods never wait behind a reconcile for a thread.
+The handlers of SmallModels and ModelPipelines only put the object's key on
+the reconcile queue (`control.workqueue`), whose threads reconcile it and
+retry a failure with backoff. What only reads memory also runs on kopf's
+event loop (the indices, `when=` filters and the event handlers that usually
+have nothing to do), so the many events of children and unrelated pods
+never wait behind a reconcile for a thread. The few handlers that wait for
+the API server (a deletion's forgetting, ServingPools) are sync functions in
+kopf's thread pool.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from smallfleet.core.render.children import (
     MANAGED_BY,
 )
 from smallfleet.core.render.routes import GATEWAY_GROUP
-from smallfleet.kube import KubeError, Transient
+from smallfleet.kube import KubeError
 
 log = logging.getLogger("smallfleet.handlers")
 
@@ -58,7 +59,6 @@ CHILD_RESOURCES: Final = (
     HTTPROUTES,
     GRPCROUTES,
 )
-MAX_BACKOFF_SECONDS: Final = 60.0
 
 registry: Final = kopf.OperatorRegistry()
 
@@ -70,17 +70,13 @@ def runtime_of(memo: Any) -> Runtime:
     return runtime
 
 
-def reconcile(memo: Any, body: Any, retry: int, *, once: bool = False) -> None:
-    """Reconcile one SmallModel or ModelPipeline; transient failures retry with backoff."""
-    try:
-        outcome = runtime_of(memo).reconciler.reconcile(body, once=once)
-    except Transient as exc:
-        telemetry.ERRORS.labels(kind=body.get("kind", ""), error_class="transient").inc()
-        raise kopf.TemporaryError(str(exc), delay=min(MAX_BACKOFF_SECONDS, 2.0**retry)) from exc
-    except KubeError as exc:
-        telemetry.ERRORS.labels(kind=body.get("kind", ""), error_class="rejected").inc()
-        raise kopf.TemporaryError(str(exc), delay=MAX_BACKOFF_SECONDS) from exc
-    log.debug("%s: %s", body.get("metadata", {}).get("name"), outcome)
+def enqueue(memo: Any, kind: str, namespace: str | None, name: str, *, once: bool = False) -> None:
+    """Have one SmallModel or ModelPipeline reconciled by the queue's threads, from its key.
+
+    The handler returns at once: kopf's per-object worker, and the event body
+    it holds, are gone before the reconcile starts (`control.workqueue`).
+    """
+    runtime_of(memo).enqueue((kind, namespace or "", name), once=once)
 
 
 def refresh(memo: Any, kind: str, namespace: str | None, name: str) -> None:

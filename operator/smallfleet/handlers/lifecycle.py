@@ -11,20 +11,28 @@ from smallfleet.control.facts import INDEX_NAMES
 from smallfleet.handlers.base import registry, runtime_of
 
 RESYNC_SECONDS: Final = 60.0
+# Threads that take keys off the reconcile queue: the reconciles in flight at once. A
+# reconcile mostly waits for the API server (one apply per child, one status write), so
+# more of them in flight, not more CPU, is what a burst of new models needs.
+RECONCILE_THREADS: Final = 16
 
 
 @kopf.on.startup(registry=registry)
 def start_periodic(memo: Any, **kwargs: Any) -> None:
-    """Hand kopf's indices to the control layer and start the periodic thread."""
+    """Hand kopf's indices to the control layer; start the reconcile queue and periodic thread."""
     runtime = runtime_of(memo)
     runtime.facts.attach({name: kwargs[name] for name in INDEX_NAMES if name in kwargs})
+    runtime.start_queue(RECONCILE_THREADS)
     runtime.every(RESYNC_SECONDS, runtime.resync, "resync")
     threading.Thread(target=runtime.run_periodic, name="smallfleet-periodic", daemon=True).start()
 
 
 @kopf.on.cleanup(registry=registry)
 def stop_periodic(memo: Any, **_: Any) -> None:
-    runtime_of(memo).stop.set()
+    runtime = runtime_of(memo)
+    runtime.stop.set()
+    if runtime.queue is not None:
+        runtime.queue.stop()
 
 
 @kopf.on.login(registry=registry)

@@ -26,10 +26,10 @@ PREFIX: Final = "smallfleet.io"
 # is about under kopf's reference key instead of a prefix in the message.
 LOG_FORMATS: Final = ("text", "json")
 LOG_FORMAT_ENV: Final = "SMALLFLEET_LOG_FORMAT"
-# kopf's handler threads. A reconcile mostly waits for the API server (one apply per child,
-# one status write), so more of them in flight, not more CPU, is what a burst of new
-# models needs; indices and filters never take one (they run on kopf's event loop).
-HANDLER_THREADS: Final = 16
+# kopf's handler threads: only the handlers that wait for the API server and are not
+# reconciles (a deletion's forgetting, ServingPools) take one. Reconciles run in the
+# reconcile queue's threads (handlers.lifecycle.RECONCILE_THREADS).
+HANDLER_THREADS: Final = 4
 # How often every ServingPool's servers are asked what they hold (one index request each).
 POOL_SYNC_SECONDS: Final = 2.0
 

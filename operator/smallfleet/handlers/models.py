@@ -8,25 +8,23 @@ from typing import Any
 import kopf
 
 from smallfleet.control.facts import MODEL_PIPELINE, SMALL_MODEL
-from smallfleet.control.runtime import Runtime
 from smallfleet.handlers import storage
-from smallfleet.handlers.base import MODELS, log, reconcile, registry, runtime_of
-from smallfleet.kube import KubeError
+from smallfleet.handlers.base import MODELS, enqueue, registry, runtime_of
 
 
 @kopf.on.create(*MODELS, registry=registry)
-def smallmodel_create(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
-    reconcile(memo, body, retry, once=True)
+async def smallmodel_create(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    enqueue(memo, SMALL_MODEL, namespace, name, once=True)
 
 
 @kopf.on.update(*MODELS, registry=registry)
-def smallmodel_update(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
-    reconcile(memo, body, retry)
+async def smallmodel_update(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    enqueue(memo, SMALL_MODEL, namespace, name)
 
 
 @kopf.on.resume(*MODELS, registry=registry)
-def smallmodel_resume(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
-    reconcile(memo, body, retry)
+async def smallmodel_resume(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    enqueue(memo, SMALL_MODEL, namespace, name)
 
 
 @kopf.on.delete(*MODELS, registry=registry, optional=True)
@@ -60,14 +58,5 @@ async def smallmodel_event(
         return
     else:
         runtime.generations[key] = generation
-    pipelines = runtime.facts.pipelines_using(*key)
-    if pipelines:
-        await asyncio.to_thread(_reconcile_pipelines, runtime, key, pipelines)
-
-
-def _reconcile_pipelines(runtime: Runtime, key: tuple[str, str], pipelines: list[str]) -> None:
-    try:
-        for pipeline in pipelines:
-            runtime.reconciler.reconcile_named(MODEL_PIPELINE, key[0], pipeline)
-    except KubeError as exc:
-        log.warning("pipelines using %s/%s not updated, the resync will: %s", *key, exc)
+    for pipeline in runtime.facts.pipelines_using(*key):
+        runtime.enqueue((MODEL_PIPELINE, key[0], pipeline))

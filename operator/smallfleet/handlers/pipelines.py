@@ -9,22 +9,22 @@ import kopf
 
 from smallfleet.control.facts import MODEL_PIPELINE
 from smallfleet.handlers import storage
-from smallfleet.handlers.base import PIPELINES, reconcile, registry, runtime_of
+from smallfleet.handlers.base import PIPELINES, enqueue, registry, runtime_of
 
 
 @kopf.on.create(*PIPELINES, registry=registry)
-def modelpipeline_create(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
-    reconcile(memo, body, retry, once=True)
+async def modelpipeline_create(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    enqueue(memo, MODEL_PIPELINE, namespace, name, once=True)
 
 
 @kopf.on.update(*PIPELINES, registry=registry)
-def modelpipeline_update(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
-    reconcile(memo, body, retry)
+async def modelpipeline_update(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    enqueue(memo, MODEL_PIPELINE, namespace, name)
 
 
 @kopf.on.resume(*PIPELINES, registry=registry)
-def modelpipeline_resume(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
-    reconcile(memo, body, retry)
+async def modelpipeline_resume(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    enqueue(memo, MODEL_PIPELINE, namespace, name)
 
 
 @kopf.on.delete(*PIPELINES, registry=registry, optional=True)
