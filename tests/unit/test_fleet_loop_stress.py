@@ -2,7 +2,8 @@
 
 kopf runs handlers in worker threads while the periodic thread resyncs,
 places and scales; they meet on the same resources. This drives the real
-`Reconciler` (and its status writer) from many threads against an in-memory
+`Reconciler` (and its status writer; in one variant fed by the reconcile
+queue, as the handlers feed it) from many threads against an in-memory
 API server that enforces resourceVersion preconditions the way the real one
 does (409 on a stale write), with watches that may lag, and then checks what
 must hold once the dust settles:
@@ -33,6 +34,7 @@ import yaml
 
 from smallfleet.control.facts import SMALL_MODEL, Key
 from smallfleet.control.reconcile import API_VERSION, Reconciler
+from smallfleet.control.runtime import Runtime
 from smallfleet.core import conditions as c
 from smallfleet.core.render import plan_for_model, render_children
 from smallfleet.core.spec import parse_small_model
@@ -281,9 +283,15 @@ def _expected_children(
     }
 
 
-def run_stress(seed: int, *, models: int = 6, operations: int = 400, threads: int = 6) -> None:
+def run_stress(
+    seed: int, *, models: int = 6, operations: int = 400, threads: int = 6, queued: bool = False
+) -> None:
+    """`queued`: applies reach the reconciler as the handlers send them, through the queue."""
     api = FakeApi(seed)
     reconciler = Reconciler(api, Settings(), WatchedFacts(api), now=lambda: "2026-12-06T00:00:00Z")  # type: ignore[arg-type]
+    runtime = Runtime(reconciler=reconciler)
+    if queued:
+        runtime.start_queue(4)
     names = [f"m{i}" for i in range(models)]
     rng = random.Random(seed)
     plan = [
@@ -304,8 +312,9 @@ def run_stress(seed: int, *, models: int = 6, operations: int = 400, threads: in
             try:
                 if op == "apply":
                     api.user_apply(name, f"variant {variant}")
-                    body = api.watch(key)
-                    if body is not None:
+                    if queued:
+                        runtime.enqueue(key, once=variant == 0)
+                    elif (body := api.watch(key)) is not None:
                         reconciler.reconcile(body)
                 elif op == "delete":
                     api.user_delete(name)
@@ -327,6 +336,9 @@ def run_stress(seed: int, *, models: int = 6, operations: int = 400, threads: in
         t.start()
     for t in pool:
         t.join(timeout=120)
+    if runtime.queue is not None:
+        runtime.queue.stop(timeout=60)
+        assert runtime.queue.busy() == 0, "a reconcile outlived the queue's stop"
     assert not failures, failures
     assert len(reconciler.locks) == 0, "a per-resource lock outlived its users"
 
@@ -382,3 +394,9 @@ def test_events_resyncs_and_deletes_at_once_converge_without_duplicates() -> Non
 
 def test_many_threads_on_few_objects() -> None:
     run_stress(99, models=2, operations=300, threads=8)
+
+
+def test_applies_through_the_reconcile_queue_converge_the_same() -> None:
+    for seed in range(4):
+        run_stress(seed, queued=True)
+    run_stress(98, models=2, operations=300, threads=8, queued=True)
