@@ -338,6 +338,7 @@ def run_stress(
         t.join(timeout=120)
     if runtime.queue is not None:
         runtime.queue.stop(timeout=60)
+        runtime.stop_queues()
         assert runtime.queue.busy() == 0, "a reconcile outlived the queue's stop"
     assert not failures, failures
     assert len(reconciler.locks) == 0, "a per-resource lock outlived its users"

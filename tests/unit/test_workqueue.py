@@ -221,3 +221,31 @@ def test_the_queue_depth_gauge_counts_waiting_keys() -> None:
     for name in ("a", "b", "a"):
         runtime.enqueue(key(name))
     assert REGISTRY.get_sample_value("smallfleet_reconcile_queue_depth") == 2
+
+
+def test_child_news_refreshes_each_owner_once_and_leaves_a_failure_to_the_resync() -> None:
+    reconciler = Reconciler(Kube(None), Settings(), StaticFacts())
+    refreshed: list[tuple[str, str, str]] = []
+    gate = threading.Event()
+
+    def refresh(kind: str, namespace: str, name: str, **_: object) -> None:
+        gate.wait(10)
+        refreshed.append((kind, namespace, name))
+        if name == "bad":
+            raise Transient(503, "busy")
+
+    reconciler.refresh = refresh  # type: ignore[method-assign,assignment]
+    runtime = Runtime(reconciler=reconciler)
+    runtime.start_queue(1, refresh_threads=1)
+    for _ in range(20):
+        runtime.refresh_soon(key("a"))
+        runtime.refresh_soon(key("bad"))
+    gate.set()
+    assert runtime.refreshes is not None
+    queue = runtime.refreshes
+    wait_for(lambda: len(refreshed) >= 2 and queue.busy() == 0 and len(queue) == 0)
+    time.sleep(0.05)
+    runtime.stop_queues()
+    # Twenty adds each: `a` once, or twice when the first was taken before the others came.
+    assert refreshed.count(key("a")) in (1, 2)
+    assert refreshed.count(key("bad")) == 1  # no retry loop: the resync retries

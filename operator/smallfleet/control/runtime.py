@@ -20,7 +20,7 @@ from typing import Any, Final
 from smallfleet import telemetry
 from smallfleet.control.facts import IndexFacts, Key
 from smallfleet.control.pools import PoolController
-from smallfleet.control.reconcile import Reconciler
+from smallfleet.control.reconcile import STATUS_THREADS, Reconciler
 from smallfleet.control.workqueue import WorkQueue
 from smallfleet.core import leadership
 from smallfleet.kube import Kube, KubeError, Transient
@@ -57,12 +57,38 @@ class Runtime:
     pools: PoolController | None = None
     # The reconcile queue the handlers feed (`enqueue`); None until `start_queue`.
     queue: WorkQueue | None = None
+    # Owners whose children had news (`refresh_soon`): a status refresh each, however many.
+    refreshes: WorkQueue | None = None
     failures: dict[Key, int] = field(default_factory=dict)  # failed reconciles in a row
 
-    def start_queue(self, threads: int) -> None:
+    def start_queue(self, threads: int, refresh_threads: int = STATUS_THREADS) -> None:
         queue = self.queue = WorkQueue(self.reconcile_key, threads)
         telemetry.RECONCILE_QUEUE.set_function(lambda: len(queue))
         queue.start()
+        self.refreshes = WorkQueue(self.refresh_key, refresh_threads, name="smallfleet-status")
+        self.refreshes.start()
+
+    def stop_queues(self) -> None:
+        for queue in (self.queue, self.refreshes):
+            if queue is not None:
+                queue.stop()
+
+    def refresh_soon(self, key: Key) -> None:
+        """Have `key`'s status brought up to date from its children (once, however many ask)."""
+        if self.refreshes is None:
+            raise RuntimeError("the refresh queue is not started")
+        self.refreshes.add(key)
+
+    def refresh_key(self, key: Key, _: bool) -> float | None:
+        """The refresh queue's work; a failure is left to the resync, as a lost event would be."""
+        if not self.leading():
+            return STANDBY_RETRY_SECONDS
+        try:
+            self.reconciler.refresh(*key)
+        except KubeError as exc:
+            telemetry.ERRORS.labels(kind=key[0], error_class="transient").inc()
+            log.warning("refresh of %s %s/%s failed, the resync will retry: %s", *key, exc)
+        return None
 
     def enqueue(self, key: Key, *, once: bool = False) -> None:
         """Have `key` reconciled from its freshest body (`once`: unless this generation was)."""

@@ -12,13 +12,11 @@ kopf's thread pool.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Final
 
 import kopf
 
-from smallfleet import telemetry
 from smallfleet.control.facts import MODEL_PIPELINE, SERVING_POOL, SMALL_MODEL
 from smallfleet.control.runtime import Runtime
 from smallfleet.core.render.children import (
@@ -28,7 +26,6 @@ from smallfleet.core.render.children import (
     MANAGED_BY,
 )
 from smallfleet.core.render.routes import GATEWAY_GROUP
-from smallfleet.kube import KubeError
 
 log = logging.getLogger("smallfleet.handlers")
 
@@ -79,21 +76,13 @@ def enqueue(memo: Any, kind: str, namespace: str | None, name: str, *, once: boo
     runtime_of(memo).enqueue((kind, namespace or "", name), once=once)
 
 
-def refresh(memo: Any, kind: str, namespace: str | None, name: str) -> None:
-    """Bring an owner's status up to date from its watched children."""
-    try:
-        runtime_of(memo).reconciler.refresh(kind, namespace, name)
-    except KubeError as exc:
-        telemetry.ERRORS.labels(kind=kind, error_class="transient").inc()
-        log.warning(
-            "refresh of %s %s/%s failed, the resync will retry: %s", kind, namespace, name, exc
-        )
+def refresh_soon(memo: Any, kind: str, namespace: str | None, name: str) -> None:
+    """Have an owner's status brought up to date from its watched children, by the refresh queue.
 
-
-async def refresh_soon(memo: Any, kind: str, namespace: str | None, name: str) -> None:
-    """`refresh` in the reconciler's status threads, awaited from kopf's event loop."""
-    pool = runtime_of(memo).reconciler.status_pool
-    await asyncio.get_running_loop().run_in_executor(pool, refresh, memo, kind, namespace, name)
+    Returns at once: a burst of child events costs one queue entry per owner,
+    not a kopf worker per event holding its body until a thread is free.
+    """
+    runtime_of(memo).refresh_soon((kind, namespace or "", name))
 
 
 def owner_of(

@@ -12,12 +12,12 @@ from typing import Any
 import kopf
 
 from smallfleet.core import status as st
-from smallfleet.core.render.routes import GATEWAY_GROUP
 from smallfleet.handlers.base import (
     DEPLOYMENTS,
+    GRPCROUTES,
+    HTTPROUTES,
     MANAGED,
     owner_of,
-    refresh,
     refresh_soon,
     registry,
     runtime_of,
@@ -43,20 +43,24 @@ def _deployment_news(
 
 @kopf.on.event(*DEPLOYMENTS, labels=MANAGED, when=_deployment_news, registry=registry)
 async def deployment_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
-    """A child Deployment changed: bring its owner's status up to date (in a status thread)."""
+    """A child Deployment changed: bring its owner's status up to date (by the refresh queue)."""
     owner = owner_of(body.get("metadata", {}).get("labels") or {})
     if owner is not None:
-        await refresh_soon(memo, owner[0], namespace, owner[1])
+        refresh_soon(memo, owner[0], namespace, owner[1])
 
 
-@kopf.on.event(GATEWAY_GROUP, "v1", "httproutes", labels=MANAGED, registry=registry)
-def httproute_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+@kopf.on.event(*HTTPROUTES, labels=MANAGED, registry=registry)
+async def httproute_event(
+    type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
+) -> None:
     """A child route changed (a gateway controller answered): bring Exposed up to date."""
     _route_changed(type, body, namespace, memo)
 
 
-@kopf.on.event(GATEWAY_GROUP, "v1", "grpcroutes", labels=MANAGED, registry=registry)
-def grpcroute_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+@kopf.on.event(*GRPCROUTES, labels=MANAGED, registry=registry)
+async def grpcroute_event(
+    type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
+) -> None:
     """As `httproute_event`, for a GRPCRoute."""
     _route_changed(type, body, namespace, memo)
 
@@ -65,7 +69,7 @@ def _route_changed(type: str, body: kopf.Body, namespace: str | None, memo: Any)
     owner = owner_of(body.get("metadata", {}).get("labels") or {})
     if not type or owner is None:
         return  # the initial listing: the resume handlers cover it
-    refresh(memo, owner[0], namespace, owner[1])
+    refresh_soon(memo, owner[0], namespace, owner[1])
 
 
 def _pod_in_trouble(body: kopf.Body, **_: Any) -> bool:
@@ -73,12 +77,12 @@ def _pod_in_trouble(body: kopf.Body, **_: Any) -> bool:
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED, when=_pod_in_trouble, registry=registry)
-def pod_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+async def pod_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
     """A child pod reports a problem (unschedulable, failed fetch or load): surface it now."""
     owner = owner_of(body.get("metadata", {}).get("labels") or {})
     if not type or type == "DELETED" or owner is None:
         return
-    refresh(memo, owner[0], namespace, owner[1])
+    refresh_soon(memo, owner[0], namespace, owner[1])
 
 
 def _node_deleted(type: str, **_: Any) -> bool:
@@ -98,4 +102,4 @@ def node_deleted(name: str, memo: Any, **_: Any) -> None:
     for kind, namespace, owner in runtime.reconciler.known():
         pods = runtime.facts.pods((kind, namespace, owner))
         if any((p.get("spec") or {}).get("nodeName") == name for p in pods):
-            refresh(memo, kind, namespace, owner)
+            refresh_soon(memo, kind, namespace, owner)

@@ -31,8 +31,7 @@ def start_periodic(memo: Any, **kwargs: Any) -> None:
 def stop_periodic(memo: Any, **_: Any) -> None:
     runtime = runtime_of(memo)
     runtime.stop.set()
-    if runtime.queue is not None:
-        runtime.queue.stop()
+    runtime.stop_queues()
 
 
 @kopf.on.login(registry=registry)
