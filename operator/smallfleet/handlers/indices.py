@@ -154,7 +154,9 @@ async def gpu_pods(
     }
 
 
-def _child(body: kopf.Body, namespace: str | None, labels: kopf.Labels) -> dict[Key, bytes] | None:
+async def child_object(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[Key, bytes] | None:
     """A child other than a Deployment or pod, whole (less managedFields), keyed by its owner.
 
     The reconciler diffs these against their rendering when the spec or the
@@ -169,56 +171,20 @@ def _child(body: kopf.Body, namespace: str | None, labels: kopf.Labels) -> dict[
     return {_key(owner[0], namespace, owner[1]): pack(slim(body))}
 
 
-@kopf.index(*CONFIGMAPS, labels=MANAGED, registry=registry)
-async def child_configmaps(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[Key, bytes] | None:
-    return _child(body, namespace, labels)
-
-
-@kopf.index(*SERVICES, labels=MANAGED, registry=registry)
-async def child_services(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[Key, bytes] | None:
-    return _child(body, namespace, labels)
-
-
-@kopf.index(*BUDGETS, labels=MANAGED, registry=registry)
-async def child_poddisruptionbudgets(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[Key, bytes] | None:
-    return _child(body, namespace, labels)
-
-
-@kopf.index(*HPAS, labels=MANAGED, registry=registry)
-async def child_horizontalpodautoscalers(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[Key, bytes] | None:
-    return _child(body, namespace, labels)
-
-
-# KEDA's ScaledObjects and the Gateway API's routes: without their CRDs kopf resolves no
-# such resource and these stay empty (nothing of that kind can exist to prune); with them, a
-# gateway's answer reaches status in one event.
-@kopf.index(*SCALEDOBJECTS, labels=MANAGED, registry=registry)
-async def child_scaledobjects(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[Key, bytes] | None:
-    return _child(body, namespace, labels)
-
-
-@kopf.index(*HTTPROUTES, labels=MANAGED, registry=registry)
-async def child_httproutes(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[Key, bytes] | None:
-    return _child(body, namespace, labels)
-
-
-@kopf.index(*GRPCROUTES, labels=MANAGED, registry=registry)
-async def child_grpcroutes(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[Key, bytes] | None:
-    return _child(body, namespace, labels)
+# One index per kind, named as `control.facts.CHILD_INDICES` reads them. Without the CRDs of
+# KEDA's ScaledObjects or the Gateway API's routes kopf resolves no such resource and theirs
+# stay empty (nothing of that kind can exist to prune).
+CHILD_OBJECT_INDICES: Final = {
+    "child_configmaps": CONFIGMAPS,
+    "child_services": SERVICES,
+    "child_poddisruptionbudgets": BUDGETS,
+    "child_horizontalpodautoscalers": HPAS,
+    "child_scaledobjects": SCALEDOBJECTS,
+    "child_httproutes": HTTPROUTES,
+    "child_grpcroutes": GRPCROUTES,
+}
+for _index, _resource in CHILD_OBJECT_INDICES.items():
+    kopf.index(*_resource, id=_index, labels=MANAGED, registry=registry)(child_object)
 
 
 @kopf.index("", "v1", "nodes", registry=registry)
