@@ -30,6 +30,7 @@ LOG_FORMAT_ENV: Final = "SMALLFLEET_LOG_FORMAT"
 # reconciles (a deletion's forgetting, ServingPools) take one. Reconciles run in the
 # reconcile queue's threads (handlers.lifecycle.RECONCILE_THREADS).
 HANDLER_THREADS: Final = 4
+KOPF_IDLE_SECONDS: Final = 0.5
 # How often every ServingPool's servers are asked what they hold (one index request each).
 POOL_SYNC_SECONDS: Final = 2.0
 
@@ -154,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
     ks.watching.connect_timeout = 10
     ks.networking.request_timeout = 60
     ks.batching.error_delays = (1, 2, 4, 8, 15, 30, 60)
+    # kopf's per-object worker keeps its last event's body while it idles: 5 s by default, so
+    # a rollout's pod and Deployment events held thousands of bodies at once.
+    ks.queueing.idle_timeout = KOPF_IDLE_SECONDS
     ks.execution.max_workers = HANDLER_THREADS
     if namespaces:
         # The namespaces are named: nothing to discover. Scanning would list namespaces, which a
