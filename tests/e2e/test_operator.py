@@ -316,9 +316,18 @@ def test_pipeline_with_a_missing_model_stalls_and_recovers(
     models = [d for d in docs if d["kind"] == "SmallModel"]
     pipeline = [d for d in docs if d["kind"] == "ModelPipeline"]
     apply(cluster, namespace, pipeline + models[:1])
-    obj = wait_condition(
-        cluster, "ModelPipeline", "rag", namespace, "Stalled", "True", "MissingModel"
-    )
+    wait_condition(cluster, "ModelPipeline", "rag", namespace, "Stalled", "True", "MissingModel")
+
+    # Applied together, the pipeline may be reconciled before the model's watch event has
+    # arrived (two watch streams); that event queues the pipeline again and the message
+    # then names only the models that do not exist.
+    def exact() -> dict[str, Any] | None:
+        obj = get(cluster, "ModelPipeline", "rag", namespace)
+        stalled = condition(obj, "Stalled")
+        named = models[0]["metadata"]["name"] in stalled.get("message", "")
+        return obj if stalled.get("reason") == "MissingModel" and not named else None
+
+    obj = cluster.wait_for(exact, 30, "the Stalled message kept naming a model that exists", 0.5)
     message = condition(obj, "Stalled")["message"]
     for missing in models[1:]:
         assert missing["metadata"]["name"] in message, message
