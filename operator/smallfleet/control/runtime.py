@@ -105,15 +105,14 @@ class Runtime:
         except Exception as exc:
             failures = self.failures[key] = self.failures.get(key, 0) + 1
             delay = min(MAX_BACKOFF_SECONDS, 2.0 ** (failures - 1))
-            if isinstance(exc, Transient):
-                telemetry.ERRORS.labels(kind=key[0], error_class="transient").inc()
-                log.warning("reconcile of %s %s/%s: %s; again in %.0f s", *key, exc, delay)
-            elif isinstance(exc, KubeError):
-                telemetry.ERRORS.labels(kind=key[0], error_class="rejected").inc()
-                delay = MAX_BACKOFF_SECONDS
-                log.warning("reconcile of %s %s/%s: %s; again in %.0f s", *key, exc, delay)
-            else:
+            if not isinstance(exc, KubeError):
                 log.exception("reconcile of %s %s/%s failed; again in %.0f s", *key, delay)
+                return delay
+            transient = isinstance(exc, Transient)
+            delay = delay if transient else MAX_BACKOFF_SECONDS
+            error_class = "transient" if transient else "rejected"
+            telemetry.ERRORS.labels(kind=key[0], error_class=error_class).inc()
+            log.warning("reconcile of %s %s/%s: %s; again in %.0f s", *key, exc, delay)
             return delay
         self.failures.pop(key, None)
         return None
