@@ -164,6 +164,29 @@ def ready(obj: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def object_key(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def owner_key(obj: Mapping[str, Any]) -> str:
+    """namespace/name of the object's controller (its own when it has none)."""
+    meta = obj.get("metadata", {})
+    refs = [r for r in meta.get("ownerReferences") or [] if r.get("controller")]
+    return f"{meta.get('namespace')}/{refs[0]['name'] if refs else meta.get('name')}"
+
+
+def deployment_available(obj: Mapping[str, Any]) -> bool:
+    """A Deployment whose current generation has rolled out with every replica available."""
+    meta, spec, status = (obj.get(k) or {} for k in ("metadata", "spec", "status"))
+    want = int(spec.get("replicas", 1))
+    return (
+        status.get("observedGeneration") == meta.get("generation")
+        and int(status.get("updatedReplicas") or 0) >= want
+        and int(status.get("availableReplicas") or 0) >= max(want, 1)
+    )
+
+
 def plain_handled(obj: Mapping[str, Any]) -> bool:
     """plain kopf: its create handler's result is in status."""
     return bool(((obj.get("status") or {}).get("create") or {}).get("deployment"))
@@ -184,6 +207,8 @@ class Watcher:
     A watch, not polling: each object's time is when its event arrived, and
     the bench does not load the API server with lists of the whole fleet.
     With `gone=True` it also notes when each object was deleted (test "gone").
+    Any kind of a named API group works (("apps", "v1", "deployments") too);
+    `label_selector` narrows the watch on the server.
     """
 
     def __init__(
@@ -192,9 +217,13 @@ class Watcher:
         resource: tuple[str, str, str],
         tests: Mapping[str, Callable[[Mapping[str, Any]], bool]],
         gone: bool = False,
+        label_selector: str | None = None,
+        key: Callable[[Mapping[str, Any]], str] | None = None,
     ) -> None:
         self.api = kubernetes.client.CustomObjectsApi(api)
         self.resource = resource
+        self.selector = {"label_selector": label_selector} if label_selector else {}
+        self._key = key or object_key
         self.tests = dict(tests)
         self.seen: dict[str, dict[str, float]] = {t: {} for t in tests}
         if gone:
@@ -224,10 +253,6 @@ class Watcher:
         with self._lock:
             return dict(self.seen[test])
 
-    def _key(self, obj: Mapping[str, Any]) -> str:
-        meta = obj.get("metadata", {})
-        return f"{meta.get('namespace')}/{meta.get('name')}"
-
     def _see(self, obj: Mapping[str, Any]) -> None:
         now = time.monotonic()
         key = self._key(obj)
@@ -248,7 +273,10 @@ class Watcher:
             try:
                 if version_seen is None:
                     listing = cast(
-                        dict[str, Any], self.api.list_cluster_custom_object(group, version, plural)
+                        dict[str, Any],
+                        self.api.list_cluster_custom_object(
+                            group, version, plural, **self.selector
+                        ),
                     )
                     for item in listing.get("items", []):
                         self._see(item)
@@ -261,6 +289,7 @@ class Watcher:
                     resource_version=version_seen,
                     allow_watch_bookmarks=True,
                     timeout_seconds=5,
+                    **self.selector,
                 )
                 for event in stream:
                     obj = event["object"]

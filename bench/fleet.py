@@ -88,6 +88,7 @@ from _kube import (
     baseline_operator,
     bench_nodes,
     cpu_seconds,
+    deployment_available,
     fresh_cluster,
     handled,
     install_chart,
@@ -95,6 +96,7 @@ from _kube import (
     kwokctl_config,
     log,
     namespaces_manifest,
+    owner_key,
     peak_rss_mib,
     plain_app,
     plain_handled,
@@ -212,6 +214,7 @@ class Request:
     verb: str
     what: str
     code: int
+    took: float = 0.0  # seconds from received to answered (0 for watches)
 
 
 def audit_policy(path: Path) -> Path:
@@ -258,7 +261,10 @@ def read_audit(path: Path, user: str) -> list[Request]:
                 what += f" ({ref['apiGroup']})"
             at = datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
             code = int((event.get("responseStatus") or {}).get("code") or 0)
-            out.append(Request(at, verb, what, code))
+            took = 0.0
+            if verb != "watch" and event.get("stageTimestamp"):
+                took = datetime.fromisoformat(event["stageTimestamp"]).timestamp() - at
+            out.append(Request(at, verb, what, code, took))
     return out
 
 
@@ -268,6 +274,7 @@ class Requests:
 
     counts: Counter[RequestKey] = field(default_factory=Counter)
     codes: Counter[tuple[RequestKey, int]] = field(default_factory=Counter)  # 4xx/5xx answers
+    write_took: list[float] = field(default_factory=list)  # seconds, sorted once split
 
     def failed_writes(self) -> int:
         return sum(n for ((verb, _), _), n in self.codes.items() if verb in WRITE_VERBS)
@@ -301,6 +308,10 @@ def split_by_phase(
         out[phase].counts[(r.verb, r.what)] += 1
         if r.code >= 400:
             out[phase].codes[((r.verb, r.what), r.code)] += 1
+        if r.verb in WRITE_VERBS:
+            out[phase].write_took.append(r.took)
+    for reqs in out.values():
+        reqs.write_took.sort()
     return out
 
 
@@ -321,6 +332,11 @@ class Result:
     ready: int = 0
     ready_s: float | None = None
     latency: list[float] = field(default_factory=list)  # first event -> Ready, per object
+    available: int = 0  # objects whose Deployment has every replica available
+    available_s: float | None = None
+    # Per object: first event -> its Deployment available; that -> Ready (smallfleet).
+    available_latency: list[float] = field(default_factory=list)
+    ready_lag: list[float] = field(default_factory=list)
     updated: int = 0
     updated_s: float | None = None
     unrelated: int = 0
@@ -469,7 +485,14 @@ def _create(
 ) -> None:
     n = result.n
     tests = {"seen": lambda _: True, "handled": side.handled, "ready": side.ready}
-    with Watcher(api, side.resource, tests) as watcher:
+    children = Watcher(
+        api,
+        ("apps", "v1", "deployments"),
+        {"available": deployment_available},
+        label_selector=f"app.kubernetes.io/managed-by={side.managed_by}",
+        key=owner_key,
+    )
+    with Watcher(api, side.resource, tests) as watcher, children:
         phases.start("create")
         result.load = (os.getloadavg()[0], math.nan)
         log(f"{side.name}: creating {n}")
@@ -481,8 +504,16 @@ def _create(
             result.ready_s = wait_count(watcher, "ready", n, alive, started, LIMIT_S)
         result.ready = watcher.count("ready")
         result.create_peak_rss = peak_rss_mib(pid)
+        if result.ready_s is not None:
+            # The cluster's own pace: plain kopf is done before its pods run.
+            result.available_s = wait_count(children, "available", n, alive, started, LIMIT_S)
+        result.available = children.count("available")
         seen, done = watcher.times("seen"), watcher.times("ready")
+        up = children.times("available")
         result.latency = sorted(done[k] - seen[k] for k in done if k in seen)
+        result.available_latency = sorted(up[k] - seen[k] for k in up if k in seen)
+        if side.ready is not side.handled:
+            result.ready_lag = sorted(done[k] - up[k] for k in done if k in up)
         if watcher.error is not None and result.ready_s is None:
             result.notes.append(f"last watch error: {watcher.error}")
     if result.ready_s is None:
@@ -701,6 +732,12 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
 
 
+def _p50_p99(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    return f"{_f(_percentile(values, 0.5), '.2f')} / {_f(_percentile(values, 0.99), '.2f')}"
+
+
 def _rwx(r: Result, phase: str) -> str:
     """reads / writes per object, watches in all."""
     reqs = r.requests.get(phase)
@@ -753,7 +790,23 @@ def table(n: int, results: Sequence[Result]) -> list[str]:
                 f"{_f(_percentile(r.latency, 0.99), '.2f')}"
             ),
         ),
+        row(
+            "create: their Deployments all available (s)",
+            lambda r: f"{_f(r.available_s)} ({r.available}/{r.n})",
+        ),
+        row(
+            "create: first event → its Deployment available, p50 / p99 (s)",
+            lambda r: _p50_p99(r.available_latency),
+        ),
+        row(
+            "create: Deployment available → Ready, p50 / p99 (s)",
+            lambda r: _p50_p99(r.ready_lag),
+        ),
         row("create: reads / writes per object, watches opened", lambda r: _rwx(r, "create")),
+        row(
+            "create: the operator's writes in the API server, p50 / p99 (s)",
+            lambda r: _p50_p99(r.requests["create"].write_took if "create" in r.requests else []),
+        ),
         row(
             "operator RSS idle → peak after create → peak (MiB)",
             lambda r: (
@@ -783,9 +836,30 @@ def table(n: int, results: Sequence[Result]) -> list[str]:
             lambda r: "-" if r.load is None else f"{_f(r.load[0])} / {_f(r.load[1])}",
         ),
         "",
+        *ratios(results),
         *breakdown(results),
         *(f"- {r.side}: {note}" for r in results for note in r.notes),
     ]
+
+
+def ratios(results: Sequence[Result]) -> list[str]:
+    """smallfleet's time to all Ready against plain kopf's two finishing lines."""
+    sides = {r.side: r for r in results}
+    sf, plain = sides.get(SMALLFLEET.name), sides.get(BASELINE.name)
+    if sf is None or plain is None or sf.ready_s is None:
+        return []
+    parts = []
+    if plain.ready_s:
+        parts.append(f"{sf.ready_s / plain.ready_s:.1f}x plain kopf's all handled (goal 2x)")
+    if plain.available_s:
+        parts.append(
+            f"{sf.ready_s / plain.available_s:.1f}x the time until plain kopf's Deployments "
+            "were all available (its pods running: the cluster's pace for one Deployment per "
+            "object)"
+        )
+    if not parts:
+        return []
+    return [f"**smallfleet's time to all Ready:** {'; '.join(parts)}.", ""]
 
 
 def breakdown(results: Sequence[Result], top: int = 8) -> list[str]:
