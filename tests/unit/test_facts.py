@@ -6,7 +6,9 @@ import asyncio
 import json
 from typing import Any
 
-from smallfleet.control.facts import CHILD_INDICES, INDEX_NAMES, IndexFacts, pack
+import pytest
+
+from smallfleet.control.facts import CHILD_INDICES, INDEX_NAMES, IndexFacts, StaticFacts, pack
 from smallfleet.handlers import indices
 from smallfleet.handlers.base import CHILD_RESOURCES
 from smallfleet.handlers.operator import registry
@@ -126,3 +128,48 @@ def test_every_child_index_watches_with_the_managed_label_selector() -> None:
         assert selector is not None
         watched = (selector.group or "", selector.version or "", str(selector.any_name))
         assert watched in CHILD_RESOURCES, handler.id
+
+
+def _pod(phase: str, ready: bool, triton_running: bool, owner: str = "m") -> dict[str, Any]:
+    labels = {
+        "serving.smallfleet.io/owner-kind": "SmallModel",
+        "serving.smallfleet.io/owner-name": owner,
+    }
+    return {
+        "metadata": {"name": f"{owner}-pod", "namespace": "default", "uid": "u", "labels": labels},
+        "status": {
+            "phase": phase,
+            "podIP": "127.0.0.9",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [
+                {"name": "triton", "state": {"running": {}} if triton_running else {"waiting": {}}}
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("phase", "ready", "running", "waits"),
+    [
+        ("Running", False, True, True),  # Triton runs, pod unready: only Triton can say why
+        ("Running", True, True, False),  # serving
+        ("Running", False, False, False),  # Triton not started yet
+        ("Pending", False, False, False),
+    ],
+)
+def test_only_owners_of_pods_waiting_on_triton_are_indexed(
+    phase: str, ready: bool, running: bool, waits: bool
+) -> None:
+    pod = _pod(phase, ready, running)
+    labels = pod["metadata"]["labels"]
+    got = asyncio.run(indices.triton_waiting(body=pod, namespace="default", labels=labels))
+    assert (got is not None) == waits
+    facts = IndexFacts()
+    facts.attach({"triton_waiting": got or {}})
+    assert facts.waiting_on_triton() == ([KEY] if waits else [])
+    static = StaticFacts(
+        pod_list={KEY: [pod], ("SmallModel", "default", "n"): [_pod("Running", True, True, "n")]}
+    )
+    assert static.waiting_on_triton() == ([KEY] if waits else [])
+    unowned = {**pod, "metadata": {**pod["metadata"], "labels": {}}}
+    assert asyncio.run(indices.triton_waiting(body=unowned, namespace="default", labels={})) is None

@@ -254,6 +254,9 @@ class WatchedFacts:
     def pods(self, key: Key) -> list[dict[str, Any]]:
         return []
 
+    def waiting_on_triton(self) -> list[Key]:
+        return []
+
     def nodes(self) -> list[dict[str, Any]]:
         return [
             {

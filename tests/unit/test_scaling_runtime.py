@@ -161,3 +161,33 @@ def test_time_and_value_alone_are_not_a_change_worth_a_write() -> None:
     c = {"mode": "operator", "lastDecision": {"time": "t2", "value": 2.0, "reason": "ScaledUp"}}
     assert _without_volatile(a) == _without_volatile(b)
     assert _without_volatile(b) != _without_volatile(c)
+
+
+def test_a_model_not_scaled_by_the_operator_is_parsed_once_per_object_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pass over a quiet fleet costs a lookup per model, not a parse of its spec."""
+    (doc,) = [d for d in yaml.safe_load_all((EXAMPLES / "minilm-embedder.yaml").read_text()) if d]
+    doc["metadata"].update(namespace="ns", uid="u-1", resourceVersion="7")
+    doc["spec"]["scaling"] = {"mode": "none", "minReplicas": 1, "maxReplicas": 1}
+    key = ("SmallModel", "ns", doc["metadata"]["name"])
+    facts = StaticFacts(objects={key: doc})
+    scaler = Autoscaler(Reconciler(Kube(None), Settings(), facts))
+    parsed: list[str] = []
+    real = scaler.reconciler.plan
+
+    def counting(kind: str, body: Any) -> ServerPlan:
+        parsed.append(body["metadata"]["resourceVersion"])
+        return real(kind, body)
+
+    monkeypatch.setattr(scaler.reconciler, "plan", counting)
+    for _ in range(3):
+        scaler.run()
+    assert parsed == ["7"]
+    facts.objects[key] = {**doc, "metadata": {**doc["metadata"], "resourceVersion": "8"}}
+    scaler.run()
+    scaler.run()
+    assert parsed == ["7", "8"]
+    del facts.objects[key]
+    scaler.run()
+    assert scaler._unscaled == {}

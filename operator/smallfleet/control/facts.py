@@ -34,6 +34,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from smallfleet.core.status import waits_on_triton
+
 Key = tuple[str, str, str]  # (kind, namespace, name)
 # A kopf index: key -> the values every indexed object returned for that key.
 IndexView = Mapping[Any, Collection[Any]]
@@ -62,6 +64,7 @@ INDEX_NAMES: Final = (
     "models_by_pool",
     "child_deployments",
     "child_pods",
+    "triton_waiting",
     "gpu_pods",
     "cluster_nodes",
     *CHILD_INDICES,
@@ -85,6 +88,9 @@ class Facts(Protocol):
 
     def other_children(self, key: Key) -> list[dict[str, Any]]:
         """Its other children (ConfigMaps, Services, budgets, autoscalers, routes; any uid)."""
+
+    def waiting_on_triton(self) -> list[Key]:
+        """Resources with a pod whose Triton runs but which is not Ready (`waits_on_triton`)."""
 
     def nodes(self) -> list[dict[str, Any]]:
         """The cluster's nodes."""
@@ -151,6 +157,10 @@ class IndexFacts:
     def pods(self, key: Key) -> list[dict[str, Any]]:
         return _values(self.indices.get("child_pods"), key)
 
+    def waiting_on_triton(self) -> list[Key]:
+        keys = list(self.indices.get("triton_waiting") or ())
+        return sorted(k for k in keys if isinstance(k, tuple))
+
     def nodes(self) -> list[dict[str, Any]]:
         return _values(self.indices.get("cluster_nodes"), None)
 
@@ -204,6 +214,11 @@ class StaticFacts:
 
     def other_children(self, key: Key) -> list[dict[str, Any]]:
         return list(self.others.get(key, []))
+
+    def waiting_on_triton(self) -> list[Key]:
+        return sorted(
+            k for k, pods in self.pod_list.items() if any(waits_on_triton(p) for p in pods)
+        )
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self.node_list)

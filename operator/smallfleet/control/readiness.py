@@ -8,8 +8,9 @@ message does not say what went wrong. Triton does: its repository index
 carries each model's state and the load error.
 
 So every `READ_SECONDS` the periodic thread calls `TritonReadiness.run`,
-which takes from the watches (`Facts`) the pods of each SmallModel and
-ModelPipeline whose Triton runs but which are not Ready, asks each of them
+which takes from the watches (`Facts.waiting_on_triton`, an index of
+just those pods' owners) the pods of each SmallModel and ModelPipeline
+whose Triton runs but which are not Ready, asks each of them
 for its repository index (one small HTTP request, the only live read), and
 keeps what it said. The reconciler hands these observations to the pure
 `status.derive` (through `Reconciler.triton_index`), which turns an
@@ -100,8 +101,8 @@ class TritonReadiness:
         return [p for p in self.facts.pods(key) if st.waits_on_triton(p, TRITON_CONTAINER)]
 
     def run(self) -> None:
-        """One pass over every SmallModel and ModelPipeline (called by `Runtime.every`)."""
-        keys = [k for k in self.reconciler.known() if k[0] in (SMALL_MODEL, MODEL_PIPELINE)]
+        """One pass over the resources with a pod waiting on Triton (called by `Runtime.every`)."""
+        keys = [k for k in self.facts.waiting_on_triton() if k[0] in (SMALL_MODEL, MODEL_PIPELINE)]
         waiting = {key: self.waiting(key) for key in keys}
         with self._lock:
             before = {k: dict(v) for k, v in self._seen.items()}

@@ -162,6 +162,9 @@ class Autoscaler:
         # Only the periodic thread touches these: the loop's keys and each resource's report.
         self._keys: dict[Key, set[str]] = {}  # resource -> its ScalingLoop keys
         self._reports: dict[Key, _Report] = {}
+        # resource -> (uid, resourceVersion) of the body last seen asking for no operator
+        # scaling: the same object version needs no parse again on the next pass.
+        self._unscaled: dict[Key, tuple[str, str]] = {}
 
     # -- the reconciler's side -------------------------------------------------
 
@@ -194,7 +197,7 @@ class Autoscaler:
     def run(self) -> None:
         """One pass: every known SmallModel and ModelPipeline (called by `Runtime.every`)."""
         known = [k for k in self.reconciler.known() if k[0] in (SMALL_MODEL, MODEL_PIPELINE)]
-        for key in set(self._keys) - set(known):
+        for key in (set(self._keys) | set(self._unscaled)) - set(known):
             self.forget(*key)
         for key in known:
             try:
@@ -206,6 +209,7 @@ class Autoscaler:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         key = (kind, namespace, name)
+        self._unscaled.pop(key, None)
         for loop_key in self._keys.pop(key, set()):
             self.loop.forget(loop_key)
             deployment = loop_key.split("/", 1)[1]
@@ -224,12 +228,18 @@ class Autoscaler:
         if ((body.get("spec") or {}).get("serving") or {}).get("pool"):
             self.forget(*key)  # a pooled model's servers belong to its pool
             return []
+        meta = body.get("metadata") or {}
+        version = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+        if kind == SMALL_MODEL and self._unscaled.get(key) == version:
+            return []  # a pipeline's plan also follows its models: it is parsed each pass
         plan = self.reconciler.plan(kind, body)
         mode = plan.scaling.mode
         if mode != "operator":
             self.forget(*key)
             self._report_fixed(key, mode)
+            self._unscaled[key] = version
             return []
+        self._unscaled.pop(key, None)
         deployments = owned(self.reconciler.facts.deployments(key), body["metadata"].get("uid"))
         pods = self.reconciler.facts.pods(key) if deployments else []
         models = [m.name for m in plan.models if not m.is_ensemble]

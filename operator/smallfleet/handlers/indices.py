@@ -24,7 +24,9 @@ from typing import Any, Final
 import kopf
 
 from smallfleet.control.facts import MODEL_PIPELINE, SERVING_POOL, SMALL_MODEL, Key, pack
+from smallfleet.control.readiness import TRITON_CONTAINER
 from smallfleet.core.placement.capacity import GPU_RESOURCE, pod_gpus
+from smallfleet.core.status import waits_on_triton
 from smallfleet.handlers.base import (
     BUDGETS,
     CONFIGMAPS,
@@ -128,6 +130,20 @@ async def child_pods(
         "status": body.get("status") or {},
     }
     return {_key(owner[0], namespace, owner[1]): pack(pod)}
+
+
+@kopf.index("", "v1", "pods", registry=registry)
+async def triton_waiting(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[Key, str] | None:
+    """The owners of child pods whose Triton runs unready: all that `control.readiness` asks.
+
+    So its pass every two seconds costs what is loading, not what the fleet is.
+    """
+    owner = owner_of(labels, OWNER_KINDS)
+    if owner is None or not waits_on_triton(body, TRITON_CONTAINER):
+        return None
+    return {_key(owner[0], namespace, owner[1]): str(body.get("metadata", {}).get("uid"))}
 
 
 @kopf.index("", "v1", "pods", registry=registry)
