@@ -337,6 +337,8 @@ class Result:
     # Per object: first event -> its Deployment available; that -> Ready (smallfleet).
     available_latency: list[float] = field(default_factory=list)
     ready_lag: list[float] = field(default_factory=list)
+    # The API server's writes during the create, by every client, per (resource, verb).
+    cluster_writes: Counter[tuple[str, str]] = field(default_factory=Counter)
     updated: int = 0
     updated_s: float | None = None
     unrelated: int = 0
@@ -496,6 +498,7 @@ def _create(
         phases.start("create")
         result.load = (os.getloadavg()[0], math.nan)
         log(f"{side.name}: creating {n}")
+        writes_before = apiserver_writes(cluster)
         started = time.monotonic()
         apply_all(cluster, _objects(side, n), WORKERS, CHUNK, LIMIT_S)
         result.handled_s = wait_count(watcher, "handled", n, alive, started, LIMIT_S)
@@ -508,6 +511,7 @@ def _create(
             # The cluster's own pace: plain kopf is done before its pods run.
             result.available_s = wait_count(children, "available", n, alive, started, LIMIT_S)
         result.available = children.count("available")
+        result.cluster_writes = apiserver_writes(cluster) - writes_before
         seen, done = watcher.times("seen"), watcher.times("ready")
         up = children.times("available")
         result.latency = sorted(done[k] - seen[k] for k in done if k in seen)
@@ -520,6 +524,38 @@ def _create(
         result.complete = False
         return
     time.sleep(SETTLE_S)
+
+
+METRIC_WRITE_VERBS: Final = frozenset(
+    {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}
+)
+
+
+def apiserver_writes(cluster: Cluster) -> Counter[tuple[str, str]]:
+    """Writes the API server has served so far, by every client, per (resource, verb).
+
+    From its own `apiserver_request_total`: what the whole cluster did for
+    the objects (the operator's writes, and the controllers', the
+    scheduler's and KWOK's in answer), where the audit log has the operator's
+    alone.
+    """
+    out: Counter[tuple[str, str]] = Counter()
+    text = cluster.kubectl("get", "--raw", "/metrics", timeout=60).stdout
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_text, _, value = line.rpartition("} ")
+        labels = dict(
+            part.split("=", 1) for part in labels_text.split("{", 1)[1].split(",") if "=" in part
+        )
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        if labels.get("verb") not in METRIC_WRITE_VERBS:
+            continue
+        what = labels.get("resource", "?")
+        if labels.get("subresource"):
+            what += "/" + labels["subresource"]
+        out[(what, labels["verb"].lower())] += int(float(value))
+    return out
 
 
 def _unrelated(result: Result, cluster: Cluster, pid: int, alive: Callable[[], str | None]) -> None:
@@ -804,6 +840,10 @@ def table(n: int, results: Sequence[Result]) -> list[str]:
         ),
         row("create: reads / writes per object, watches opened", lambda r: _rwx(r, "create")),
         row(
+            "create: the API server's writes per object, every client",
+            lambda r: _f(sum(r.cluster_writes.values()) / r.n, ".1f") if r.cluster_writes else "-",
+        ),
+        row(
             "create: the operator's writes in the API server, p50 / p99 (s)",
             lambda r: _p50_p99(r.requests["create"].write_took if "create" in r.requests else []),
         ),
@@ -837,6 +877,7 @@ def table(n: int, results: Sequence[Result]) -> list[str]:
         ),
         "",
         *ratios(results),
+        *cluster_breakdown(results),
         *breakdown(results),
         *(f"- {r.side}: {note}" for r in results for note in r.notes),
     ]
@@ -860,6 +901,26 @@ def ratios(results: Sequence[Result]) -> list[str]:
     if not parts:
         return []
     return [f"**smallfleet's time to all Ready:** {'; '.join(parts)}.", ""]
+
+
+def cluster_breakdown(results: Sequence[Result], top: int = 12) -> list[str]:
+    """The create's writes by every client, per resource and verb, largest first."""
+    totals: Counter[tuple[str, str]] = Counter()
+    for r in results:
+        totals.update({k: v / r.n for k, v in r.cluster_writes.items()})
+    if not totals:
+        return []
+    lines = [
+        "The create's writes in the API server per object, by every client "
+        "(apiserver_request_total), largest first:",
+        "",
+        "| resource | verb | " + " | ".join(r.side for r in results) + " |",
+        "|---|---|" + "---:|" * len(results),
+    ]
+    for (what, verb), _ in totals.most_common(top):
+        cells = [f"{r.cluster_writes[(what, verb)] / r.n:.2f}" for r in results]
+        lines.append(f"| {what} | {verb} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def breakdown(results: Sequence[Result], top: int = 8) -> list[str]:
