@@ -903,7 +903,7 @@ def ratios(results: Sequence[Result]) -> list[str]:
     return [f"**smallfleet's time to all Ready:** {'; '.join(parts)}.", ""]
 
 
-def cluster_breakdown(results: Sequence[Result], top: int = 12) -> list[str]:
+def cluster_breakdown(results: Sequence[Result], top: int = 20) -> list[str]:
     """The create's writes by every client, per resource and verb, largest first."""
     totals: Counter[tuple[str, str]] = Counter()
     for r in results:

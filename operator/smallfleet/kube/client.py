@@ -34,10 +34,10 @@ PIPELINE_FIELD_MANAGER: Final = "smallfleet-pipeline"
 REPORTING_COMPONENT: Final = "smallfleet.io/operator"
 DEFAULT_TIMEOUT: Final = 30.0
 # Kept-alive connections to the API server: at least the threads that may call it at once
-# (16 reconcile threads, kopf's 4 handler threads, 8 status threads, the periodic one). The
+# (32 reconcile threads, kopf's 4 handler threads, 8 status threads, the periodic one). The
 # client's default is 5 per core; past it urllib3 opens a connection per request and drops
 # it afterwards, so a burst of new models paid a TLS handshake per request on 2 cores.
-CONNECTIONS: Final = 32
+CONNECTIONS: Final = 48
 ABSENT_KIND_TTL: Final = 60.0
 # The largest resourceVersion the API server parses (uint64); etcd's revisions are int64, so
 # no stored object ever has it: as an apply's precondition it means "only if absent".
