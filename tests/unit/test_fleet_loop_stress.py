@@ -21,6 +21,7 @@ this one explores interleavings cheaply and often.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import random
@@ -404,3 +405,40 @@ def test_applies_through_the_reconcile_queue_converge_the_same() -> None:
     for seed in range(4):
         run_stress(seed, queued=True)
     run_stress(98, models=2, operations=300, threads=8, queued=True)
+
+
+def test_a_first_reconcile_again_updates_the_children_it_made_without_creating_them() -> None:
+    """A first reconcile interrupted before its status write leaves children behind; the retry
+    finds them in the index instead of creating each again (a 409, a read, an apply)."""
+    api = FakeApi(0)
+    reconciler = Reconciler(api, Settings(), WatchedFacts(api), now=lambda: "2026-12-06T00:00:00Z")  # type: ignore[arg-type]
+    api.user_apply("m0", "variant 0")
+    key = (SMALL_MODEL, NAMESPACE, "m0")
+    real_status = api.patch_status
+
+    def status_fails(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise Transient(504, "timed out")
+
+    api.patch_status = status_fails  # type: ignore[method-assign]
+    body = api.watch(key)
+    assert body is not None
+    with contextlib.suppress(Transient):
+        reconciler.reconcile(body)
+    assert not ((api.watch(key) or {}).get("status") or {}).get("observedGeneration")
+    made = {k for k in api.objects if k[0] != SMALL_MODEL}
+    assert {k[0] for k in made} >= {"ConfigMap", "Service", "Deployment", "PodDisruptionBudget"}
+
+    api.patch_status = real_status  # type: ignore[method-assign]
+    before = api.requests
+    applied: list[str] = []
+    real_apply = api.apply
+
+    def recording(obj: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
+        applied.append(obj["kind"] + (" (create)" if kwargs.get("create_only") else ""))
+        return real_apply(obj, **kwargs)
+
+    api.apply = recording  # type: ignore[method-assign]
+    reconciler.reconcile(api.watch(key) or body)
+    assert applied == [], f"applied again: {applied}"
+    assert api.requests - before <= 1, "nothing but the status write was needed"
+    assert {k for k in api.objects if k[0] != SMALL_MODEL} == made

@@ -551,9 +551,10 @@ class Reconciler:
             desired, deployments, generation=generation, observed_generation=observed_generation
         )
         observed: list[dict[str, Any]] = list(deployments)
-        if compared:
+        if compared or observed_generation == 0:
+            # A first reconcile again (the last one stopped before its status write) finds
+            # the children it made in the index, instead of creating each again (a 409).
             observed += owned(self.facts.other_children(key), meta.get("uid"))
-        # A first reconcile has nothing to prune, and creating looks each name up first.
         work = plan_reconcile(
             plan, desired, observed, complete=compared or observed_generation == 0
         )
