@@ -903,6 +903,16 @@ def ratios(results: Sequence[Result]) -> list[str]:
     return [f"**smallfleet's time to all Ready:** {'; '.join(parts)}.", ""]
 
 
+def _head(title: str, keys: Sequence[str], results: Sequence[Result]) -> list[str]:
+    """A titled Markdown table's first rows: the key columns, then one column per side."""
+    return [
+        title,
+        "",
+        "| " + " | ".join([*keys, *(r.side for r in results)]) + " |",
+        "|" + "---|" * len(keys) + "---:|" * len(results),
+    ]
+
+
 def cluster_breakdown(results: Sequence[Result], top: int = 20) -> list[str]:
     """The create's writes by every client, per resource and verb, largest first."""
     totals: Counter[tuple[str, str]] = Counter()
@@ -910,13 +920,12 @@ def cluster_breakdown(results: Sequence[Result], top: int = 20) -> list[str]:
         totals.update({k: v / r.n for k, v in r.cluster_writes.items()})
     if not totals:
         return []
-    lines = [
+    lines = _head(
         "The create's writes in the API server per object, by every client "
         "(apiserver_request_total), largest first:",
-        "",
-        "| resource | verb | " + " | ".join(r.side for r in results) + " |",
-        "|---|---|" + "---:|" * len(results),
-    ]
+        ("resource", "verb"),
+        results,
+    )
     for (what, verb), _ in totals.most_common(top):
         cells = [f"{r.cluster_writes[(what, verb)] / r.n:.2f}" for r in results]
         lines.append(f"| {what} | {verb} | " + " | ".join(cells) + " |")
@@ -925,13 +934,12 @@ def cluster_breakdown(results: Sequence[Result], top: int = 20) -> list[str]:
 
 def breakdown(results: Sequence[Result], top: int = 8) -> list[str]:
     """The largest verb/resource lines per phase, per object (watches: in all)."""
-    lines = [
+    lines = _head(
         "Requests per object by verb and resource, largest first (in all: watches opened, "
         "and before the first and after the last phase):",
-        "",
-        "| phase | request | " + " | ".join(r.side for r in results) + " |",
-        "|---|---|" + "---:|" * len(results),
-    ]
+        ("phase", "request"),
+        results,
+    )
     for phase in ("start", *PHASES, "stop"):
         totals: Counter[RequestKey] = Counter()
         for r in results:
