@@ -83,10 +83,11 @@ def needs_comparing(
 ) -> bool:
     """Whether the children other than Deployments must be compared: they may differ from `desired`.
 
-    Not on a first reconcile (`observed_generation` 0: the caller gives what
-    the index holds, often nothing, and creating checks each name anyway); always after a spec change; else
-    only when a Deployment's fingerprint of the other children is not the
-    desired one (the operator's rendering changed, or a Deployment is new).
+    Not on a first reconcile (`observed_generation` 0: the caller passes
+    whatever the index already holds, often nothing, and creating checks
+    each name anyway); always after a spec change; else only when a
+    Deployment's fingerprint of the other children is not the desired one
+    (the operator's rendering changed, or a Deployment is new).
     """
     if observed_generation == 0:
         return False

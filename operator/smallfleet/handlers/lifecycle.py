@@ -14,7 +14,7 @@ RESYNC_SECONDS: Final = 60.0
 # Threads that take keys off the reconcile queue: the reconciles in flight at once. A
 # reconcile mostly waits for the API server (one apply per child, one status write), so
 # more of them in flight, not more CPU, is what a burst of new models needs. Measured with
-# 1,000 new models on 2 cores (bench/fleet.py): 16 threads 109-111 s, 32 99-101 s, 64 97 s
+# 1,000 new models on 2 cores (bench/fleet.py): 16 threads 109-111 s, 32 99-104 s, 64 97 s
 # with 6 MiB more and the API server's p99 for a write at 6 s: past 32 it queues there.
 RECONCILE_THREADS: Final = 32
 
