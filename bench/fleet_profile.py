@@ -8,13 +8,16 @@ with tracemalloc on (SMALLFLEET_PROFILE_FRAMES frames deep, default 10;
 (SMALLFLEET_PROFILE_N, default 300) the way fleet.py does, waits until all
 are Ready and some seconds more, and marks moments with SIGUSR1: idle
 (before the first apply), every SMALLFLEET_PROFILE_MARK_EVERY_S (30) of the
-burst, all Ready, settled. Then it prints, from the snapshots:
+burst, all Ready, settled. With SMALLFLEET_PROFILE_UPDATE=1 it then updates
+every spec as fleet.py's update phase does (each model's config changes and
+its Deployment rolls) and marks that the same way. Then it prints, from the
+snapshots:
 
 - the timeline (RSS, traced memory and its high, threads, every 2 s);
-- what grew from idle to the burst's mark with the most traced memory, and
-  from idle to settled (what stays per model): by line (where the memory
-  was allocated), by the first frame in smallfleet, kopf or the clients
-  (who asked for it) and by whole stack;
+- what grew from idle to the burst's (and the update's) mark with the most
+  traced memory, and from idle to the last mark, settled (what stays per
+  model): by line (where the memory was allocated), by the first frame in
+  smallfleet, kopf or the clients (who asked for it) and by whole stack;
 - live objects by type (and asyncio tasks) at idle, that mark and settled.
 
 tracemalloc slows allocation and doubles what each block costs, so its
@@ -38,13 +41,15 @@ import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import kubernetes
 import yaml
 
 from _kube import (
     SM,
+    Cluster,
+    OperatorProcess,
     Watcher,
     apply_all,
     bench_nodes,
@@ -69,6 +74,7 @@ CLUSTER_NAME: Final = os.environ.get("SMALLFLEET_CLUSTER_NAME", "sf-bench-profil
 LIMIT_S: Final = float(os.environ.get("SMALLFLEET_BENCH_LIMIT_S", "1800"))
 SETTLE_S: Final = 20.0
 MARK_EVERY_S: Final = float(os.environ.get("SMALLFLEET_PROFILE_MARK_EVERY_S", "30"))
+UPDATE: Final = os.environ.get("SMALLFLEET_PROFILE_UPDATE", "") == "1"
 STACKS: Final = 8
 STACK_DEPTH: Final = 8
 HOOK: Final = Path(__file__).resolve().parent / "_memprofile"
@@ -149,8 +155,36 @@ def profile(out: Path) -> None:
             marks.mark("all Ready")
             time.sleep(SETTLE_S)
             marks.mark(f"settled ({SETTLE_S:.0f} s after all Ready)")
+            if UPDATE:
+                _update(cluster, api, operator, marks)
         finally:
             operator.stop()
+
+
+def _update(cluster: Cluster, api: Any, operator: OperatorProcess, marks: Marks) -> None:
+    """fleet.py's update phase: every spec changes (its rendered config too), each model rolls."""
+    docs = [SMALLFLEET.make(i, SMALLFLEET.namespace(i), True) for i in range(N)]
+    with Watcher(api, SM, {"updated": SMALLFLEET.updated}) as watcher:
+        started = time.monotonic()
+        log(f"updating {N} SmallModels under tracemalloc ({FRAMES} frames)")
+        apply_all(cluster, docs, WORKERS, CHUNK, LIMIT_S)
+        next_mark = time.monotonic()
+        while watcher.count("updated") < N:
+            if not operator.running():
+                raise RuntimeError(f"operator exited:\n{operator.log()[-3000:]}")
+            if time.monotonic() - started > LIMIT_S:
+                raise RuntimeError(f"{watcher.count('updated')}/{N} updated after {LIMIT_S}s")
+            if time.monotonic() >= next_mark:
+                marks.mark(
+                    f"update at {time.monotonic() - started:.0f} s: "
+                    f"{watcher.count('updated')} updated and Ready"
+                )
+                next_mark = time.monotonic() + MARK_EVERY_S
+            time.sleep(1)
+        log(f"all {N} updated after {time.monotonic() - started:.1f}s (under tracemalloc)")
+    marks.mark("all updated")
+    time.sleep(SETTLE_S)
+    marks.mark(f"settled ({SETTLE_S:.0f} s after all updated)")
 
 
 def _owner(frames: tracemalloc.Traceback) -> str:
@@ -211,13 +245,16 @@ def report(out: Path) -> None:
     if not traced:
         return
     idle = out / "marked-1.snap"
-    burst = [k for k in traced if names[k - 1].startswith("burst")]
-    high = max(burst, key=lambda k: traced[k]) if burst else None
+    highs = []
+    for phase in ("burst", "update"):
+        during = [k for k in traced if names[k - 1].startswith(phase)]
+        if during:
+            highs.append(max(during, key=lambda k: traced[k]))
     last = max(traced)
-    for k in ([high] if high else []) + [last]:
+    for k in [*highs, last]:
         for line in _growth(f"mark {k}, {names[k - 1]}", out / f"marked-{k}.snap", idle):
             print(line)
-    for k in sorted({1, *([high] if high else []), last}):
+    for k in sorted({1, *highs, last}):
         types = out / f"marked-{k}-types.txt"
         if types.exists():
             rows = types.read_text().splitlines()[:32]
