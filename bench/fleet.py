@@ -1,4 +1,4 @@
-"""A fleet's whole life against plain kopf: create, sit quiet, update, unrelated load, delete.
+"""A fleet's whole life against plain kopf: create, quiet, restart, update, unrelated, delete.
 
 `operator_throughput.py` asks how fast a burst of new objects is handled.
 This benchmark asks what a fleet costs while it lives, per object, so the
@@ -16,15 +16,20 @@ own, it
    nothing changing, and counts what the operator asks of the API server
    meanwhile (the goal: no writes, under one request per model per 10 minutes
    beyond its watches);
-3. **updates** every object's spec (smallfleet: maxBatchSize, which changes
+3. **restarts** the operator with every object in place (SIGTERM, then a new
+   process; SMALLFLEET_FLEET_RESTART=0 skips it) and waits until the new one
+   has listed and resumed them all, which is when its CPU falls quiet (under
+   10% of a core for 5 s): its writes (the goal: none, nothing changed), CPU
+   and peak memory are the cost of an upgrade or a leader change at that size;
+4. **updates** every object's spec (smallfleet: maxBatchSize, which changes
    the rendered config.pbtxt; plain kopf: the image, which its update handler
    patches into the Deployment) and times them until every one has handled the
    new generation and is Ready;
-4. adds **unrelated objects** — SMALLFLEET_FLEET_UNRELATED (default 10,000),
+5. adds **unrelated objects** — SMALLFLEET_FLEET_UNRELATED (default 10,000),
    half Deployments with zero replicas and half bare Pods that KWOK runs, in a
    namespace of their own, not managed by either operator — and compares the
    operator's resident memory before and after;
-5. **deletes** every object at once (one deletecollection per namespace) and
+6. **deletes** every object at once (one deletecollection per namespace) and
    times them until all are gone, and until their Deployments are gone too.
 
 The API requests are attributed to the operator alone through the API
@@ -124,6 +129,11 @@ UNRELATED: Final = int(os.environ.get("SMALLFLEET_FLEET_UNRELATED", "10000"))
 LIMIT_S: Final = float(os.environ.get("SMALLFLEET_BENCH_LIMIT_S", "1800"))
 # Only the create phase: a burst's time and memory, for a quick comparison.
 CREATE_ONLY: Final = os.environ.get("SMALLFLEET_FLEET_CREATE_ONLY") == "1"
+RESTART: Final = os.environ.get("SMALLFLEET_FLEET_RESTART", "1") == "1"
+# A restarted operator has resumed every object once its CPU stays under this share of a
+# core for QUIET_WINDOW_S (a settled operator's periodic passes use about 2%).
+QUIET_CPU: Final = 0.10
+QUIET_WINDOW_S: Final = 5.0
 
 WORKERS: Final = 8
 CHUNK: Final = 250  # objects per kubectl apply
@@ -131,7 +141,7 @@ NAMESPACES: Final = 4
 UNRELATED_NAMESPACE: Final = "bench-unrelated"
 SETTLE_S: Final = 10.0  # after each goal, before the next phase: late requests count to the phase
 BENCH_NODES: Final = 4
-PHASES: Final = ("create", "quiet", "update", "unrelated", "delete")
+PHASES: Final = ("create", "quiet", "restart", "update", "unrelated", "delete")
 OPERATOR_NAMESPACE_GROUPS: Final = (  # audited users: the operators' ServiceAccounts
     f"system:serviceaccounts:{OPERATOR_NAMESPACE}",
     f"system:serviceaccounts:{BASELINE_NAMESPACE}",
@@ -279,12 +289,21 @@ class Requests:
     def failed_writes(self) -> int:
         return sum(n for ((verb, _), _), n in self.codes.items() if verb in WRITE_VERBS)
 
+    def refused_watches(self) -> int:
+        """Watches answered 4xx/5xx: kopf lists the whole kind again after one (429 among them)."""
+        return sum(n for ((verb, _), _), n in self.codes.items() if verb == "watch")
+
     def total(self, verbs: frozenset[str] | None = None) -> int:
         return sum(n for (v, _), n in self.counts.items() if verbs is None or v in verbs)
 
     @property
     def reads(self) -> int:
         return self.total(READ_VERBS)
+
+    @property
+    def lists(self) -> int:
+        """Lists in all: each is one request, but one of a whole kind (a watch's re-list)."""
+        return self.total(frozenset({"list"}))
 
     @property
     def writes(self) -> int:
@@ -347,6 +366,8 @@ class Result:
     gone_s: float | None = None
     children_gone_s: float | None = None
     quiet_s: float = 0.0
+    restart_s: float | None = None  # restart -> the new process's CPU quiet
+    restart_rss: tuple[float, float] | None = None  # the new process: VmRSS settled, VmHWM
     load: tuple[float, float] | None = None  # the machine's 1-min load average: create, delete
     cpu: dict[str, float] = field(default_factory=dict)  # per phase, seconds
     windows: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -357,22 +378,77 @@ class Result:
 class Phases:
     """Contiguous phases: each starts where the last ended; notes wall time and operator CPU."""
 
-    def __init__(self, result: Result, pid: int) -> None:
-        self.result, self.pid = result, pid
+    def __init__(self, result: Result, op: Running) -> None:
+        self.result, self.op = result, op
         self.current: str | None = None
         self.t0 = 0.0
         self.cpu0 = 0.0
 
     def start(self, name: str) -> None:
         self.end()
-        self.current, self.t0, self.cpu0 = name, time.time(), cpu_seconds(self.pid, True)
+        self.current, self.t0, self.cpu0 = name, time.time(), cpu_seconds(self.op.pid, True)
+
+    def restarted(self) -> None:
+        """The phase's CPU is the new process's, all of it since it started."""
+        self.cpu0 = 0.0
 
     def end(self) -> None:
         if self.current is not None:
             self.result.windows[self.current] = (self.t0, time.time())
             with contextlib.suppress(OSError):
-                self.result.cpu[self.current] = cpu_seconds(self.pid, True) - self.cpu0
+                self.result.cpu[self.current] = cpu_seconds(self.op.pid, True) - self.cpu0
             self.current = None
+
+
+Starter = Callable[[contextlib.ExitStack], tuple[int, Callable[[], str | None]]]
+
+
+class Running:
+    """A side's operator process now; `restart` stops it and starts another the same way.
+
+    `starter` starts one in the given stack (which stops it when closed) and
+    returns its pid and a check that says why it is gone (None while it runs).
+    """
+
+    def __init__(self, starter: Starter) -> None:
+        self.starter = starter
+        self.stack = contextlib.ExitStack()
+        self.pid, self._alive = starter(self.stack)
+        self.earlier_peaks: list[float] = []  # VmHWM of the processes a restart stopped
+
+    def alive(self) -> str | None:
+        return self._alive()
+
+    def restart(self) -> None:
+        with contextlib.suppress(OSError):
+            self.earlier_peaks.append(peak_rss_mib(self.pid))
+        self.stack.close()
+        self.stack = contextlib.ExitStack()
+        self.pid, self._alive = self.starter(self.stack)
+
+    def peak_rss(self) -> float:
+        """The highest VmHWM of every process so far (the current one must still run)."""
+        return max([*self.earlier_peaks, peak_rss_mib(self.pid)])
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def wait_cpu_quiet(op: Running, started: float) -> float | None:
+    """Seconds from `started` until the process's CPU fell quiet (None: not within LIMIT_S)."""
+    samples: list[tuple[float, float]] = []  # (monotonic, CPU seconds)
+    while time.monotonic() - started < LIMIT_S:
+        problem = op.alive()
+        if problem:
+            raise RuntimeError(problem)
+        samples.append((time.monotonic(), cpu_seconds(op.pid, True)))
+        old = [x for x in samples if x[0] <= samples[-1][0] - QUIET_WINDOW_S]
+        if old:
+            (t0, c0), (t1, c1) = old[-1], samples[-1]
+            if (c1 - c0) / (t1 - t0) < QUIET_CPU:
+                return t0 - started
+        time.sleep(1.0)
+    return None
 
 
 def run_side(
@@ -397,27 +473,38 @@ def _run_side(
         install_crds(cluster)
         chart = install_chart(cluster)
         result.user = f"system:serviceaccount:{chart.namespace}:{chart.service_account}"
-        operator = start_operator(cluster, chart, work / "smallfleet", all_namespaces=True)
 
-        def alive() -> str | None:
-            if operator.running():
-                return None
-            return f"smallfleet exited {operator.proc.returncode}:\n{operator.log()[-3000:]}"
+        def starter(stack: contextlib.ExitStack) -> tuple[int, Callable[[], str | None]]:
+            operator = start_operator(cluster, chart, work / "smallfleet", all_namespaces=True)
+            stack.callback(operator.stop)
 
-        try:
-            _lifecycle(side, result, cluster, api, operator.pid, alive)
-        finally:
-            operator.stop()
+            def alive() -> str | None:
+                if operator.running():
+                    return None
+                return f"smallfleet exited {operator.proc.returncode}:\n{operator.log()[-3000:]}"
+
+            return operator.pid, alive
+
     else:
         cluster.apply_yaml(BASELINE_DIR / "crd.yaml")
         wait_established(cluster, ["plainapps.bench.smallfleet.io"])
         result.user = baseline_account(cluster, work / "baseline.kubeconfig")
-        with baseline_operator(cluster, work, work / "baseline.kubeconfig") as proc:
+
+        def starter(stack: contextlib.ExitStack) -> tuple[int, Callable[[], str | None]]:
+            proc = stack.enter_context(
+                baseline_operator(cluster, work, work / "baseline.kubeconfig")
+            )
 
             def alive() -> str | None:
                 return None if proc.poll() is None else f"plain kopf exited {proc.returncode}"
 
-            _lifecycle(side, result, cluster, api, proc.pid, alive)
+            return proc.pid, alive
+
+    op = Running(starter)
+    try:
+        _lifecycle(side, result, cluster, api, op)
+    finally:
+        op.close()
 
 
 def _lifecycle(
@@ -425,15 +512,15 @@ def _lifecycle(
     result: Result,
     cluster: Cluster,
     api: kubernetes.client.ApiClient,
-    pid: int,
-    alive: Callable[[], str | None],
+    op: Running,
 ) -> None:
     n = result.n
     time.sleep(2)  # let the operator list and watch before measuring its idle memory
-    result.idle_rss = rss_mib(pid)
-    phases = Phases(result, pid)
+    result.idle_rss = rss_mib(op.pid)
+    phases = Phases(result, op)
+    alive = op.alive
     try:
-        _create(side, result, cluster, api, pid, alive, phases)
+        _create(side, result, cluster, api, op.pid, alive, phases)
         if not result.complete or CREATE_ONLY:
             return
         phases.start("quiet")
@@ -445,6 +532,19 @@ def _lifecycle(
                 raise RuntimeError(problem)
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         result.quiet_s = QUIET_S
+        if RESTART:
+            phases.start("restart")
+            log(f"{side.name}: restarting with {n} in place")
+            started = time.monotonic()
+            op.restart()
+            phases.restarted()
+            result.restart_s = wait_cpu_quiet(op, started)
+            if result.restart_s is None:
+                result.notes.append("the restarted operator's CPU never fell quiet")
+                result.complete = False
+                return
+            result.restart_rss = (rss_mib(op.pid), peak_rss_mib(op.pid))
+            time.sleep(SETTLE_S)
         phases.start("update")
         log(f"{side.name}: updating {n}")
         with Watcher(api, side.resource, {"updated": side.updated}) as watcher:
@@ -458,7 +558,7 @@ def _lifecycle(
         time.sleep(SETTLE_S)
         if UNRELATED:
             phases.start("unrelated")
-            _unrelated(result, cluster, pid, alive)
+            _unrelated(result, cluster, op.pid, alive)
             if not result.complete:
                 return
         phases.start("delete")
@@ -468,8 +568,8 @@ def _lifecycle(
         time.sleep(SETTLE_S)
     finally:
         phases.end()
-        with contextlib.suppress(OSError):  # an operator that exited has no /proc entry
-            result.peak_rss = peak_rss_mib(pid)
+        with contextlib.suppress(OSError, ValueError):  # an exited one has no /proc entry
+            result.peak_rss = op.peak_rss()
 
 
 def _objects(side: Side, n: int, updated: bool = False) -> list[dict[str, Any]]:
@@ -775,13 +875,16 @@ def _p50_p99(values: Sequence[float]) -> str:
 
 
 def _rwx(r: Result, phase: str) -> str:
-    """reads / writes per object, watches in all."""
+    """reads / writes per object, lists and watches in all."""
     reqs = r.requests.get(phase)
     if reqs is None or phase not in r.windows:
         return "-"
     failed = reqs.failed_writes()
-    text = f"{reqs.reads / r.n:.2f} / {reqs.writes / r.n:.2f} / {reqs.watches}"
-    return text + (f" ({failed} writes failed)" if failed else "")
+    text = f"{reqs.reads / r.n:.2f} / {reqs.writes / r.n:.2f} / {reqs.lists} / {reqs.watches}"
+    refused = reqs.refused_watches()
+    notes = [f"{failed} writes failed"] if failed else []
+    notes += [f"{refused} watches refused"] if refused else []
+    return text + (f" ({', '.join(notes)})" if notes else "")
 
 
 def table(n: int, results: Sequence[Result]) -> list[str]:
@@ -838,7 +941,10 @@ def table(n: int, results: Sequence[Result]) -> list[str]:
             "create: Deployment available → Ready, p50 / p99 (s)",
             lambda r: _p50_p99(r.ready_lag),
         ),
-        row("create: reads / writes per object, watches opened", lambda r: _rwx(r, "create")),
+        row(
+            "create: reads / writes per object, lists / watches opened (in all)",
+            lambda r: _rwx(r, "create"),
+        ),
         row(
             "create: the API server's writes per object, every client",
             lambda r: _f(sum(r.cluster_writes.values()) / r.n, ".1f") if r.cluster_writes else "-",
@@ -859,17 +965,37 @@ def table(n: int, results: Sequence[Result]) -> list[str]:
             "quiet: requests per object per 10 min, watches left out (goal < 1, 0 writes)",
             quiet_rate,
         ),
+        row("restart: the new process's CPU quiet after (s)", lambda r: _f(r.restart_s)),
+        row(
+            "restart: reads / writes per object, lists / watches opened (in all)",
+            lambda r: _rwx(r, "restart"),
+        ),
+        row(
+            "restart: the new process's RSS settled / peak (MiB)",
+            lambda r: (
+                "-" if r.restart_rss is None else " / ".join(f"{x:.0f}" for x in r.restart_rss)
+            ),
+        ),
         row(
             "update: all handled and Ready (s)", lambda r: f"{_f(r.updated_s)} ({r.updated}/{r.n})"
         ),
-        row("update: reads / writes per object, watches opened", lambda r: _rwx(r, "update")),
+        row(
+            "update: reads / writes per object, lists / watches opened (in all)",
+            lambda r: _rwx(r, "update"),
+        ),
         row(f"unrelated: RSS before → after {UNRELATED:,} objects (MiB)", growth),
-        row("unrelated: reads / writes per object, watches opened", lambda r: _rwx(r, "unrelated")),
+        row(
+            "unrelated: reads / writes per object, lists / watches opened (in all)",
+            lambda r: _rwx(r, "unrelated"),
+        ),
         row(
             "delete: all gone / their Deployments gone (s)",
             lambda r: f"{_f(r.gone_s)} / {_f(r.children_gone_s)} ({r.gone}/{r.n})",
         ),
-        row("delete: reads / writes per object, watches opened", lambda r: _rwx(r, "delete")),
+        row(
+            "delete: reads / writes per object, lists / watches opened (in all)",
+            lambda r: _rwx(r, "delete"),
+        ),
         row("operator CPU s: " + " / ".join(PHASES), cpu),
         row(
             f"machine load average (1 min, {os.cpu_count()} cores) at create / at delete",
