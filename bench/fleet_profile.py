@@ -10,8 +10,11 @@ are Ready and some seconds more, and marks moments with SIGUSR1: idle
 (before the first apply), every SMALLFLEET_PROFILE_MARK_EVERY_S (30) of the
 burst, all Ready, settled. With SMALLFLEET_PROFILE_UPDATE=1 it then updates
 every spec as fleet.py's update phase does (each model's config changes and
-its Deployment rolls) and marks that the same way. Then it prints, from the
-snapshots:
+its Deployment rolls) and marks that the same way. With
+SMALLFLEET_PROFILE_RESTART=1 it instead makes the N Ready under an operator
+without tracemalloc, stops it and profiles a new one that finds them in
+place: marks when it is healthy, after every 5 s of CPU above 10% of a core
+(the dumps not counted), and settled. Then it prints, from the snapshots:
 
 - the timeline (RSS, traced memory and its high, threads, every 2 s);
 - what grew from idle to the burst's (and the update's) mark with the most
@@ -53,6 +56,7 @@ from _kube import (
     Watcher,
     apply_all,
     bench_nodes,
+    cpu_seconds,
     fresh_cluster,
     handled,
     install_chart,
@@ -75,6 +79,8 @@ LIMIT_S: Final = float(os.environ.get("SMALLFLEET_BENCH_LIMIT_S", "1800"))
 SETTLE_S: Final = 20.0
 MARK_EVERY_S: Final = float(os.environ.get("SMALLFLEET_PROFILE_MARK_EVERY_S", "30"))
 UPDATE: Final = os.environ.get("SMALLFLEET_PROFILE_UPDATE", "") == "1"
+RESTART: Final = os.environ.get("SMALLFLEET_PROFILE_RESTART", "") == "1"
+RESTART_MARK_EVERY_S: Final = 5.0
 STACKS: Final = 8
 STACK_DEPTH: Final = 8
 HOOK: Final = Path(__file__).resolve().parent / "_memprofile"
@@ -125,10 +131,13 @@ def profile(out: Path) -> None:
             "SMALLFLEET_MEMPROFILE": str(out),
             **({"PYTHONTRACEMALLOC": str(FRAMES)} if FRAMES else {}),
         }
-        operator = start_operator(cluster, chart, work / "op", all_namespaces=True, env=env)
         api = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=str(cluster.kubeconfig)
         )
+        if RESTART:
+            _restart(cluster, chart, api, work, out, env)
+            return
+        operator = start_operator(cluster, chart, work / "op", all_namespaces=True, env=env)
         try:
             time.sleep(5)
             marks = Marks(operator.pid, out)
@@ -159,6 +168,48 @@ def profile(out: Path) -> None:
                 _update(cluster, api, operator, marks)
         finally:
             operator.stop()
+
+
+def _restart(
+    cluster: Cluster, chart: Any, api: Any, work: Path, out: Path, env: dict[str, str]
+) -> None:
+    """N Ready under an unprofiled operator, then a profiled one started with them in place."""
+    first = start_operator(cluster, chart, work / "first", all_namespaces=True)
+    try:
+        docs = [SMALLFLEET.make(i, SMALLFLEET.namespace(i), False) for i in range(N)]
+        with Watcher(api, SM, {"ready": ready}) as watcher:
+            started = time.monotonic()
+            log(f"creating {N} SmallModels (not profiled)")
+            apply_all(cluster, docs, WORKERS, CHUNK, LIMIT_S)
+            while watcher.count("ready") < N:
+                if not first.running() or time.monotonic() - started > LIMIT_S:
+                    raise RuntimeError(
+                        f"{watcher.count('ready')}/{N} Ready:\n{first.log()[-3000:]}"
+                    )
+                time.sleep(1)
+        time.sleep(SETTLE_S)
+    finally:
+        first.stop()
+    log(f"restarting under tracemalloc ({FRAMES} frames) with {N} in place")
+    operator = start_operator(cluster, chart, work / "op", all_namespaces=True, env=env)
+    try:
+        marks = Marks(operator.pid, out)
+        started = time.monotonic()
+        marks.mark("restart: healthy")
+        while time.monotonic() - started < LIMIT_S:
+            # CPU over a window of its own: a mark's dump would count as busy.
+            t0, c0 = time.monotonic(), cpu_seconds(operator.pid)
+            time.sleep(RESTART_MARK_EVERY_S)
+            if not operator.running():
+                raise RuntimeError(f"operator exited:\n{operator.log()[-3000:]}")
+            busy = (cpu_seconds(operator.pid) - c0) / (time.monotonic() - t0)
+            if busy < 0.10:
+                break
+            marks.mark(f"restart at {time.monotonic() - started:.0f} s: CPU {busy:.0%}")
+        time.sleep(SETTLE_S)
+        marks.mark(f"settled ({SETTLE_S:.0f} s after the CPU fell quiet)")
+    finally:
+        operator.stop()
 
 
 def _update(cluster: Cluster, api: Any, operator: OperatorProcess, marks: Marks) -> None:
@@ -246,7 +297,7 @@ def report(out: Path) -> None:
         return
     idle = out / "marked-1.snap"
     highs = []
-    for phase in ("burst", "update"):
+    for phase in ("burst", "update", "restart at"):
         during = [k for k in traced if names[k - 1].startswith(phase)]
         if during:
             highs.append(max(during, key=lambda k: traced[k]))
