@@ -31,6 +31,9 @@ LOG_FORMAT_ENV: Final = "SMALLFLEET_LOG_FORMAT"
 # reconcile queue's threads (handlers.lifecycle.RECONCILE_THREADS).
 HANDLER_THREADS: Final = 4
 KOPF_IDLE_SECONDS: Final = 0.5
+# Objects per page when kopf lists a kind (at start-up, and again when a watch answers 410
+# Gone): a whole list of a fleet's pods arrives as one body, parsed all at once.
+LIST_CHUNK: Final = 500
 # How often every ServingPool's servers are asked what they hold (one index request each).
 POOL_SYNC_SECONDS: Final = 2.0
 
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from smallfleet.control.reconcile import Reconciler
     from smallfleet.control.scaling import Autoscaler, intensity_from
     from smallfleet.core import leadership
-    from smallfleet.handlers import storage
+    from smallfleet.handlers import storage, toggles
     from smallfleet.handlers.operator import (
         CHILD_RESOURCES,
         MANAGED_SELECTOR,
@@ -142,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     telemetry.setup_tracing()
     telemetry.serve_metrics(settings.metrics_port, settings.bind_address)
 
+    toggles.install()
     ks = kopf.OperatorSettings()
     # kopf's bookkeeping in memory: no annotation write per created or updated object.
     ks.persistence.progress_storage = storage.PROGRESS
@@ -153,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     ks.watching.server_timeout = 300
     ks.watching.client_timeout = 330
     ks.watching.connect_timeout = 10
+    ks.watching.chunk_size = LIST_CHUNK
     ks.networking.request_timeout = 60
     ks.batching.error_delays = (1, 2, 4, 8, 15, 30, 60)
     # kopf's per-object worker keeps its last event's body while it idles: 5 s by default, so
