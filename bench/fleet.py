@@ -57,7 +57,7 @@ work on the machine slows both sides, so compare them within one run.
         .venv/bin/python bench/run.py fleet
 
 SMALLFLEET_FLEET_CREATE_ONLY=1 stops each side after the create (a burst's time and
-memory only, for a quick comparison).
+memory only, for a quick comparison); SMALLFLEET_FLEET_UNTIL=restart after the restart.
 """
 
 from __future__ import annotations
@@ -130,6 +130,9 @@ LIMIT_S: Final = float(os.environ.get("SMALLFLEET_BENCH_LIMIT_S", "1800"))
 # Only the create phase: a burst's time and memory, for a quick comparison.
 CREATE_ONLY: Final = os.environ.get("SMALLFLEET_FLEET_CREATE_ONLY") == "1"
 RESTART: Final = os.environ.get("SMALLFLEET_FLEET_RESTART", "1") == "1"
+# Stop each side after this phase (create, quiet or restart): a large fleet's restart without
+# the update and delete that follow.
+UNTIL: Final = os.environ.get("SMALLFLEET_FLEET_UNTIL", "")
 # A restarted operator has resumed every object once its CPU stays under this share of a
 # core for QUIET_WINDOW_S (a settled operator's periodic passes use about 2%).
 QUIET_CPU: Final = 0.10
@@ -545,6 +548,8 @@ def _lifecycle(
                 return
             result.restart_rss = (rss_mib(op.pid), peak_rss_mib(op.pid))
             time.sleep(SETTLE_S)
+            if UNTIL == "restart":
+                return
         phases.start("update")
         log(f"{side.name}: updating {n}")
         with Watcher(api, side.resource, {"updated": side.updated}) as watcher:
