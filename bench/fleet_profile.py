@@ -142,25 +142,16 @@ def profile(out: Path) -> None:
             time.sleep(5)
             marks = Marks(operator.pid, out)
             marks.mark("idle")
-            docs = [SMALLFLEET.make(i, SMALLFLEET.namespace(i), False) for i in range(N)]
-            with Watcher(api, SM, {"handled": handled, "ready": ready}) as watcher:
-                started = time.monotonic()
-                log(f"creating {N} SmallModels under tracemalloc ({FRAMES} frames)")
-                apply_all(cluster, docs, WORKERS, CHUNK, LIMIT_S)
-                next_mark = time.monotonic()
-                while watcher.count("ready") < N:
-                    if not operator.running():
-                        raise RuntimeError(f"operator exited:\n{operator.log()[-3000:]}")
-                    if time.monotonic() - started > LIMIT_S:
-                        raise RuntimeError(f"{watcher.count('ready')}/{N} Ready after {LIMIT_S}s")
-                    if time.monotonic() >= next_mark:
-                        counts = (
-                            f"{watcher.count('handled')} handled, {watcher.count('ready')} Ready"
-                        )
-                        marks.mark(f"burst at {time.monotonic() - started:.0f} s: {counts}")
-                        next_mark = time.monotonic() + MARK_EVERY_S
-                    time.sleep(1)
-                log(f"all {N} Ready after {time.monotonic() - started:.1f}s (under tracemalloc)")
+            _burst(
+                cluster,
+                api,
+                operator,
+                marks,
+                [SMALLFLEET.make(i, SMALLFLEET.namespace(i), False) for i in range(N)],
+                {"handled": handled, "ready": ready},
+                ("creating", "burst", "ready"),
+                lambda w: f"{w.count('handled')} handled, {w.count('ready')} Ready",
+            )
             marks.mark("all Ready")
             time.sleep(SETTLE_S)
             marks.mark(f"settled ({SETTLE_S:.0f} s after all Ready)")
@@ -212,27 +203,51 @@ def _restart(
         operator.stop()
 
 
-def _update(cluster: Cluster, api: Any, operator: OperatorProcess, marks: Marks) -> None:
-    """fleet.py's update phase: every spec changes (its rendered config too), each model rolls."""
-    docs = [SMALLFLEET.make(i, SMALLFLEET.namespace(i), True) for i in range(N)]
-    with Watcher(api, SM, {"updated": SMALLFLEET.updated}) as watcher:
+def _burst(
+    cluster: Cluster,
+    api: Any,
+    operator: OperatorProcess,
+    marks: Marks,
+    docs: list[dict[str, Any]],
+    tests: dict[str, Any],
+    names: tuple[str, str, str],
+    counts: Any,
+) -> None:
+    """Apply `docs`; mark every MARK_EVERY_S until all N pass the goal test.
+
+    `names` are the verb for the log, the marks' prefix and the goal (a key of
+    `tests`); `counts` says, from the watcher, how far the burst has got.
+    """
+    verb, prefix, goal = names
+    with Watcher(api, SM, tests) as watcher:
         started = time.monotonic()
-        log(f"updating {N} SmallModels under tracemalloc ({FRAMES} frames)")
+        log(f"{verb} {N} SmallModels under tracemalloc ({FRAMES} frames)")
         apply_all(cluster, docs, WORKERS, CHUNK, LIMIT_S)
         next_mark = time.monotonic()
-        while watcher.count("updated") < N:
+        while watcher.count(goal) < N:
             if not operator.running():
                 raise RuntimeError(f"operator exited:\n{operator.log()[-3000:]}")
             if time.monotonic() - started > LIMIT_S:
-                raise RuntimeError(f"{watcher.count('updated')}/{N} updated after {LIMIT_S}s")
+                raise RuntimeError(f"{watcher.count(goal)}/{N} {goal} after {LIMIT_S}s")
             if time.monotonic() >= next_mark:
-                marks.mark(
-                    f"update at {time.monotonic() - started:.0f} s: "
-                    f"{watcher.count('updated')} updated and Ready"
-                )
+                marks.mark(f"{prefix} at {time.monotonic() - started:.0f} s: {counts(watcher)}")
                 next_mark = time.monotonic() + MARK_EVERY_S
             time.sleep(1)
-        log(f"all {N} updated after {time.monotonic() - started:.1f}s (under tracemalloc)")
+        log(f"all {N} {goal} after {time.monotonic() - started:.1f}s (under tracemalloc)")
+
+
+def _update(cluster: Cluster, api: Any, operator: OperatorProcess, marks: Marks) -> None:
+    """fleet.py's update phase: every spec changes (its rendered config too), each model rolls."""
+    _burst(
+        cluster,
+        api,
+        operator,
+        marks,
+        [SMALLFLEET.make(i, SMALLFLEET.namespace(i), True) for i in range(N)],
+        {"updated": SMALLFLEET.updated},
+        ("updating", "update", "updated"),
+        lambda w: f"{w.count('updated')} updated and Ready",
+    )
     marks.mark("all updated")
     time.sleep(SETTLE_S)
     marks.mark(f"settled ({SETTLE_S:.0f} s after all updated)")
