@@ -130,8 +130,8 @@ LIMIT_S: Final = float(os.environ.get("SMALLFLEET_BENCH_LIMIT_S", "1800"))
 # Only the create phase: a burst's time and memory, for a quick comparison.
 CREATE_ONLY: Final = os.environ.get("SMALLFLEET_FLEET_CREATE_ONLY") == "1"
 RESTART: Final = os.environ.get("SMALLFLEET_FLEET_RESTART", "1") == "1"
-# Stop each side after this phase (create, quiet or restart): a large fleet's restart without
-# the update and delete that follow.
+# "restart" stops each side after the restart: a large fleet's restart without the update
+# and delete that follow.
 UNTIL: Final = os.environ.get("SMALLFLEET_FLEET_UNTIL", "")
 # A restarted operator has resumed every object once its CPU stays under this share of a
 # core for QUIET_WINDOW_S (a settled operator's periodic passes use about 2%).

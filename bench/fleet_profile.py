@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -67,7 +67,15 @@ from _kube import (
     start_operator,
     workdir,
 )
-from fleet import BENCH_NODES, CHUNK, SMALLFLEET, WORKERS, cluster_config, node_pods
+from fleet import (
+    BENCH_NODES,
+    CHUNK,
+    QUIET_CPU,
+    SMALLFLEET,
+    WORKERS,
+    cluster_config,
+    node_pods,
+)
 
 IN_MAKE_BENCH: Final = False  # a diagnosis, not a figure: run it by name
 
@@ -194,7 +202,7 @@ def _restart(
             if not operator.running():
                 raise RuntimeError(f"operator exited:\n{operator.log()[-3000:]}")
             busy = (cpu_seconds(operator.pid) - c0) / (time.monotonic() - t0)
-            if busy < 0.10:
+            if busy < QUIET_CPU:
                 break
             marks.mark(f"restart at {time.monotonic() - started:.0f} s: CPU {busy:.0%}")
         time.sleep(SETTLE_S)
@@ -211,7 +219,7 @@ def _burst(
     docs: list[dict[str, Any]],
     tests: dict[str, Any],
     names: tuple[str, str, str],
-    counts: Any,
+    counts: Callable[[Watcher], str],
 ) -> None:
     """Apply `docs`; mark every MARK_EVERY_S until all N pass the goal test.
 
