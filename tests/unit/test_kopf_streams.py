@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from kopf._cogs.clients import watching
+from kopf._cogs.structs import references
 from kopf._core.reactor import queueing
 
 from smallfleet.handlers import streams
@@ -97,3 +98,31 @@ def test_the_wrapper_passes_every_event_and_its_arguments() -> None:
         "MODIFIED",
     ]
     assert all("managedFields" not in e["object"]["metadata"] for e in out if isinstance(e, dict))
+
+
+@pytest.mark.parametrize(
+    ("group", "plural", "projected"),
+    [
+        ("", "pods", True),
+        ("", "nodes", True),
+        ("apps", "deployments", False),
+        ("", "configmaps", False),
+    ],
+)
+def test_pods_and_nodes_are_projected_by_resource(group: str, plural: str, projected: bool) -> None:
+    body = copy.deepcopy(POD)
+    body["spec"]["volumes"] = [{"name": "v", "emptyDir": {}}]
+    body["status"]["images"] = [{"names": ["a"]}]
+
+    async def stream(**_: Any) -> AsyncIterator[Any]:
+        yield {"type": "ADDED", "object": copy.deepcopy(body)}
+
+    async def drain() -> list[Any]:
+        resource = references.Resource(group=group, version="v1", plural=plural)
+        return [e async for e in streams._wrap(stream)(resource=resource)]
+
+    (event,) = asyncio.run(drain())
+    obj = event["object"]
+    assert "managedFields" not in obj["metadata"]
+    trimmed = "volumes" not in obj["spec"] if plural == "pods" else "images" not in obj["status"]
+    assert trimmed is projected

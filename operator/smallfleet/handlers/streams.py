@@ -1,4 +1,4 @@
-"""Watched objects reach kopf without their managedFields.
+"""Watched objects reach kopf without their managedFields, pods and nodes projected.
 
 Every object the operator watches arrives with `metadata.managedFields`:
 the server-side apply record of which manager set which field, one entry
@@ -9,9 +9,12 @@ every body, and at a restart kopf holds every watched object's body at its
 start-up gate until all kinds are indexed, so the restart's memory peak is
 the sum of those bodies.
 
+Pods and nodes are also cut to what the operator reads of them
+(`core.projections`): every pod in the cluster is watched, for GPU capacity.
+
 `install` wraps kopf's `infinite_watch`, the one stream that every listed
-and watched event passes through, so the field is dropped before the event
-is queued. If kopf no longer has that function, it leaves kopf as it is and
+and watched event passes through, so this happens before the event is
+queued. If kopf no longer has that function, it leaves kopf as it is and
 says so.
 """
 
@@ -19,33 +22,57 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 from kopf._cogs.clients import watching
+
+from smallfleet.core import projections
 
 log = logging.getLogger(__name__)
 
 PATCHED: Final = "_smallfleet_slim"
 DROPPED: Final = "managedFields"
+OBJECT_EVENTS: Final = frozenset({None, "ADDED", "MODIFIED", "DELETED"})
+
+Projection = Callable[[Mapping[str, Any]], dict[str, Any]]
+PROJECTIONS: Final[Mapping[tuple[str, str], Projection]] = {
+    ("", "pods"): projections.pod,
+    ("", "nodes"): projections.node,
+}
 
 
-def slim_event(event: Any) -> Any:
-    """The event with its object's managedFields dropped, in place; bookmarks as they are."""
-    if isinstance(event, dict):
-        obj = event.get("object")
-        if isinstance(obj, dict):
-            meta = obj.get("metadata")
-            if isinstance(meta, dict):
-                meta.pop(DROPPED, None)
+def slim_event(event: Any, project: Projection | None = None) -> Any:
+    """The event with its object's managedFields dropped and the object projected.
+
+    The event is changed in place (it is the stream's own); bookmarks and
+    errors pass as they are.
+    """
+    if not isinstance(event, dict) or event.get("type") not in OBJECT_EVENTS:
+        return event
+    obj = event.get("object")
+    if isinstance(obj, dict):
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            meta.pop(DROPPED, None)
+        if project is not None:
+            event["object"] = project(obj)
     return event
+
+
+def projection(resource: Any) -> Projection | None:
+    """The projection for a kopf resource, by its API group and plural."""
+    return PROJECTIONS.get(
+        (str(getattr(resource, "group", "")), str(getattr(resource, "plural", "")))
+    )
 
 
 def _wrap(stream: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
     @functools.wraps(stream)
     async def slimmed(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        project = projection(kwargs.get("resource"))
         async for event in stream(*args, **kwargs):
-            yield slim_event(event)
+            yield slim_event(event, project)
 
     setattr(slimmed, PATCHED, True)
     return slimmed
