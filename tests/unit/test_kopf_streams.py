@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -81,7 +81,7 @@ def test_other_events_pass_unchanged(event: Any) -> None:
 def test_the_wrapper_passes_every_event_and_its_arguments() -> None:
     seen: dict[str, Any] = {}
 
-    async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    async def stream(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         seen.update(kwargs, args=args)
         yield {"type": None, "object": copy.deepcopy(POD)}
         yield watching.Bookmark.LISTED
@@ -114,7 +114,7 @@ def test_pods_and_nodes_are_projected_by_resource(group: str, plural: str, proje
     body["spec"]["volumes"] = [{"name": "v", "emptyDir": {}}]
     body["status"]["images"] = [{"names": ["a"]}]
 
-    async def stream(**_: Any) -> AsyncIterator[Any]:
+    async def stream(**_: Any) -> AsyncGenerator[Any, None]:
         yield {"type": "ADDED", "object": copy.deepcopy(body)}
 
     async def drain() -> list[Any]:
@@ -126,3 +126,22 @@ def test_pods_and_nodes_are_projected_by_resource(group: str, plural: str, proje
     assert "managedFields" not in obj["metadata"]
     trimmed = "volumes" not in obj["spec"] if plural == "pods" else "images" not in obj["status"]
     assert trimmed is projected
+
+
+def test_closing_the_wrapper_closes_kopf_stream_now() -> None:
+    closed: list[bool] = []
+
+    async def stream(**_: Any) -> AsyncGenerator[Any, None]:
+        try:
+            while True:
+                yield {"type": "ADDED", "object": copy.deepcopy(POD)}
+        finally:
+            closed.append(True)
+
+    async def take_one() -> None:
+        wrapped = streams._wrap(stream)()
+        await anext(wrapped)
+        await wrapped.aclose()
+        assert closed == [True]
+
+    asyncio.run(take_one())

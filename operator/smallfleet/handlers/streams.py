@@ -20,9 +20,10 @@ says so.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Final
 
 from kopf._cogs.clients import watching
@@ -67,12 +68,16 @@ def projection(resource: Any) -> Projection | None:
     )
 
 
-def _wrap(stream: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+def _wrap(
+    stream: Callable[..., AsyncGenerator[Any, None]],
+) -> Callable[..., AsyncGenerator[Any, None]]:
     @functools.wraps(stream)
-    async def slimmed(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    async def slimmed(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         project = projection(kwargs.get("resource"))
-        async for event in stream(*args, **kwargs):
-            yield slim_event(event, project)
+        # Closed with this one, so kopf's own clean-up (its watch's response) runs now.
+        async with contextlib.aclosing(stream(*args, **kwargs)) as events:
+            async for event in events:
+                yield slim_event(event, project)
 
     setattr(slimmed, PATCHED, True)
     return slimmed
