@@ -498,5 +498,11 @@ def test_tritonserver_runs_on_the_pod_ip_and_loads_a_model(
     finally:
         client.close()
     assert y is not None and y.tolist() == [2.0, 4.0, 7.0, -8.0]
+    # Triton refreshes its metrics on an interval (2 s by default), not per request.
+    served = 'nv_inference_request_success{model="double",version="1"} 1'
+    deadline = time.monotonic() + 15
     metrics = fetch(f"http://{ip}:8002/metrics")
-    assert 'nv_inference_request_success{model="double",version="1"} 1' in metrics
+    while served not in metrics and time.monotonic() < deadline:
+        time.sleep(0.5)
+        metrics = fetch(f"http://{ip}:8002/metrics")
+    assert served in metrics
