@@ -25,6 +25,7 @@ import kopf
 
 from smallfleet.control.facts import MODEL_PIPELINE, SERVING_POOL, SMALL_MODEL, Key, pack
 from smallfleet.control.readiness import TRITON_CONTAINER
+from smallfleet.core import projections
 from smallfleet.core.placement.capacity import GPU_RESOURCE, pod_gpus
 from smallfleet.core.status import waits_on_triton
 from smallfleet.handlers.base import (
@@ -205,10 +206,7 @@ for _index, _resource in CHILD_OBJECT_INDICES.items():
 
 @kopf.index("", "v1", "nodes", registry=registry)
 async def cluster_nodes(body: kopf.Body, **_: Any) -> dict[None, dict[str, Any]]:
-    node = slim(body)
-    status = body.get("status") or {}
-    node["status"] = {
-        "allocatable": dict(status.get("allocatable") or {}),
-        "capacity": dict(status.get("capacity") or {}),
-    }
+    node = projections.node(slim(body))
+    status = node.get("status") or {}
+    node["status"] = {k: dict(status.get(k) or {}) for k in projections.NODE_STATUS_FIELDS}
     return {None: node}
