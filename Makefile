@@ -81,7 +81,8 @@ e2e: venv bins triton-env image ## End-to-end tests against a real local control
 FLOOR_TESTS := $(addprefix tests/unit/,test_telemetry.py test_kube_yaml_body.py \
 	test_metricsource.py test_providers.py test_fleet_loop_stress.py test_scaling_runtime.py \
 	test_placement_runtime.py test_triton_readiness.py test_permissions.py test_fetch_auth.py \
-	test_workqueue.py test_kopf_toggles.py test_kopf_storage.py test_kopf_streams.py test_projections.py)
+	test_workqueue.py test_kopf_toggles.py test_kopf_storage.py test_kopf_streams.py test_projections.py \
+	test_kopf_gate.py)
 
 .PHONY: floors
 floors: venv bins triton-env ## Unit, Triton and operator tests on the lowest dependency versions pyproject allows

@@ -49,40 +49,43 @@ async def deployment_event(body: kopf.Body, namespace: str | None, memo: Any, **
         refresh_soon(memo, owner[0], namespace, owner[1])
 
 
-@kopf.on.event(*HTTPROUTES, labels=MANAGED, registry=registry)
-async def httproute_event(
-    type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
-) -> None:
+def _watched(type: str, **_: Any) -> bool:
+    """Not the initial listing: the owners' resume handlers cover what a listed child says.
+
+    Every event handler here ignores the listing, so listed children need not
+    wait at kopf's start-up gate (`handlers.gate`).
+    """
+    return bool(type)
+
+
+@kopf.on.event(*HTTPROUTES, labels=MANAGED, when=_watched, registry=registry)
+async def httproute_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
     """A child route changed (a gateway controller answered): bring Exposed up to date."""
-    _route_changed(type, body, namespace, memo)
+    _route_changed(body, namespace, memo)
 
 
-@kopf.on.event(*GRPCROUTES, labels=MANAGED, registry=registry)
-async def grpcroute_event(
-    type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
-) -> None:
+@kopf.on.event(*GRPCROUTES, labels=MANAGED, when=_watched, registry=registry)
+async def grpcroute_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
     """As `httproute_event`, for a GRPCRoute."""
-    _route_changed(type, body, namespace, memo)
+    _route_changed(body, namespace, memo)
 
 
-def _route_changed(type: str, body: kopf.Body, namespace: str | None, memo: Any) -> None:
+def _route_changed(body: kopf.Body, namespace: str | None, memo: Any) -> None:
     owner = owner_of(body.get("metadata", {}).get("labels") or {})
-    if not type or owner is None:
-        return  # the initial listing: the resume handlers cover it
-    refresh_soon(memo, owner[0], namespace, owner[1])
+    if owner is not None:
+        refresh_soon(memo, owner[0], namespace, owner[1])
 
 
-def _pod_in_trouble(body: kopf.Body, **_: Any) -> bool:
-    return st.pod_problem(body) is not None
+def _pod_in_trouble(type: str, body: kopf.Body, **_: Any) -> bool:
+    return type in ("ADDED", "MODIFIED") and st.pod_problem(body) is not None
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED, when=_pod_in_trouble, registry=registry)
-async def pod_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+async def pod_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
     """A child pod reports a problem (unschedulable, failed fetch or load): surface it now."""
     owner = owner_of(body.get("metadata", {}).get("labels") or {})
-    if not type or type == "DELETED" or owner is None:
-        return
-    refresh_soon(memo, owner[0], namespace, owner[1])
+    if owner is not None:
+        refresh_soon(memo, owner[0], namespace, owner[1])
 
 
 def _node_deleted(type: str, **_: Any) -> bool:

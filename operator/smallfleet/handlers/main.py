@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from smallfleet.control.reconcile import Reconciler
     from smallfleet.control.scaling import Autoscaler, intensity_from
     from smallfleet.core import leadership
-    from smallfleet.handlers import storage, streams, toggles
+    from smallfleet.handlers import gate, storage, streams, toggles
     from smallfleet.handlers.operator import (
         CHILD_RESOURCES,
         MANAGED_SELECTOR,
@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     toggles.install()
     streams.install()
+    gate.install()
     ks = kopf.OperatorSettings()
     # kopf's bookkeeping in memory: no annotation write per created or updated object.
     ks.persistence.progress_storage = storage.PROGRESS
