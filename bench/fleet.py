@@ -58,6 +58,10 @@ work on the machine slows both sides, so compare them within one run.
 
 SMALLFLEET_FLEET_CREATE_ONLY=1 stops each side after the create (a burst's time and
 memory only, for a quick comparison); SMALLFLEET_FLEET_UNTIL=restart after the restart.
+SMALLFLEET_FLEET_PYSPY=PREFIX samples the restarted operator with py-spy (40 Hz, until
+its CPU is quiet, idle threads left out) into PREFIX-<side>.txt, one collapsed stack per
+line with its count (py-spy's raw format), for `sort -k2 -n` or a flame graph; py-spy
+must be installed in the Python environment that runs the bench (`pip install py-spy`).
 """
 
 from __future__ import annotations
@@ -66,11 +70,13 @@ import contextlib
 import json
 import math
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -133,6 +139,7 @@ RESTART: Final = os.environ.get("SMALLFLEET_FLEET_RESTART", "1") == "1"
 # "restart" stops each side after the restart: a large fleet's restart without the update
 # and delete that follow.
 UNTIL: Final = os.environ.get("SMALLFLEET_FLEET_UNTIL", "")
+PYSPY: Final = os.environ.get("SMALLFLEET_FLEET_PYSPY", "")
 # A restarted operator has resumed every object once its CPU stays under this share of a
 # core for QUIET_WINDOW_S (a settled operator's periodic passes use about 2%).
 QUIET_CPU: Final = 0.10
@@ -437,6 +444,30 @@ class Running:
         self.stack.close()
 
 
+@contextlib.contextmanager
+def py_spy(pid: int, side: str) -> Iterator[None]:
+    """Sample the process with py-spy while the block runs, if SMALLFLEET_FLEET_PYSPY asks."""
+    if not PYSPY:
+        yield
+        return
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        raise RuntimeError(
+            f"SMALLFLEET_FLEET_PYSPY is set but {spy} is missing: pip install py-spy"
+        )
+    out = Path(f"{PYSPY}-{side}.txt")
+    command = [str(spy), "record", "-p", str(pid), "-r", "40", "-f", "raw", "-o", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)  # py-spy writes what it has on Ctrl-C
+        _, err = proc.communicate(timeout=60)
+        if not out.exists():
+            raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-500:]}")
+        log(f"{side}: py-spy profile of the restart in {out}")
+
+
 def wait_cpu_quiet(op: Running, started: float) -> float | None:
     """Seconds from `started` until the process's CPU fell quiet (None: not within LIMIT_S)."""
     samples: list[tuple[float, float]] = []  # (monotonic, CPU seconds)
@@ -541,7 +572,8 @@ def _lifecycle(
             started = time.monotonic()
             op.restart()
             phases.restarted()
-            result.restart_s = wait_cpu_quiet(op, started)
+            with py_spy(op.pid, side.name):
+                result.restart_s = wait_cpu_quiet(op, started)
             if result.restart_s is None:
                 result.notes.append("the restarted operator's CPU never fell quiet")
                 result.complete = False
