@@ -59,7 +59,8 @@ work on the machine slows both sides, so compare them within one run.
 SMALLFLEET_FLEET_CREATE_ONLY=1 stops each side after the create (a burst's time and
 memory only, for a quick comparison); SMALLFLEET_FLEET_UNTIL=restart after the restart.
 SMALLFLEET_FLEET_PYSPY=PREFIX samples the restarted operator with py-spy (40 Hz, until
-its CPU is quiet, idle threads left out) into PREFIX-<side>.txt, one collapsed stack per
+its CPU is quiet, only the thread that holds the GIL: with 32 reconcile threads most
+others wait for it) into PREFIX-<side>.txt, one collapsed stack per
 line with its count (py-spy's raw format), for `sort -k2 -n` or a flame graph; py-spy
 must be installed in the Python environment that runs the bench (`pip install py-spy`).
 """
@@ -455,8 +456,8 @@ def py_spy(pid: int, side: str) -> Iterator[None]:
         raise RuntimeError(
             f"SMALLFLEET_FLEET_PYSPY is set but {spy} is missing: pip install py-spy"
         )
-    out = Path(f"{PYSPY}-{side}.txt")
-    command = [str(spy), "record", "-p", str(pid), "-r", "40", "-f", "raw", "-o", str(out)]
+    out = Path(f"{PYSPY}-{side.replace(' ', '-')}.txt")
+    command = [str(spy), "record", "-p", str(pid), "-r", "40", "--gil", "-f", "raw", "-o", str(out)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield

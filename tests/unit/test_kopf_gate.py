@@ -18,7 +18,7 @@ from kopf._core.reactor import inventory, processing
 
 import smallfleet.handlers.operator  # noqa: F401  (registers every handler)
 from smallfleet.core.render.children import LABEL_OWNER_KIND, LABEL_OWNER_NAME
-from smallfleet.handlers import gate
+from smallfleet.handlers import gate, streams
 from smallfleet.handlers.base import (
     CHILD_RESOURCES,
     DEPLOYMENTS,
@@ -146,6 +146,9 @@ class Cluster:
     ) -> tuple[asyncio.Task[Any], aiotoggles.Toggle]:
         toggle = await self.gate.make_toggle(name=name)
         obj = {"metadata": {"name": name, "namespace": "ns", "uid": name}}
+        event = {"type": type, "object": obj}
+        if type is None:
+            await gate.PACER.admit(event)  # as the wrapped watch stream does
         call: Callable[..., Any] = processing.process_resource_event
         task = asyncio.create_task(
             call(
@@ -156,14 +159,18 @@ class Cluster:
                 memories=self.memories,
                 memobase=ephemera.Memo(),
                 resource=resource(*kind),
-                raw_event={"type": type, "object": obj},
+                raw_event=event,
                 event_queue=asyncio.Queue[posting.K8sEvent](),
                 resource_indexed=toggle,
                 operator_indexed=self.gate,
                 no_throttling=True,
             )
         )
+        self.event = event
         return task, toggle
+
+    def counted(self) -> bool:
+        return id(self.event) in gate.PACER._held
 
 
 def test_a_listed_pod_is_indexed_and_passes_the_shut_gate() -> None:
@@ -171,7 +178,9 @@ def test_a_listed_pod_is_indexed_and_passes_the_shut_gate() -> None:
         cluster = Cluster()
         blocker = await cluster.gate.make_toggle(name="another kind still listing")
         task, toggle = await cluster.process(PODS, None, "p-0")
+        assert cluster.counted()
         await asyncio.wait_for(task, timeout=5)
+        assert not cluster.counted()
         assert toggle not in cluster.gate._toggles  # marked indexed: the gate waits on it no more
         assert blocker in cluster.gate._toggles and not cluster.gate.is_on()
         return cluster
@@ -194,6 +203,7 @@ def test_others_wait_until_the_gate_opens(kind: tuple[str, str, str], type: str 
         await asyncio.sleep(0.2)
         assert not task.done()
         assert toggle not in cluster.gate._toggles  # indexed, and waiting
+        assert not cluster.counted()  # parked: the pacer lets the lists go on
         if kind == OWNERS:
             task.cancel()  # past the gate its handler would patch the object through the API
             with pytest.raises(asyncio.CancelledError):
@@ -213,3 +223,59 @@ def test_kopf_is_left_as_it_is_when_it_changed(
     monkeypatch.delattr(processing, "process_resource_event")
     assert not gate.install()
     assert "start-up gate" in caplog.text
+
+
+def test_the_pacer_waits_for_room_that_a_release_makes() -> None:
+    async def scenario() -> None:
+        pacer = gate.Pacer(bound=2, wait_s=5)
+        a, b, c = ({"type": None, "object": {"n": i}} for i in range(3))
+        await pacer.admit(a)
+        await pacer.admit(b)
+        third = asyncio.create_task(pacer.admit(c))
+        await asyncio.sleep(0.05)
+        assert not third.done() and len(pacer) == 2
+        pacer.release(a)
+        await asyncio.wait_for(third, timeout=1)
+        assert len(pacer) == 2
+        pacer.release({"type": "MODIFIED", "object": {}})  # never counted
+        assert len(pacer) == 2
+
+    asyncio.run(scenario())
+
+
+def test_counts_lost_on_the_way_stall_the_lists_for_a_while_only() -> None:
+    async def scenario() -> float:
+        pacer = gate.Pacer(bound=1, wait_s=0.2)
+        lost, next_one = {"type": None, "object": {}}, {"type": None, "object": {}}
+        await pacer.admit(lost)
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(pacer.admit(next_one), timeout=2)
+        assert len(pacer) == 1  # the count started again
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(scenario()) >= 0.2
+
+
+def test_the_watch_stream_hands_on_listed_objects_only_with_room(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gate, "PACER", gate.Pacer(bound=2, wait_s=5))
+    listed = [{"type": None, "object": {"metadata": {"name": f"p-{i}"}}} for i in range(3)]
+    watched = {"type": "MODIFIED", "object": {"metadata": {"name": "p-0"}}}
+
+    async def inner(**_: Any) -> Any:
+        for event in [*listed, watched]:
+            yield event
+
+    async def scenario() -> None:
+        stream = streams._wrap(inner)(resource=resource(*DEPLOYMENTS))
+        got = [await anext(stream), await anext(stream)]
+        third = asyncio.create_task(anext(stream))
+        await asyncio.sleep(0.05)
+        assert not third.done()
+        gate.PACER.release(got[0])
+        assert await asyncio.wait_for(third, timeout=1) is listed[2]
+        assert await asyncio.wait_for(anext(stream), timeout=1) is watched  # never waits
+        await stream.aclose()
+
+    asyncio.run(scenario())

@@ -19,6 +19,17 @@ So a listing event of a kind without kopf change or spawn handlers is
 indexed, marks itself indexed, and goes on without waiting; its worker ends
 and drops the body. Owners (SmallModels, ModelPipelines, ServingPools)
 still wait, as do all later events of every kind while the gate is shut.
+
+Even so, a list arrives faster than kopf indexes it: each listed object
+gets a worker task at once, and the tasks take turns, so every listed
+object of every kind would be in kopf's hands at the same moment. `Pacer`
+bounds that: the watch stream (`handlers.streams`) hands kopf the next
+listed object only while fewer than `PACE` are between the list and their
+index, and one stops counting when its processing ends or when it parks at
+the gate. With pages of `handlers.main.LIST_CHUNK` objects, what a restart
+holds at once is then about a page per kind, `PACE` objects and the owners
+at the gate, rather than everything listed.
+
 `install` wraps kopf's `processing.process_resource_event`; if kopf no
 longer has it, or its registry lacks the parts used here, kopf is left as
 it is, with a warning.
@@ -26,6 +37,7 @@ it is, with a warning.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Mapping
@@ -37,23 +49,85 @@ from kopf._core.reactor import processing
 log = logging.getLogger(__name__)
 
 PATCHED: Final = "_smallfleet_listing_passes"
+# Listed objects between their list and their index at once, over every kind.
+PACE: Final = 200
+# A listed object that never reaches kopf's processor (its watcher stopped) must not stall
+# the lists after it for longer than this.
+PACE_WAIT_S: Final = 5.0
 
 
-class Passed:
-    """kopf's gate as a listed object that no handler acts on sees it.
+class Pacer:
+    """Listed objects handed to kopf and not yet indexed: at most `bound` at once.
 
-    Marking the object indexed goes to the gate; waiting for the gate does
-    not wait.
+    Objects are counted by identity: kopf passes the event it read from the
+    stream to its processor as the same dict.
     """
 
-    def __init__(self, gate: Any) -> None:
+    def __init__(self, bound: int = PACE, wait_s: float = PACE_WAIT_S) -> None:
+        self.bound = bound
+        self.wait_s = wait_s
+        self._held: set[int] = set()
+        self._room: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    async def admit(self, event: Mapping[str, Any]) -> None:
+        """Wait for room, then count the event as in kopf's hands.
+
+        No room for `wait_s` means no listed object got indexed meanwhile,
+        where each takes milliseconds: those counted were lost on the way
+        (a watcher stopped), so the count starts again.
+        """
+        if len(self._held) >= self.bound:
+            room = self._event()
+            room.clear()
+            try:
+                await asyncio.wait_for(room.wait(), self.wait_s)
+            except TimeoutError:
+                log.debug("%d listed objects not indexed in %.0f s", len(self._held), self.wait_s)
+                self._held.clear()
+        self._held.add(id(event))
+
+    def release(self, event: Any) -> None:
+        """The event's object is indexed (or gone): it no longer counts."""
+        held = self._held
+        if held and id(event) in held:
+            held.discard(id(event))
+            if self._room is not None and len(held) < self.bound:
+                self._room.set()
+
+    def _event(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if self._room is None or self._loop is not loop:
+            self._room, self._loop = asyncio.Event(), loop
+        return self._room
+
+
+PACER: Final = Pacer()
+
+
+class Gate:
+    """kopf's gate as a listed object sees it: it stops counting for the pacer once indexed.
+
+    Marking the object indexed goes to the gate. Waiting for the gate waits
+    only if a handler may act on the object (`hold`).
+    """
+
+    def __init__(self, gate: Any, event: Any, hold: bool, pacer: Pacer) -> None:
         self._gate = gate
+        self._event = event
+        self._hold = hold
+        self._pacer = pacer
 
     async def drop_toggle(self, toggle: Any) -> None:
         await self._gate.drop_toggle(toggle)
 
     async def wait_for(self, value: bool) -> None:
-        return None
+        self._pacer.release(self._event)
+        if self._hold:
+            await self._gate.wait_for(value)
 
     def is_on(self) -> bool:
         return bool(self._gate.is_on())
@@ -71,15 +145,9 @@ def acts_on_listing(registry: Any, resource: Any) -> bool:
     )
 
 
-def passes(kwargs: Mapping[str, Any]) -> bool:
-    """Whether this call of kopf's processor may skip the wait at the gate."""
-    event = kwargs.get("raw_event")
-    return (
-        kwargs.get("operator_indexed") is not None
-        and isinstance(event, Mapping)
-        and event.get("type") is None
-        and not acts_on_listing(kwargs.get("registry"), kwargs.get("resource"))
-    )
+def listed(event: Any) -> bool:
+    """Whether a watch event is a listed object (kopf's initial or repeated list)."""
+    return isinstance(event, Mapping) and event.get("type") is None and "object" in event
 
 
 Processor = Callable[..., Coroutine[Any, Any, Any]]
@@ -88,9 +156,15 @@ Processor = Callable[..., Coroutine[Any, Any, Any]]
 def _wrap(process: Processor) -> Processor:
     @functools.wraps(process)
     async def process_resource_event(*args: Any, **kwargs: Any) -> Any:
-        if passes(kwargs):
-            kwargs["operator_indexed"] = Passed(kwargs["operator_indexed"])
-        return await process(*args, **kwargs)
+        event = kwargs.get("raw_event")
+        gate = kwargs.get("operator_indexed")
+        if gate is not None and listed(event):
+            hold = acts_on_listing(kwargs.get("registry"), kwargs.get("resource"))
+            kwargs["operator_indexed"] = Gate(gate, event, hold, PACER)
+        try:
+            return await process(*args, **kwargs)
+        finally:
+            PACER.release(event)
 
     setattr(process_resource_event, PATCHED, True)
     return process_resource_event

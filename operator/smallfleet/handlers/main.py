@@ -32,8 +32,9 @@ LOG_FORMAT_ENV: Final = "SMALLFLEET_LOG_FORMAT"
 HANDLER_THREADS: Final = 4
 KOPF_IDLE_SECONDS: Final = 0.5
 # Objects per page when kopf lists a kind (at start-up, and again when a watch answers 410
-# Gone): a whole list of a fleet's pods arrives as one body, parsed all at once.
-LIST_CHUNK: Final = 500
+# Gone): a whole list of a fleet's pods arrives as one body, parsed all at once, and a
+# page stays whole until its last object is handed on (see handlers.gate's pacer).
+LIST_CHUNK: Final = 100
 # How often every ServingPool's servers are asked what they hold (one index request each).
 POOL_SYNC_SECONDS: Final = 2.0
 

@@ -14,7 +14,8 @@ Pods and nodes are also cut to what the operator reads of them
 
 `install` wraps kopf's `infinite_watch`, the one stream that every listed
 and watched event passes through, so this happens before the event is
-queued. If kopf no longer has that function, it leaves kopf as it is and
+queued. It also hands kopf each listed object only when the pacer of
+`handlers.gate` has room. If kopf no longer has that function, it leaves kopf as it is and
 says so.
 """
 
@@ -29,6 +30,7 @@ from typing import Any, Final
 from kopf._cogs.clients import watching
 
 from smallfleet.core import projections
+from smallfleet.handlers import gate
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,10 @@ def _wrap(
         # Closed with this one, so kopf's own clean-up (its watch's response) runs now.
         async with contextlib.aclosing(stream(*args, **kwargs)) as events:
             async for event in events:
-                yield slim_event(event, project)
+                event = slim_event(event, project)
+                if gate.listed(event):
+                    await gate.PACER.admit(event)
+                yield event
 
     setattr(slimmed, PATCHED, True)
     return slimmed
