@@ -279,3 +279,25 @@ def test_the_watch_stream_hands_on_listed_objects_only_with_room(
         await stream.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_stream_counts_nothing_when_kopf_could_not_be_wrapped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inner_process = vars(processing.process_resource_event)["__wrapped__"]
+    monkeypatch.setattr(processing, "process_resource_event", inner_process)
+    monkeypatch.setattr(gate, "PACER", gate.Pacer(bound=1, wait_s=5))
+    listed = [{"type": None, "object": {"metadata": {"name": f"p-{i}"}}} for i in range(3)]
+
+    async def inner(**_: Any) -> Any:
+        for event in listed:
+            yield event
+
+    async def scenario() -> list[Any]:
+        stream = streams._wrap(inner)(resource=resource(*DEPLOYMENTS))
+        got = [await asyncio.wait_for(anext(stream), timeout=1) for _ in listed]
+        await stream.aclose()
+        return got
+
+    assert asyncio.run(scenario()) == listed
+    assert len(gate.PACER) == 0

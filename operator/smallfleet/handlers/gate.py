@@ -179,6 +179,11 @@ def _compatible() -> bool:
         return False
 
 
+def installed() -> bool:
+    """Whether kopf's processor is wrapped here, so that it releases what the pacer counts."""
+    return bool(getattr(processing.process_resource_event, PATCHED, False))
+
+
 def install() -> bool:
     """Let listed objects that no handler acts on pass the gate; False (and a warning) if not."""
     process = getattr(processing, "process_resource_event", None)

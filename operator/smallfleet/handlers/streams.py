@@ -76,11 +76,12 @@ def _wrap(
     @functools.wraps(stream)
     async def slimmed(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         project = projection(kwargs.get("resource"))
+        paced = gate.installed()  # else nothing would release what the pacer counts
         # Closed with this one, so kopf's own clean-up (its watch's response) runs now.
         async with contextlib.aclosing(stream(*args, **kwargs)) as events:
             async for event in events:
                 event = slim_event(event, project)
-                if gate.listed(event):
+                if paced and gate.listed(event):
                     await gate.PACER.admit(event)
                 yield event
 
