@@ -296,6 +296,7 @@ def run_stress(
     runtime = Runtime(reconciler=reconciler)
     if queued:
         runtime.start_queue(4)
+        runtime.indices_complete()
     names = [f"m{i}" for i in range(models)]
     rng = random.Random(seed)
     plan = [

@@ -18,7 +18,7 @@ from kopf._core.reactor import inventory, processing
 
 import smallfleet.handlers.operator  # noqa: F401  (registers every handler)
 from smallfleet.core.render.children import LABEL_OWNER_KIND, LABEL_OWNER_NAME
-from smallfleet.handlers import gate, streams
+from smallfleet.handlers import gate, storage, streams
 from smallfleet.handlers.base import (
     CHILD_RESOURCES,
     DEPLOYMENTS,
@@ -28,6 +28,7 @@ from smallfleet.handlers.base import (
     MODELS,
     PIPELINES,
     POOLS,
+    QUEUED_OWNERS,
     SMALL_MODEL,
     registry,
 )
@@ -59,8 +60,31 @@ def test_no_change_or_spawn_handler_acts_on_a_listed_child(kind: tuple[str, str,
 
 
 @pytest.mark.parametrize("kind", [MODELS, PIPELINES, POOLS], ids=lambda k: k[2])
-def test_owners_wait_for_the_indices(kind: tuple[str, str, str]) -> None:
+def test_owners_have_handlers_that_act_on_a_listing(kind: tuple[str, str, str]) -> None:
     assert gate.acts_on_listing(registry, resource(*kind))
+
+
+@pytest.mark.parametrize(
+    ("kind", "held"), [(MODELS, False), (PIPELINES, False), (POOLS, True)], ids=lambda k: str(k)
+)
+def test_owners_that_only_queue_keys_pass_and_pools_wait(
+    kind: tuple[str, str, str], held: bool
+) -> None:
+    assert gate.holds(registry, resource(*kind), QUEUED_OWNERS) is held
+    assert gate.holds(registry, resource(*kind), ()) is True
+
+
+def test_the_queued_owners_change_handlers_only_queue_keys() -> None:
+    """What lets them pass: a handler that read the indices would run on part of the fleet."""
+    from smallfleet.handlers import models, pipelines
+
+    queued = {f"{group}/{plural}" for group, plural in QUEUED_OWNERS}
+    assert queued == {f"{MODELS[0]}/{MODELS[2]}", f"{PIPELINES[0]}/{PIPELINES[2]}"}
+    for module in (models, pipelines):
+        for fn in vars(module).values():
+            if callable(fn) and fn.__name__.endswith(("_create", "_update", "_resume")):
+                code = fn.__code__
+                assert set(code.co_names) <= {"enqueue", "SMALL_MODEL", "MODEL_PIPELINE"}, fn
 
 
 def _matched(kind: tuple[str, str, str], type: str | None, obj: dict[str, Any]) -> list[Any]:
@@ -115,6 +139,7 @@ def test_no_event_handler_matches_a_listed_object(
 # kopf's own processor, with a shut gate: an index and an event handler on pods, and a
 # kind with a change handler.
 OWNERS = ("example.com", "v1", "owners")
+QUEUED = ("example.com", "v1", "queued")
 
 
 class Cluster:
@@ -122,6 +147,7 @@ class Cluster:
         self.registry = kopf.OperatorRegistry()
         self.indexed: list[str] = []
         self.events: list[str | None] = []
+        self.resumed: list[str] = []
 
         @kopf.index(*PODS, registry=self.registry)
         def names(name: str, **_: Any) -> str:
@@ -135,6 +161,11 @@ class Cluster:
         @kopf.on.update(*OWNERS, registry=self.registry)
         def update(**_: Any) -> None:
             pass
+
+        @kopf.on.resume(*QUEUED, registry=self.registry)
+        @kopf.on.create(*QUEUED, registry=self.registry)
+        async def queue(name: str, **_: Any) -> None:
+            self.resumed.append(name)
 
         self.indexers = indexing.OperatorIndexers()
         self.indexers.ensure(self.registry._indexing.get_all_handlers())
@@ -150,12 +181,15 @@ class Cluster:
         if type is None:
             await gate.PACER.admit(event)  # as the wrapped watch stream does
         call: Callable[..., Any] = processing.process_resource_event
+        settings = kopf.OperatorSettings()
+        settings.persistence.progress_storage = storage.PROGRESS  # no patch through the API
+        settings.persistence.diffbase_storage = storage.DIFFBASE
         task = asyncio.create_task(
             call(
                 lifecycle=lifecycles.all_at_once,
                 indexers=self.indexers,
                 registry=self.registry,
-                settings=kopf.OperatorSettings(),
+                settings=settings,
                 memories=self.memories,
                 memobase=ephemera.Memo(),
                 resource=resource(*kind),
@@ -215,6 +249,53 @@ def test_others_wait_until_the_gate_opens(kind: tuple[str, str, str], type: str 
 
     cluster = asyncio.run(scenario())
     assert cluster.events == ([] if kind == OWNERS else ["MODIFIED"])
+
+
+def test_a_listed_owner_that_only_queues_passes_and_the_work_waits_for_the_gate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opening = gate.Opening()
+    opened: list[bool] = []
+    monkeypatch.setattr(gate, "OPENING", opening)
+    monkeypatch.setattr(gate, "QUEUED", {("example.com", "queued")})
+
+    async def scenario() -> Cluster:
+        cluster = Cluster()
+        opening.hooks.append(lambda: opened.append(cluster.gate.is_on()))
+        blocker = await cluster.gate.make_toggle(name="another kind still listing")
+        task, _ = await cluster.process(QUEUED, None, "q-0")
+        await asyncio.wait_for(task, timeout=5)
+        assert not cluster.counted()
+        assert cluster.resumed == ["q-0"]  # its handler ran: it queued a key
+        await asyncio.sleep(0.1)
+        assert opened == []  # the work that key waits for has not started
+        await cluster.gate.drop_toggle(blocker)
+        for _ in range(50):
+            if opened:
+                break
+            await asyncio.sleep(0.02)
+        task, _ = await cluster.process(QUEUED, None, "q-1")  # the same gate: one call only
+        await asyncio.wait_for(task, timeout=5)
+        await asyncio.sleep(0.05)
+        return cluster
+
+    asyncio.run(scenario())
+    assert opened == [True]
+
+
+def test_kopf_is_left_as_it_is_when_its_processor_takes_other_arguments(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def process_resource_event(raw_event: Any, registry: Any, resource: Any) -> None:
+        pass
+
+    monkeypatch.setattr(processing, "process_resource_event", process_resource_event)
+    opening = gate.Opening()
+    monkeypatch.setattr(gate, "OPENING", opening)
+    assert not gate.install(opened=lambda: None)
+    assert processing.process_resource_event is process_resource_event
+    assert opening.hooks == []
+    assert "start-up gate" in caplog.text
 
 
 def test_kopf_is_left_as_it_is_when_it_changed(

@@ -237,6 +237,7 @@ def test_child_news_refreshes_each_owner_once_and_leaves_a_failure_to_the_resync
     reconciler.refresh = refresh  # type: ignore[method-assign,assignment]
     runtime = Runtime(reconciler=reconciler)
     runtime.start_queue(1, refresh_threads=1)
+    runtime.indices_complete()
     for _ in range(20):
         runtime.refresh_soon(key("a"))
         runtime.refresh_soon(key("bad"))
@@ -249,3 +250,43 @@ def test_child_news_refreshes_each_owner_once_and_leaves_a_failure_to_the_resync
     # Twenty adds each: `a` once, or twice when the first was taken before the others came.
     assert refreshed.count(key("a")) in (1, 2)
     assert refreshed.count(key("bad")) == 1  # no retry loop: the resync retries
+
+
+def test_keys_wait_for_the_indices_and_so_do_the_periodic_passes() -> None:
+    """Until every watched kind is indexed a plan would see part of the fleet: nothing runs."""
+    reconciler = Reconciler(Kube(None), Settings(), StaticFacts())
+    reconciled: list[tuple[str, str, str]] = []
+    passes: list[float] = []
+    reconciler.reconcile_named = lambda *k, once=False: reconciled.append(k)  # type: ignore[method-assign,assignment,misc]
+    runtime = Runtime(reconciler=reconciler)
+    runtime.start_queue(2, refresh_threads=1)
+    runtime.every(0.0, lambda: passes.append(time.monotonic()), "probe")
+    periodic = threading.Thread(target=runtime.run_periodic, daemon=True)
+    periodic.start()
+    runtime.enqueue(key("a"))
+    runtime.enqueue(key("b"), once=True)
+    time.sleep(1.5)
+    assert reconciled == [] and passes == []
+    assert runtime.queue is not None and len(runtime.queue) == 2
+    runtime.indices_complete()
+    wait_for(lambda: len(reconciled) == 2 and bool(passes))
+    assert sorted(reconciled) == [key("a"), key("b")]
+    runtime.indices_complete()  # again (a second gate): the threads are not started twice
+    assert len(runtime.queue._workers) == 2
+    runtime.stop.set()
+    runtime.stop_queues()
+    periodic.join(5)
+    assert not periodic.is_alive()
+
+
+def test_queues_made_after_the_indices_are_complete_start_at_once() -> None:
+    """kopf could not be wrapped: every owner waits at kopf's gate, so the queue need not."""
+    reconciler = Reconciler(Kube(None), Settings(), StaticFacts())
+    reconciled: list[tuple[str, str, str]] = []
+    reconciler.reconcile_named = lambda *k, once=False: reconciled.append(k)  # type: ignore[method-assign,assignment,misc]
+    runtime = Runtime(reconciler=reconciler)
+    runtime.indices_complete()
+    runtime.start_queue(1, refresh_threads=1)
+    runtime.enqueue(key("a"))
+    wait_for(lambda: reconciled == [key("a")])
+    runtime.stop_queues()

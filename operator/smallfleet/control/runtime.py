@@ -60,13 +60,29 @@ class Runtime:
     # Owners whose children had news (`refresh_soon`): a status refresh each, however many.
     refreshes: WorkQueue | None = None
     failures: dict[Key, int] = field(default_factory=dict)  # failed reconciles in a row
+    # Set when every watched kind is indexed (`indices_complete`): until then keys wait in the
+    # queues, and the periodic passes wait, since a plan made from part of the fleet is wrong.
+    indexed: threading.Event = field(default_factory=threading.Event)
+    _starting: threading.Lock = field(default_factory=threading.Lock)
 
     def start_queue(self, threads: int, refresh_threads: int = STATUS_THREADS) -> None:
+        """Make the queues; their threads take keys once the indices are complete."""
         queue = self.queue = WorkQueue(self.reconcile_key, threads)
         telemetry.RECONCILE_QUEUE.set_function(lambda: len(queue))
-        queue.start()
         self.refreshes = WorkQueue(self.refresh_key, refresh_threads, name="smallfleet-status")
-        self.refreshes.start()
+        if self.indexed.is_set():
+            self._start_queues()
+
+    def indices_complete(self) -> None:
+        """Every watched kind is in kopf's indices: the queues and periodic passes start."""
+        self.indexed.set()
+        self._start_queues()
+
+    def _start_queues(self) -> None:
+        with self._starting:
+            for queue in (self.queue, self.refreshes):
+                if queue is not None and not queue.started():
+                    queue.start()
 
     def stop_queues(self) -> None:
         for queue in (self.queue, self.refreshes):
@@ -122,6 +138,9 @@ class Runtime:
         self.tasks.append(Periodic(name, seconds, fn, time.monotonic() + seconds))
 
     def run_periodic(self) -> None:
+        while not self.indexed.wait(PERIODIC_TICK_SECONDS):
+            if self.stop.is_set():
+                return
         while not self.stop.wait(PERIODIC_TICK_SECONDS):
             try:
                 leading = self.leading()

@@ -105,7 +105,11 @@ class WorkQueue:
 
     # -- the workers -----------------------------------------------------------------------------
 
+    def started(self) -> bool:
+        return bool(self._workers)
+
     def start(self) -> None:
+        """Start the threads; keys added before wait until then."""
         for i in range(self.threads):
             thread = threading.Thread(target=self._run, name=f"{self.name}-{i}", daemon=True)
             thread.start()

@@ -34,6 +34,9 @@ VERSION: Final = "v1alpha1"
 MODELS: Final = (GROUP, VERSION, "smallmodels")
 PIPELINES: Final = (GROUP, VERSION, "modelpipelines")
 POOLS: Final = (GROUP, VERSION, "servingpools")
+# The kinds whose kopf change handlers only put a key on the reconcile queue (`enqueue`):
+# a listed one passes kopf's start-up gate, and the queue waits instead (`handlers.gate`).
+QUEUED_OWNERS: Final = ((GROUP, MODELS[2]), (GROUP, PIPELINES[2]))
 MANAGED: Final = {LABEL_MANAGED_BY: MANAGED_BY}
 MANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 # Every kind of child a SmallModel or ModelPipeline has, as kopf watches it: with the

@@ -17,8 +17,17 @@ such a listed object the gate only delays a pass that runs no handler.
 
 So a listing event of a kind without kopf change or spawn handlers is
 indexed, marks itself indexed, and goes on without waiting; its worker ends
-and drops the body. Owners (SmallModels, ModelPipelines, ServingPools)
-still wait, as do all later events of every kind while the gate is shut.
+and drops the body. All later events of every kind still wait while the
+gate is shut.
+
+SmallModels and ModelPipelines have change handlers, but these only put the
+object's key on the reconcile queue (`control.workqueue`), and the queue's
+threads, not the handlers, read the indices. So their listed objects pass
+too (`install(queued=...)`), and the reconcile queue and the periodic
+passes start only when kopf's gate opens (`install(opened=...)`, called on
+kopf's event loop when every watched kind is indexed): the same wait as
+before, for keys instead of bodies. ServingPools, whose handlers talk to
+their servers at once, and any kind with a daemon or timer, still wait.
 
 Even so, a list arrives faster than kopf indexes it: each listed object
 gets a worker task at once, and the tasks take turns, so every listed
@@ -31,16 +40,18 @@ holds at once is then about a page per kind, `PACE` objects and the owners
 at the gate, rather than everything listed.
 
 `install` wraps kopf's `processing.process_resource_event`; if kopf no
-longer has it, or its registry lacks the parts used here, kopf is left as
-it is, with a warning.
+longer has it (with the arguments used here), or its registry lacks the
+parts used here, kopf is left as it is, with a warning, and the caller
+starts its queue at once, since every owner then waits at kopf's gate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import Any, Final
 
 from kopf._core.intents import registries
@@ -145,6 +156,49 @@ def acts_on_listing(registry: Any, resource: Any) -> bool:
     )
 
 
+def holds(registry: Any, resource: Any, queued: Collection[tuple[str, str]]) -> bool:
+    """Whether a listed object of this kind waits at the gate with its body.
+
+    A kind in `queued` (by API group and plural) has change handlers that
+    only queue a key for work that starts once the gate opens; it waits
+    only if it has a daemon or timer.
+    """
+    if (str(getattr(resource, "group", "")), str(getattr(resource, "plural", ""))) in queued:
+        return bool(registry._spawning.has_handlers(resource=resource))
+    return acts_on_listing(registry, resource)
+
+
+class Opening:
+    """Calls `hooks` once when a kopf gate opens: every watched kind is indexed.
+
+    kopf makes one gate per run; it is first seen here with the first listed
+    object, which is long before it can open.
+    """
+
+    def __init__(self) -> None:
+        self.hooks: list[Callable[[], None]] = []
+        self._seen: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, gate: Any) -> None:
+        if self._seen == id(gate) or not self.hooks:
+            return
+        self._seen = id(gate)
+        self._task = asyncio.get_running_loop().create_task(self._opened(gate))
+
+    async def _opened(self, gate: Any) -> None:
+        await gate.wait_for(True)
+        for hook in self.hooks:
+            try:
+                hook()
+            except Exception:  # one failing hook must not keep the others from running
+                log.exception("a hook on kopf's opened start-up gate failed")
+
+
+OPENING: Final = Opening()
+QUEUED: Final[set[tuple[str, str]]] = set()
+
+
 def listed(event: Any) -> bool:
     """Whether a watch event is a listed object (kopf's initial or repeated list)."""
     return isinstance(event, Mapping) and event.get("type") is None and "object" in event
@@ -159,7 +213,8 @@ def _wrap(process: Processor) -> Processor:
         event = kwargs.get("raw_event")
         gate = kwargs.get("operator_indexed")
         if gate is not None and listed(event):
-            hold = acts_on_listing(kwargs.get("registry"), kwargs.get("resource"))
+            OPENING.watch(gate)
+            hold = holds(kwargs.get("registry"), kwargs.get("resource"), QUEUED)
             kwargs["operator_indexed"] = Gate(gate, event, hold, PACER)
         try:
             return await process(*args, **kwargs)
@@ -170,12 +225,17 @@ def _wrap(process: Processor) -> Processor:
     return process_resource_event
 
 
-def _compatible() -> bool:
-    """kopf's registry still tells change and spawn handlers apart by resource."""
+ARGUMENTS: Final = frozenset({"raw_event", "registry", "resource", "operator_indexed"})
+
+
+def _compatible(process: Processor) -> bool:
+    """kopf's processor takes the arguments used here; its registry tells handlers apart."""
     try:
+        if not ARGUMENTS.issubset(inspect.signature(process).parameters):
+            return False
         probe: Any = registries.OperatorRegistry()
         return callable(probe._changing.has_handlers) and callable(probe._spawning.has_handlers)
-    except AttributeError:
+    except (AttributeError, TypeError, ValueError):
         return False
 
 
@@ -184,10 +244,18 @@ def installed() -> bool:
     return bool(getattr(processing.process_resource_event, PATCHED, False))
 
 
-def install() -> bool:
-    """Let listed objects that no handler acts on pass the gate; False (and a warning) if not."""
+def install(
+    queued: Collection[tuple[str, str]] = (), opened: Callable[[], None] | None = None
+) -> bool:
+    """Let listed objects that no handler acts on pass the gate; False (and a warning) if not.
+
+    `queued`: the kinds (API group, plural) whose change handlers only queue
+    keys, to pass as well; `opened`: called on kopf's event loop when its gate
+    opens, to start the work those keys wait for. Neither is kept when this
+    answers False.
+    """
     process = getattr(processing, "process_resource_event", None)
-    if process is None or not callable(process) or not _compatible():
+    if process is None or not callable(process) or not _compatible(process):
         log.warning(
             "kopf's processing has changed; every listed object waits at the start-up gate "
             "with its body, which raises the memory a restart needs"
@@ -195,4 +263,7 @@ def install() -> bool:
         return False
     if not getattr(process, PATCHED, False):
         processing.process_resource_event = _wrap(process)
+    QUEUED.update(queued)
+    if opened is not None and opened not in OPENING.hooks:
+        OPENING.hooks.append(opened)
     return True

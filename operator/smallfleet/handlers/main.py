@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from smallfleet.handlers.operator import (
         CHILD_RESOURCES,
         MANAGED_SELECTOR,
+        QUEUED_OWNERS,
         Runtime,
         peering_leader,
         registry,
@@ -148,7 +149,6 @@ def run(args: argparse.Namespace) -> int:
 
     toggles.install()
     streams.install()
-    gate.install()
     ks = kopf.OperatorSettings()
     # kopf's bookkeeping in memory: no annotation write per created or updated object.
     ks.persistence.progress_storage = storage.PROGRESS
@@ -180,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
     facts = IndexFacts()
     runtime = Runtime(reconciler=Reconciler(kube, settings, facts), facts=facts)
     runtime.reconciler.routes = facts.routes
+    # Listed SmallModels and ModelPipelines only queue keys: the queue waits for the indices.
+    if not gate.install(queued=QUEUED_OWNERS, opened=runtime.indices_complete):
+        runtime.indices_complete()  # every owner waits at kopf's own gate instead
     identity: str | None = None
     priority: int | None = None
     if args.peering is not None:

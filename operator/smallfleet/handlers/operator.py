@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from smallfleet.control.runtime import Runtime, peering_leader
 from smallfleet.handlers import children, indices, lifecycle, models, pipelines, pools
-from smallfleet.handlers.base import CHILD_RESOURCES, MANAGED_SELECTOR, registry
+from smallfleet.handlers.base import CHILD_RESOURCES, MANAGED_SELECTOR, QUEUED_OWNERS, registry
 
 __all__ = [
     "CHILD_RESOURCES",
     "MANAGED_SELECTOR",
+    "QUEUED_OWNERS",
     "Runtime",
     "children",
     "indices",
