@@ -283,6 +283,27 @@ def test_a_listed_owner_that_only_queues_passes_and_the_work_waits_for_the_gate(
     assert opened == [True]
 
 
+def test_with_nothing_to_list_the_first_object_created_opens_the_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opening = gate.Opening()
+    opened: list[bool] = []
+    monkeypatch.setattr(gate, "OPENING", opening)
+
+    async def scenario() -> None:
+        cluster = Cluster()
+        opening.hooks.append(lambda: opened.append(cluster.gate.is_on()))
+        task, _ = await cluster.process(PODS, "ADDED", "p-new")
+        await asyncio.wait_for(task, timeout=5)
+        for _ in range(50):
+            if opened:
+                break
+            await asyncio.sleep(0.02)
+
+    asyncio.run(scenario())
+    assert opened == [True]
+
+
 def test_kopf_is_left_as_it_is_when_its_processor_takes_other_arguments(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

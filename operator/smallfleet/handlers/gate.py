@@ -171,8 +171,9 @@ def holds(registry: Any, resource: Any, queued: Collection[tuple[str, str]]) -> 
 class Opening:
     """Calls `hooks` once when a kopf gate opens: every watched kind is indexed.
 
-    kopf makes one gate per run; it is first seen here with the first listed
-    object, which is long before it can open.
+    kopf makes one gate per run; it is first seen here with the first event
+    of any kind: a listed object, long before the gate can open, or, where
+    nothing was there to list, the first object created afterwards.
     """
 
     def __init__(self) -> None:
@@ -212,8 +213,9 @@ def _wrap(process: Processor) -> Processor:
     async def process_resource_event(*args: Any, **kwargs: Any) -> Any:
         event = kwargs.get("raw_event")
         gate = kwargs.get("operator_indexed")
+        if gate is not None:
+            OPENING.watch(gate)  # every event: a cluster may have no object to list
         if gate is not None and listed(event):
-            OPENING.watch(gate)
             hold = holds(kwargs.get("registry"), kwargs.get("resource"), QUEUED)
             kwargs["operator_indexed"] = Gate(gate, event, hold, PACER)
         try:
