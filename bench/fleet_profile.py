@@ -21,7 +21,9 @@ place: marks when it is healthy, after every 5 s of CPU above 10% of a core
   traced memory, and from idle to the last mark, settled (what stays per
   model): by line (where the memory was allocated), by the first frame in
   smallfleet, kopf or the clients (who asked for it) and by whole stack;
-- live objects by type (and asyncio tasks) at idle, that mark and settled.
+- live objects by type (and asyncio tasks) at idle, that mark and settled;
+- each jump of RSS (see `bench/_memprofile/sitecustomize.py`) with the
+  stacks of every thread as it was seen.
 
 tracemalloc slows allocation and doubles what each block costs, so its
 times are no figures to quote (fleet.py's are); its proportions are what it
@@ -308,6 +310,10 @@ def report(out: Path) -> None:
     timeline = out / "timeline.tsv"
     if timeline.exists():
         print("```\n" + timeline.read_text().strip() + "\n```\n")
+    jumps = out / "jumps.txt"
+    if jumps.exists():
+        print("### RSS jumps, with every thread's stack as each was seen\n")
+        print("```\n" + jumps.read_text().strip() + "\n```\n")
     names = (out / "marks.txt").read_text().splitlines() if (out / "marks.txt").exists() else []
     traced = {}
     for k, name in enumerate(names, 1):

@@ -16,6 +16,12 @@ dumped on its own: a snapshot holds the interpreter for seconds, and taking
 them as memory grows would slow the operator more than tracemalloc does.
 The high is reset after each dump, which builds Python objects for every
 trace and would otherwise count as the operator's.
+
+A jump is caught as it happens: every 0.1 s a thread compares VmRSS with
+the last look, and when it grew by SMALLFLEET_MEMPROFILE_JUMP_MIB (default
+16) or more it appends every thread's Python stack to `jumps.txt` (at most
+SMALLFLEET_MEMPROFILE_JUMPS, default 20, times): who allocates in a burst
+that the 2-s timeline only shows as a step.
 """
 
 from __future__ import annotations
@@ -84,6 +90,29 @@ def _watch(out: Path, every: float) -> None:
             time.sleep(every)
 
 
+def _jumps(out: Path, mib: float, limit: int) -> None:
+    import traceback
+
+    last = _status("VmRSS")
+    written = 0
+    while written < limit:
+        time.sleep(0.1)
+        now = _status("VmRSS")
+        if now - last >= mib:
+            names = {t.ident: t.name for t in threading.enumerate()}
+            me = threading.get_ident()
+            stacks = [
+                f"--- thread {names.get(ident, ident)}\n" + "".join(traceback.format_stack(frame))
+                for ident, frame in sys._current_frames().items()
+                if ident != me
+            ]
+            with (out / "jumps.txt").open("a") as fh:
+                fh.write(f"=== {time.time():.1f}: VmRSS {last:.1f} -> {now:.1f} MiB\n")
+                fh.write("\n".join(stacks) + "\n")
+            written += 1
+        last = now
+
+
 def _start() -> None:
     if not OUT:
         return
@@ -98,6 +127,11 @@ def _start() -> None:
     signal.signal(signal.SIGUSR1, mark)
     every = float(os.environ.get("SMALLFLEET_MEMPROFILE_EVERY", "2"))
     threading.Thread(target=_watch, args=(out, every), name="memprofile", daemon=True).start()
+    jump = float(os.environ.get("SMALLFLEET_MEMPROFILE_JUMP_MIB", "16"))
+    limit = int(os.environ.get("SMALLFLEET_MEMPROFILE_JUMPS", "20"))
+    threading.Thread(
+        target=_jumps, args=(out, jump, limit), name="memprofile-jumps", daemon=True
+    ).start()
 
 
 if "pytest" not in sys.modules:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 from smallfleet.core.placement import CarbonReading
-from smallfleet.core.placement.evaluate import FleetEntry, Signals, joint_plan
+from smallfleet.core.placement.evaluate import FleetEntry, Signals, fleet_entry, joint_plan
 from smallfleet.core.render.cli import read_files
 from smallfleet.core.render.serverplan import plan_for_model, plan_for_pipeline
 from smallfleet.core.spec import SmallModelSpec, SpecError, parse_model_pipeline, parse_small_model
@@ -96,6 +96,7 @@ def advise(
 ) -> int:
     """Print the advice for the fleet and cluster in `docs`; the exit code says all parsed."""
     ok = True
+    now = dt.datetime.now(dt.UTC)
     nodes: list[Mapping[str, Any]] = []
     pods: list[Mapping[str, Any]] = []
     models: list[tuple[SmallModelSpec, Mapping[str, Any]]] = []
@@ -123,7 +124,7 @@ def advise(
         if ((doc.get("spec") or {}).get("serving") or {}).get("pool"):
             continue  # its pool's servers, not placement, decide where it runs
         plan = plan_for_model(spec, settings)
-        entries.append(FleetEntry(("SmallModel", spec.namespace, spec.name), plan, doc, ()))
+        entries.append(fleet_entry(("SmallModel", spec.namespace, spec.name), plan, doc, (), now))
     for doc in pipelines:
         try:
             pspec = parse_model_pipeline(doc)
@@ -133,7 +134,9 @@ def advise(
             for fe in e.errors:
                 print(f"{e.kind} {e.name}: {fe}", file=err)
             continue
-        entries.append(FleetEntry(("ModelPipeline", pspec.namespace, pspec.name), plan, doc, ()))
+        entries.append(
+            fleet_entry(("ModelPipeline", pspec.namespace, pspec.name), plan, doc, (), now)
+        )
     regions = sorted(
         {
             str(r)
@@ -141,7 +144,6 @@ def advise(
             if (r := ((n.get("metadata") or {}).get("labels") or {}).get(NODE_REGION_LABEL))
         }
     )
-    now = dt.datetime.now(dt.UTC)
     try:
         readings = _intensities(intensities, regions, now)
     except ValueError as e:

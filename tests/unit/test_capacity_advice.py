@@ -18,7 +18,7 @@ from test_placement_runtime import NOW, SETTINGS, node, owner, plan, signals
 from smallfleet.advice import advise
 from smallfleet.cli import main
 from smallfleet.core.placement import PlacementInput
-from smallfleet.core.placement.evaluate import FleetEntry, joint_plan
+from smallfleet.core.placement.evaluate import fleet_entry, joint_plan
 from smallfleet.core.placement.fleet import HOURS_PER_WEEK, model_watts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -48,7 +48,7 @@ def test_the_fleet_plan_counts_the_fleets_own_servers_as_free_room() -> None:
         node("us", "us-east-1", "NVIDIA-A10G", 4),
     ]
     # The model's own server holds north's only GPU; the plan may still put it there.
-    entry = FleetEntry(("SmallModel", "ns", "m"), plan(), owner(["eu-north-1"]), ())
+    entry = fleet_entry(("SmallModel", "ns", "m"), plan(), owner(["eu-north-1"]), (), NOW)
     fleet = joint_plan(
         [entry], nodes, [gpu_pod("m", "north")], signals(eu_north_1=40, us_east_1=400),
         SETTINGS, NOW,
@@ -62,7 +62,7 @@ def test_the_fleet_plan_counts_the_fleets_own_servers_as_free_room() -> None:
         ("us-east-1", 0.0),
     }
     # A second model that must go to us-east-1 makes one more north GPU worth its move.
-    other = FleetEntry(("SmallModel", "ns", "n"), plan(), owner(), ())
+    other = fleet_entry(("SmallModel", "ns", "n"), plan(), owner(), (), NOW)
     both = joint_plan(
         [entry, other], nodes, [], signals(eu_north_1=40, us_east_1=400), SETTINGS, NOW
     )

@@ -48,6 +48,7 @@ from smallfleet.core.placement.evaluate import (
     FleetEntry,
     Signals,
     evaluate,
+    fleet_entry,
     joint_plan,
     only_full,
     placement_status,
@@ -360,6 +361,7 @@ class Placer:
         still applies every rule; pooled models are their pool's to place.
         """
         reconciler = self._reconciler()
+        now = self.now()
         entries: list[FleetEntry] = []
         for key in reconciler.known():
             body = reconciler.body(key)
@@ -370,10 +372,10 @@ class Placer:
             except Exception:  # an invalid spec is the reconcile's to report
                 continue
             mine = owned(self.facts.deployments(key), body["metadata"].get("uid"))
-            entries.append(FleetEntry(key, plan, body, mine))
+            entries.append(fleet_entry(key, plan, body, mine, now))
         fleet = joint_plan(
             entries, self.facts.nodes(), self.facts.gpu_pods(), self.signals.latest(),
-            self.settings, self.now(),
+            self.settings, now,
         )  # fmt: skip
         with self._lock:
             self._targets = dict(fleet.targets)

@@ -221,12 +221,34 @@ def only_full(decision: PlacementDecision) -> bool:
 
 @dataclass(frozen=True)
 class FleetEntry:
-    """One placed model of the fleet, as the runtime's watches hold it."""
+    """One placed model of the fleet: what the joint plan reads of it, not its objects.
+
+    Small on purpose: the joint plan holds one per model at once, and a
+    whole owner with its Deployments is tens of KiB as Python objects (at
+    5,000 models a carbon refresh held 170 MiB of them). Make one with
+    `fleet_entry`.
+    """
 
     key: tuple[str, str, str]  # (kind, namespace, name)
     plan: ServerPlan
-    owner: Mapping[str, Any]
-    deployments: Sequence[Mapping[str, Any]]
+    replicas: int  # replicas it runs or is to run, at least 1
+    current: CurrentPlacement | None  # where it is placed now
+
+
+def fleet_entry(
+    key: tuple[str, str, str],
+    plan: ServerPlan,
+    owner: Mapping[str, Any],
+    deployments: Sequence[Mapping[str, Any]],
+    now: dt.datetime,
+) -> FleetEntry:
+    """The entry of one model from its owner and its Deployments, as `joint_plan` at `now` reads it."""
+    return FleetEntry(
+        key,
+        plan,
+        max(1, replicas_to_run(plan.scaling, deployments)),
+        current_placement(owner, deployments, now),
+    )
 
 
 @dataclass(frozen=True)
@@ -259,6 +281,8 @@ def joint_plan(
 ) -> FleetPlan:
     """Where the whole fleet should run now, and where one more GPU would save the most.
 
+    `entries` are made at the same `now` (`fleet_entry`).
+
     The room is the cluster's as if none of the fleet's servers ran (their
     pods left out), so the plan may give one model's GPUs to another; each
     model's reconcile then follows its target through `decide`, which still
@@ -271,9 +295,8 @@ def joint_plan(
     members: list[FleetModel] = []
     names: dict[str, tuple[str, str, str]] = {}
     for e in entries:
-        replicas = max(1, replicas_to_run(e.plan.scaling, e.deployments))
         model = PlacementInput(
-            f"{e.key[1]}/{e.key[2]}", e.plan.placement, e.plan.resources, replicas
+            f"{e.key[1]}/{e.key[2]}", e.plan.placement, e.plan.resources, e.replicas
         )
         room = (
             gpu_room
@@ -285,7 +308,7 @@ def joint_plan(
                 model,
                 signals.readings,
                 room,
-                current_placement(e.owner, e.deployments, now),
+                e.current,
                 now,
                 settings,
                 regions=signals.table,
