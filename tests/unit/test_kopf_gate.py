@@ -251,57 +251,65 @@ def test_others_wait_until_the_gate_opens(kind: tuple[str, str, str], type: str 
     assert cluster.events == ([] if kind == OWNERS else ["MODIFIED"])
 
 
+class Opened:
+    """A fresh `gate.OPENING` whose one hook records whether kopf's gate was open when called."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.opening = gate.Opening()
+        self.calls: list[bool] = []
+        monkeypatch.setattr(gate, "OPENING", self.opening)
+
+    def hook_on(self, cluster: Cluster) -> None:
+        self.opening.hooks.append(lambda: self.calls.append(cluster.gate.is_on()))
+
+    async def called(self) -> None:
+        for _ in range(50):
+            if self.calls:
+                return
+            await asyncio.sleep(0.02)
+
+
 def test_a_listed_owner_that_only_queues_passes_and_the_work_waits_for_the_gate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    opening = gate.Opening()
-    opened: list[bool] = []
-    monkeypatch.setattr(gate, "OPENING", opening)
+    opened = Opened(monkeypatch)
     monkeypatch.setattr(gate, "QUEUED", {("example.com", "queued")})
 
     async def scenario() -> Cluster:
         cluster = Cluster()
-        opening.hooks.append(lambda: opened.append(cluster.gate.is_on()))
+        opened.hook_on(cluster)
         blocker = await cluster.gate.make_toggle(name="another kind still listing")
         task, _ = await cluster.process(QUEUED, None, "q-0")
         await asyncio.wait_for(task, timeout=5)
         assert not cluster.counted()
         assert cluster.resumed == ["q-0"]  # its handler ran: it queued a key
         await asyncio.sleep(0.1)
-        assert opened == []  # the work that key waits for has not started
+        assert opened.calls == []  # the work that key waits for has not started
         await cluster.gate.drop_toggle(blocker)
-        for _ in range(50):
-            if opened:
-                break
-            await asyncio.sleep(0.02)
+        await opened.called()
         task, _ = await cluster.process(QUEUED, None, "q-1")  # the same gate: one call only
         await asyncio.wait_for(task, timeout=5)
         await asyncio.sleep(0.05)
         return cluster
 
     asyncio.run(scenario())
-    assert opened == [True]
+    assert opened.calls == [True]
 
 
 def test_with_nothing_to_list_the_first_object_created_opens_the_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    opening = gate.Opening()
-    opened: list[bool] = []
-    monkeypatch.setattr(gate, "OPENING", opening)
+    opened = Opened(monkeypatch)
 
     async def scenario() -> None:
         cluster = Cluster()
-        opening.hooks.append(lambda: opened.append(cluster.gate.is_on()))
+        opened.hook_on(cluster)
         task, _ = await cluster.process(PODS, "ADDED", "p-new")
         await asyncio.wait_for(task, timeout=5)
-        for _ in range(50):
-            if opened:
-                break
-            await asyncio.sleep(0.02)
+        await opened.called()
 
     asyncio.run(scenario())
-    assert opened == [True]
+    assert opened.calls == [True]
 
 
 def test_kopf_is_left_as_it_is_when_its_processor_takes_other_arguments(
