@@ -259,6 +259,8 @@ def test_keys_wait_for_the_indices_and_so_do_the_periodic_passes() -> None:
     passes: list[float] = []
     reconciler.reconcile_named = lambda *k, once=False: reconciled.append(k)  # type: ignore[method-assign,assignment,misc]
     runtime = Runtime(reconciler=reconciler)
+    asked: list[float] = []
+    runtime.leading = lambda: asked.append(time.monotonic()) is None  # a standby says so too
     runtime.start_queue(2, refresh_threads=1)
     runtime.every(0.0, lambda: passes.append(time.monotonic()), "probe")
     periodic = threading.Thread(target=runtime.run_periodic, daemon=True)
@@ -267,6 +269,7 @@ def test_keys_wait_for_the_indices_and_so_do_the_periodic_passes() -> None:
     runtime.enqueue(key("b"), once=True)
     time.sleep(1.5)
     assert reconciled == [] and passes == []
+    assert asked  # leadership is still looked at (and logged) while the indices fill
     assert runtime.queue is not None and len(runtime.queue) == 2
     runtime.indices_complete()
     wait_for(lambda: len(reconciled) == 2 and bool(passes))

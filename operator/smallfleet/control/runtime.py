@@ -138,16 +138,15 @@ class Runtime:
         self.tasks.append(Periodic(name, seconds, fn, time.monotonic() + seconds))
 
     def run_periodic(self) -> None:
-        while not self.indexed.wait(PERIODIC_TICK_SECONDS):
-            if self.stop.is_set():
-                return
+        """Every tick: whether this replica leads (which a replica on standby says too), then
+        the passes that are due, once every watched kind is indexed."""
         while not self.stop.wait(PERIODIC_TICK_SECONDS):
             try:
                 leading = self.leading()
             except Exception:  # unknown counts as not leading: two actors are worse than none
                 log.exception("could not tell whether this replica leads")
                 leading = False
-            if not leading:
+            if not leading or not self.indexed.is_set():
                 continue
             now = time.monotonic()
             for task in self.tasks:
