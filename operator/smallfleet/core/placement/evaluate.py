@@ -225,7 +225,7 @@ class FleetEntry:
 
     Small on purpose: the joint plan holds one per model at once, and a
     whole owner with its Deployments is tens of KiB as Python objects (at
-    5,000 models a carbon refresh held 170 MiB of them). Make one with
+    5,000 models a carbon refresh held about 250 MiB of them). Make one with
     `fleet_entry`.
     """
 
