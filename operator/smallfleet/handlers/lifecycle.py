@@ -21,7 +21,11 @@ RECONCILE_THREADS: Final = 32
 
 @kopf.on.startup(registry=registry)
 def start_periodic(memo: Any, **kwargs: Any) -> None:
-    """Hand kopf's indices to the control layer; start the reconcile queue and periodic thread."""
+    """Hand kopf's indices to the control layer; make the queues, start the periodic thread.
+
+    The queues take keys, and the periodic thread runs its passes, once the indices are
+    complete (`Runtime.indices_complete`).
+    """
     runtime = runtime_of(memo)
     runtime.facts.attach({name: kwargs[name] for name in INDEX_NAMES if name in kwargs})
     runtime.start_queue(RECONCILE_THREADS)
