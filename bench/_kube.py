@@ -403,15 +403,26 @@ def baseline_account(cluster: Cluster, kubeconfig: Path) -> str:
 
 @contextlib.contextmanager
 def baseline_operator(
-    cluster: Cluster, workdir: Path, kubeconfig: Path | None = None
+    cluster: Cluster,
+    workdir: Path,
+    kubeconfig: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`kopf run` of bench/baseline/operator.py (admin kubeconfig unless one is given)."""
+    """`kopf run` of bench/baseline/operator.py (admin kubeconfig unless one is given).
+
+    `env` adds to its environment (the children it makes: see its docstring).
+    """
     port = free_port()
     argv = [
         str(PYTHON), "-m", "kopf", "run", "--standalone", "--all-namespaces",
         f"--liveness=http://127.0.0.1:{port}/healthz", str(BASELINE_DIR / "operator.py"),
     ]  # fmt: skip
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig or cluster.kubeconfig), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        KUBECONFIG=str(kubeconfig or cluster.kubeconfig),
+        PYTHONUNBUFFERED="1",
+        **(env or {}),
+    )
     log_path = workdir / "baseline.log"
     with log_path.open("wb") as out:
         proc = subprocess.Popen(

@@ -3,9 +3,13 @@
 `operator_throughput.py` asks how fast a burst of new objects is handled.
 This benchmark asks what a fleet costs while it lives, per object, so the
 operator can be sized: for each fleet size N (SMALLFLEET_FLEET_SIZES, default
-100,1000,5000) and for each side (the plain kopf baseline,
-`bench/baseline/operator.py`, and smallfleet) on a fresh local cluster of its
-own, it
+100,1000,5000) and for each side on a fresh local cluster of its own — the
+plain kopf baseline (`bench/baseline/operator.py`, one Deployment per object),
+the same plain kopf making the children smallfleet renders for a bench
+SmallModel instead (ConfigMap, Service, Deployment, PodDisruptionBudget: what
+any operator serving such a model makes, and what the cluster does in answer,
+without smallfleet's own work), and smallfleet; SMALLFLEET_FLEET_SIDES picks
+some (default `plain,children,smallfleet`) — it
 
 1. **creates** N objects (8 parallel `kubectl apply --server-side`) and times
    them until all are handled and Ready (smallfleet: status.observedGeneration
@@ -194,6 +198,7 @@ class Side:
     handled: Callable[[Mapping[str, Any]], bool]
     ready: Callable[[Mapping[str, Any]], bool]
     updated: Callable[[Mapping[str, Any]], bool]
+    children: bool = False  # plain kopf making smallfleet's children instead of its own
 
     def namespace(self, i: int) -> str:
         return f"bench-{self.short}-{i % NAMESPACES}"
@@ -221,7 +226,49 @@ def _plain_updated(obj: Mapping[str, Any]) -> bool:
 BASELINE: Final = Side(
     "plain kopf", PLAIN, "plain", "plain-kopf", _plain, plain_handled, plain_handled, _plain_updated
 )
+CHILDREN: Final = Side(
+    "plain kopf, smallfleet's children",
+    PLAIN,
+    "kids",
+    "smallfleet",
+    _plain,
+    plain_handled,
+    plain_handled,
+    _plain_updated,
+    children=True,
+)
 SMALLFLEET: Final = Side("smallfleet", SM, "sf", "smallfleet", _sm, handled, ready, _sm_updated)
+SIDE_KEYS: Final = {"plain": BASELINE, "children": CHILDREN, "smallfleet": SMALLFLEET}
+SIDES: Final = tuple(
+    SIDE_KEYS[k]
+    for k in os.environ.get("SMALLFLEET_FLEET_SIDES", "plain,children,smallfleet").split(",")
+    if k
+)
+# The bench SmallModel whose rendered children the CHILDREN side makes, by placeholders.
+TEMPLATE_INDEX: Final = 0
+TEMPLATE_NAMESPACE: Final = "bench-template-namespace"
+
+
+def children_template(path: Path) -> dict[str, str]:
+    """smallfleet's children for one bench SmallModel, written for the baseline; its env.
+
+    They come from smallfleet's own render (`smallfleet render`'s code path),
+    with the model's name and namespace left as placeholders that the
+    baseline replaces with each PlainApp's.
+    """
+    from smallfleet.core.render.cli import render_documents
+    from smallfleet.settings import Settings
+
+    model = small_model(TEMPLATE_INDEX, TEMPLATE_NAMESPACE)
+    objects, ok = render_documents([model], Settings(), None, sys.stderr)
+    if not ok or not objects:
+        raise RuntimeError("smallfleet rendered no children for the bench SmallModel")
+    path.write_text(json.dumps(objects))
+    return {
+        "SMALLFLEET_BASELINE_CHILDREN": str(path),
+        "SMALLFLEET_BASELINE_NAME": str(model["metadata"]["name"]),
+        "SMALLFLEET_BASELINE_NAMESPACE": TEMPLATE_NAMESPACE,
+    }
 
 
 # --------------------------------------------------------------------------- audit log
@@ -524,10 +571,11 @@ def _run_side(
         cluster.apply_yaml(BASELINE_DIR / "crd.yaml")
         wait_established(cluster, ["plainapps.bench.smallfleet.io"])
         result.user = baseline_account(cluster, work / "baseline.kubeconfig")
+        env = children_template(work / "children.json") if side.children else {}
 
         def starter(stack: contextlib.ExitStack) -> tuple[int, Callable[[], str | None]]:
             proc = stack.enter_context(
-                baseline_operator(cluster, work, work / "baseline.kubeconfig")
+                baseline_operator(cluster, work, work / "baseline.kubeconfig", env)
             )
 
             def alive() -> str | None:
@@ -863,7 +911,7 @@ class Run:
 def measure(run: Run) -> None:
     for n in SIZES:
         run.results[n] = []
-        for side in (BASELINE, SMALLFLEET):
+        for side in SIDES:
             log(f"N={n}: {side.name}")
             with workdir("sf-fleet-") as work:
                 config = cluster_config(work)
@@ -1051,16 +1099,32 @@ def ratios(results: Sequence[Result]) -> list[str]:
     """smallfleet's time to all Ready against plain kopf's two finishing lines."""
     sides = {r.side: r for r in results}
     sf, plain = sides.get(SMALLFLEET.name), sides.get(BASELINE.name)
-    if sf is None or plain is None or sf.ready_s is None:
+    kids = sides.get(CHILDREN.name)
+    if sf is None or sf.ready_s is None:
         return []
     parts = []
-    if plain.ready_s:
+    if plain is not None and plain.ready_s:
         parts.append(f"{sf.ready_s / plain.ready_s:.1f}x plain kopf's all handled (goal 2x)")
-    if plain.available_s:
+    if plain is not None and plain.available_s:
         parts.append(
             f"{sf.ready_s / plain.available_s:.1f}x the time until plain kopf's Deployments "
             "were all available (its pods running: the cluster's pace for one Deployment per "
             "object)"
+        )
+    if kids is not None and kids.ready_s:
+        parts.append(
+            f"{sf.ready_s / kids.ready_s:.1f}x plain kopf's all handled when it makes "
+            "smallfleet's children"
+        )
+    if kids is not None and kids.available_s:
+        parts.append(
+            f"{sf.ready_s / kids.available_s:.1f}x the time until those children's "
+            "Deployments were all available (the cluster's pace for what a served model needs)"
+        )
+    if plain is not None and kids is not None and plain.ready_s and kids.ready_s:
+        parts.append(
+            f"plain kopf itself took {kids.ready_s / plain.ready_s:.1f}x as long with "
+            "smallfleet's children as with its one Deployment"
         )
     if not parts:
         return []
