@@ -239,11 +239,19 @@ CHILDREN: Final = Side(
 )
 SMALLFLEET: Final = Side("smallfleet", SM, "sf", "smallfleet", _sm, handled, ready, _sm_updated)
 SIDE_KEYS: Final = {"plain": BASELINE, "children": CHILDREN, "smallfleet": SMALLFLEET}
-SIDES: Final = tuple(
-    SIDE_KEYS[k]
-    for k in os.environ.get("SMALLFLEET_FLEET_SIDES", "plain,children,smallfleet").split(",")
-    if k
-)
+
+
+def _sides(text: str) -> tuple[Side, ...]:
+    unknown = [k for k in text.split(",") if k and k not in SIDE_KEYS]
+    if unknown:
+        raise SystemExit(
+            f"SMALLFLEET_FLEET_SIDES: unknown side(s) {', '.join(unknown)}; "
+            f"choose from {','.join(SIDE_KEYS)}"
+        )
+    return tuple(SIDE_KEYS[k] for k in text.split(",") if k)
+
+
+SIDES: Final = _sides(os.environ.get("SMALLFLEET_FLEET_SIDES", "plain,children,smallfleet"))
 # The bench SmallModel whose rendered children the CHILDREN side makes, by placeholders.
 TEMPLATE_INDEX: Final = 0
 TEMPLATE_NAMESPACE: Final = "bench-template-namespace"
